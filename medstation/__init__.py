@@ -1,0 +1,3 @@
+"""medstation: a desktop radiology assistant with local AI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,89 @@
+"""Functions that run inside loader worker processes (see ``_pool``).
+
+Kept in one small module so the fork server can preload it (and pydicom with
+its decoder plugins) once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom  # noqa: F401  (preloaded by the fork server)
+from pydicom.pixels import iter_pixels
+
+from medstation.core.errors import LoadError
+from medstation.dicom.header import InstanceHeader, scan_file
+
+
+@dataclass(frozen=True)
+class DecodeTask:
+    """Decode some frames of one file and apply the modality rescale."""
+
+    path: str
+    frames: tuple[int, ...]
+    rescale: tuple[tuple[float, float], ...]  # (slope, intercept) per frame
+    out_dtype: str
+    rows: int
+    columns: int
+    color: bool
+
+
+def scan(path: str) -> InstanceHeader:
+    return scan_file(path)
+
+
+def scan_batch(paths: tuple[str, ...]) -> list:
+    """Scan several files in one round trip; each entry a header or a ``LoadError``."""
+    out: list = []
+    for p in paths:
+        try:
+            out.append(scan_file(p))
+        except LoadError as exc:
+            out.append(exc)
+    return out
+
+
+def decode(task: DecodeTask) -> np.ndarray:
+    """Return the requested frames as ``(n, rows, columns[, 3])`` in ``task.out_dtype``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(task.path)
+        photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+        out_shape = (len(task.frames), task.rows, task.columns) + ((3,) if task.color else ())
+        out = np.empty(out_shape, dtype=task.out_dtype)
+        frames = list(iter_pixels(ds, indices=list(task.frames)))
+    if len(frames) != len(task.frames):
+        raise LoadError(task.path, f"expected {len(task.frames)} frames, the file gave {len(frames)}",
+                        "the file is damaged; re-export it from the source")
+    for n, (arr, (slope, intercept)) in enumerate(zip(frames, task.rescale)):
+        if photometric == "PALETTE COLOR" and task.color:
+            from pydicom.pixels import apply_color_lut
+
+            arr = apply_color_lut(arr, ds)
+        if arr.shape != out.shape[1:]:
+            raise LoadError(task.path, f"a frame decoded to shape {arr.shape}, the header declares "
+                                       f"{out.shape[1:]}",
+                            "the file is damaged; re-export it from the source")
+        if task.color:
+            if not np.can_cast(arr.dtype, out.dtype):
+                raise LoadError(task.path, f"colour pixels decoded as {arr.dtype}, expected {out.dtype}",
+                                "the file's Bits Allocated does not match its pixel data")
+            out[n] = arr
+        else:
+            out[n] = apply_rescale(arr, slope, intercept, out.dtype)
+    return out
+
+
+def apply_rescale(arr: np.ndarray, slope: float, intercept: float, dtype) -> np.ndarray:
+    """Stored values -> modality values (HU for CT) in ``dtype``."""
+    if slope == 1.0 and intercept == 0.0:
+        return arr.astype(dtype, copy=False)
+    if np.dtype(dtype).kind == "i" and float(slope).is_integer() and float(intercept).is_integer():
+        tmp = arr.astype(np.int32)
+        if slope != 1.0:
+            tmp *= int(slope)
+        tmp += int(intercept)
+        return tmp.astype(dtype)
+    return (arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(dtype)

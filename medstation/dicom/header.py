@@ -1,0 +1,427 @@
+"""Header scan: everything medstation needs from one file, without its pixels.
+
+``scan_file`` runs inside a loader worker process (see ``_pool``); it returns
+an ``InstanceHeader`` (plain values, cheap to pickle and to store in the study
+database) or raises ``LoadError``. It records where native pixel data lies in
+the file so slices can later be read straight into the volume.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from medstation.core.errors import LoadError
+
+#: refuse to decode anything whose declared decoded size is above this
+MAX_DECODED_BYTES = 4 * 1024**3
+
+_DEFER = 2048  # bytes: values longer than this are not read during the scan
+
+
+class NotDicomError(LoadError):
+    """The file is not DICOM at all (a README, a thumbnail, ...): skipped, not broken."""
+
+
+@dataclass
+class InstanceHeader:
+    """The attributes of one DICOM instance that medstation indexes and loads by."""
+
+    path: str
+    file_size: int = 0
+    mtime_ns: int = 0
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+    transfer_syntax: str = ""
+    patient_id: str = ""
+    patient_name: str = ""
+    birth_date: str = ""
+    sex: str = ""
+    study_uid: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    study_description: str = ""
+    accession: str = ""
+    series_uid: str = ""
+    series_number: int | None = None
+    series_description: str = ""
+    modality: str = ""
+    frame_of_reference_uid: str = ""
+    instance_number: int | None = None
+    acquisition_number: int | None = None
+    echo_number: int | None = None
+    temporal_position: int | None = None
+    image_type: str = ""
+    rows: int = 0
+    columns: int = 0
+    frames: int = 1
+    samples_per_pixel: int = 1
+    bits_allocated: int = 0
+    bits_stored: int = 0
+    pixel_representation: int = 0
+    photometric: str = ""
+    planar_configuration: int = 0
+    position: tuple[float, float, float] | None = None
+    orientation: tuple[float, ...] | None = None
+    pixel_spacing: tuple[float, float] | None = None
+    slice_thickness: float | None = None
+    rescale_slope: float = 1.0
+    rescale_intercept: float = 0.0
+    rescale_type: str = ""
+    #: per-frame values for multi-frame images (None: same for every frame)
+    frame_positions: list[tuple[float, float, float]] | None = None
+    frame_rescale: list[tuple[float, float]] | None = None
+    windows: list[tuple[float, float, str]] = field(default_factory=list)
+    has_pixels: bool = False
+    #: byte offset and length of native (uncompressed) pixel data in the file,
+    #: -1 when the data is encapsulated or not directly addressable
+    pixel_offset: int = -1
+    pixel_length: int = -1
+    #: True when the file's dataset uses little endian explicit/implicit VR
+    little_endian: bool = True
+    #: non-fatal notes found during the scan
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_color(self) -> bool:
+        return self.samples_per_pixel > 1 or self.photometric == "PALETTE COLOR"
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one native frame (YBR_FULL_422 stores two samples per pixel)."""
+        samples = 2 if self.photometric == "YBR_FULL_422" else self.samples_per_pixel
+        bits = self.rows * self.columns * samples * self.bits_allocated
+        return (bits + 7) // 8
+
+    @property
+    def fast_native(self) -> bool:
+        """Pixels can be read straight from the file, bypassing any decoder."""
+        return (
+            self.pixel_offset >= 0
+            and self.little_endian
+            and self.samples_per_pixel == 1
+            and self.photometric in ("MONOCHROME1", "MONOCHROME2")
+            and self.bits_allocated in (8, 16)
+            and 0 < self.bits_stored <= self.bits_allocated
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> InstanceHeader:
+        d = dict(d)
+        for k in ("position", "orientation", "pixel_spacing"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        for k in ("frame_positions", "frame_rescale", "windows"):
+            if d.get(k) is not None:
+                d[k] = [tuple(v) for v in d[k]]
+        return cls(**d)
+
+
+def has_preamble(path: str) -> bool:
+    """True when the file carries the 128-byte preamble and the DICM marker."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+_NOT_DICOM_HINT = "only DICOM files, DICOMDIR folders and .zip archives can be imported"
+_KEY_ATTRIBUTES = (0x00080016, 0x00080018, 0x0020000D, 0x0020000E, 0x00080060, 0x7FE00010)
+
+
+def scan_file(path: str) -> InstanceHeader:
+    """Read one file's header. Raises ``LoadError`` (or ``NotDicomError``)."""
+    import pydicom
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise LoadError(path, f"cannot open the file: {exc.strerror}",
+                        "check that the file exists and is readable") from None
+    if st.st_size == 0:
+        raise NotDicomError(path, "empty file (0 bytes)", "remove it or copy the file again")
+    preamble = has_preamble(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            # Files without the preamble are legal (old or raw datasets): parse
+            # them by force, and call them DICOM only if key attributes appear.
+            ds = pydicom.dcmread(path, defer_size=_DEFER, force=not preamble)
+            if not preamble and not any(t in ds for t in _KEY_ATTRIBUTES):
+                raise NotDicomError(path, "not a DICOM file (no DICM marker, no DICOM attributes)",
+                                    _NOT_DICOM_HINT)
+            header = _header_from_dataset(path, ds, st)
+        except LoadError:
+            raise
+        except MemoryError:
+            raise LoadError(path, "the header declares more data than memory allows",
+                            "the file is damaged; re-export it from the source") from None
+        except Exception as exc:  # pydicom raises many types on damaged files
+            if not preamble:
+                raise NotDicomError(path, "not a DICOM file (no DICM marker, unreadable as a "
+                                          "DICOM dataset)", _NOT_DICOM_HINT) from None
+            raise LoadError(path, f"cannot parse the DICOM header: {_short(exc)}",
+                            "the file is damaged or truncated; re-export it from the source") from None
+    return header
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _get(ds, keyword, conv=str, default=None):
+    try:
+        v = ds.get(keyword)
+    except Exception:
+        return default
+    if v is None or v == "":
+        return default
+    try:
+        return conv(v)
+    except Exception:
+        return default
+
+
+def _num(v) -> int:
+    return int(v[0]) if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue" else int(v)
+
+
+def _floats(v, n):
+    vals = [float(x) for x in v]
+    if len(vals) != n or not all(math.isfinite(x) for x in vals):
+        raise ValueError("bad vector")
+    return tuple(vals)
+
+
+def _text(v) -> str:
+    return str(v).strip()
+
+
+def _header_from_dataset(path, ds, st) -> InstanceHeader:
+    meta = getattr(ds, "file_meta", None)
+    tsyntax = _get(meta, "TransferSyntaxUID", str, "") if meta is not None else ""
+    if not tsyntax:
+        tsyntax = ("1.2.840.10008.1.2" if ds.is_implicit_VR else "1.2.840.10008.1.2.1") \
+            if ds.is_little_endian else "1.2.840.10008.1.2.2"
+    h = InstanceHeader(path=str(path), file_size=st.st_size, mtime_ns=st.st_mtime_ns,
+                       transfer_syntax=tsyntax)
+    h.sop_class_uid = _get(ds, "SOPClassUID", str, "") or _get(meta, "MediaStorageSOPClassUID", str, "")
+    h.sop_instance_uid = _get(ds, "SOPInstanceUID", str, "") or _get(meta, "MediaStorageSOPInstanceUID", str, "")
+    if h.sop_class_uid == "1.2.840.10008.1.3.10":
+        raise NotDicomError(path, "a DICOMDIR (media directory), not an image",
+                            "import the folder that holds it; its files are followed")
+    h.patient_id = _get(ds, "PatientID", _text, "")
+    h.patient_name = _get(ds, "PatientName", _text, "")
+    h.birth_date = _get(ds, "PatientBirthDate", _text, "")
+    h.sex = _get(ds, "PatientSex", _text, "")
+    h.study_uid = _get(ds, "StudyInstanceUID", str, "")
+    h.study_date = _get(ds, "StudyDate", _text, "")
+    h.study_time = _get(ds, "StudyTime", _text, "")
+    h.study_description = _get(ds, "StudyDescription", _text, "")
+    h.accession = _get(ds, "AccessionNumber", _text, "")
+    h.series_uid = _get(ds, "SeriesInstanceUID", str, "")
+    h.series_number = _get(ds, "SeriesNumber", _num)
+    h.series_description = _get(ds, "SeriesDescription", _text, "")
+    h.modality = _get(ds, "Modality", _text, "")
+    h.frame_of_reference_uid = _get(ds, "FrameOfReferenceUID", str, "")
+    h.instance_number = _get(ds, "InstanceNumber", _num)
+    h.acquisition_number = _get(ds, "AcquisitionNumber", _num)
+    h.echo_number = _get(ds, "EchoNumbers", _num)
+    h.temporal_position = _get(ds, "TemporalPositionIdentifier", _num)
+    h.image_type = _get(ds, "ImageType", lambda v: "\\".join(str(x) for x in v)
+                        if not isinstance(v, str) else v, "")
+    h.little_endian = bool(ds.is_little_endian) if ds.is_little_endian is not None else True
+
+    h.has_pixels = any(t in ds for t in (0x7FE00010, 0x7FE00008, 0x7FE00009))
+    if not h.has_pixels:
+        return h
+    h.rows = _get(ds, "Rows", int, 0)
+    h.columns = _get(ds, "Columns", int, 0)
+    h.frames = _get(ds, "NumberOfFrames", _num, 1) or 1
+    h.samples_per_pixel = _get(ds, "SamplesPerPixel", int, 1)
+    h.bits_allocated = _get(ds, "BitsAllocated", int, 0)
+    h.bits_stored = _get(ds, "BitsStored", int, h.bits_allocated)
+    h.pixel_representation = _get(ds, "PixelRepresentation", int, 0)
+    h.photometric = _get(ds, "PhotometricInterpretation", _text, "").upper()
+    h.planar_configuration = _get(ds, "PlanarConfiguration", int, 0)
+    _check_image_attributes(path, h)
+
+    h.position = _get(ds, "ImagePositionPatient", lambda v: _floats(v, 3))
+    h.orientation = _get(ds, "ImageOrientationPatient", lambda v: _floats(v, 6))
+    h.pixel_spacing = _get(ds, "PixelSpacing", lambda v: _floats(v, 2)) or \
+        _get(ds, "ImagerPixelSpacing", lambda v: _floats(v, 2))
+    h.slice_thickness = _get(ds, "SliceThickness", float)
+    h.rescale_slope = _get(ds, "RescaleSlope", float, 1.0)
+    h.rescale_intercept = _get(ds, "RescaleIntercept", float, 0.0)
+    h.rescale_type = _get(ds, "RescaleType", _text, "")
+    _read_functional_groups(ds, h)
+    _read_grid_offsets(ds, h)
+    _read_windows(ds, h)
+    _check_rescale(path, h)
+    _locate_native_pixels(path, ds, h, st.st_size)
+    return h
+
+
+def _check_image_attributes(path, h: InstanceHeader) -> None:
+    fix = "the file is damaged or not a supported image; re-export it from the source"
+    if h.rows <= 0 or h.columns <= 0:
+        raise LoadError(path, f"invalid image size {h.rows} x {h.columns}", fix)
+    if h.bits_allocated not in (1, 8, 16, 32, 64):
+        raise LoadError(path, f"unsupported Bits Allocated {h.bits_allocated}", fix)
+    if not 0 < h.bits_stored <= h.bits_allocated:
+        raise LoadError(path, f"Bits Stored {h.bits_stored} does not fit Bits Allocated "
+                              f"{h.bits_allocated}", fix)
+    if h.samples_per_pixel not in (1, 3, 4):
+        raise LoadError(path, f"unsupported Samples per Pixel {h.samples_per_pixel}", fix)
+    if h.frames < 1:
+        raise LoadError(path, f"invalid Number of Frames {h.frames}", fix)
+    declared = h.frame_bytes * h.frames
+    if declared > MAX_DECODED_BYTES:
+        raise LoadError(path, f"the image declares {declared / 1024**3:.1f} GiB of pixels "
+                              f"({h.rows} x {h.columns} x {h.frames} frames), above the "
+                              f"{MAX_DECODED_BYTES / 1024**3:.0f} GiB limit", fix)
+
+
+def _check_rescale(path, h: InstanceHeader) -> None:
+    pairs = [(h.rescale_slope, h.rescale_intercept)] + list(h.frame_rescale or [])
+    for slope, intercept in pairs:
+        if not (math.isfinite(slope) and math.isfinite(intercept)) or slope == 0:
+            raise LoadError(path, f"invalid rescale (slope {slope}, intercept {intercept})",
+                            "the file is damaged; re-export it from the source")
+
+
+def _seq_item(ds, keyword):
+    try:
+        seq = ds.get(keyword)
+        return seq[0] if seq else None
+    except Exception:
+        return None
+
+
+def _read_functional_groups(ds, h: InstanceHeader) -> None:
+    """Enhanced multi-frame: geometry and rescale from the functional groups."""
+    shared = _seq_item(ds, "SharedFunctionalGroupsSequence")
+    try:
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    except Exception:
+        per_frame = None
+    if shared is None and not per_frame:
+        return
+
+    def from_groups(fg):
+        out = {}
+        if fg is None:
+            return out
+        if (item := _seq_item(fg, "PlaneOrientationSequence")) is not None:
+            out["orientation"] = _get(item, "ImageOrientationPatient", lambda v: _floats(v, 6))
+        if (item := _seq_item(fg, "PixelMeasuresSequence")) is not None:
+            out["pixel_spacing"] = _get(item, "PixelSpacing", lambda v: _floats(v, 2))
+            out["slice_thickness"] = _get(item, "SliceThickness", float)
+        if (item := _seq_item(fg, "PixelValueTransformationSequence")) is not None:
+            out["rescale"] = (_get(item, "RescaleSlope", float, 1.0),
+                              _get(item, "RescaleIntercept", float, 0.0))
+            out["rescale_type"] = _get(item, "RescaleType", _text, "")
+        if (item := _seq_item(fg, "PlanePositionSequence")) is not None:
+            out["position"] = _get(item, "ImagePositionPatient", lambda v: _floats(v, 3))
+        return out
+
+    common = from_groups(shared)
+    frames = [from_groups(fg) for fg in (per_frame or [])]
+    first = frames[0] if frames else {}
+    for key in ("orientation", "pixel_spacing", "slice_thickness"):
+        value = common.get(key) or first.get(key)
+        if value is not None:
+            setattr(h, key, value)
+    if "rescale" in common:
+        h.rescale_slope, h.rescale_intercept = common["rescale"]
+        h.rescale_type = common.get("rescale_type") or h.rescale_type
+    if len(frames) == h.frames:
+        positions = [f.get("position") for f in frames]
+        if all(p is not None for p in positions):
+            h.frame_positions = positions
+            h.position = positions[0]
+        rescales = [f.get("rescale") for f in frames]
+        if all(r is not None for r in rescales):
+            if len(set(rescales)) == 1:
+                h.rescale_slope, h.rescale_intercept = rescales[0]
+            else:
+                h.frame_rescale = rescales
+    elif frames:
+        h.notes.append(f"{len(frames)} per-frame functional groups for {h.frames} frames; "
+                       "frame positions ignored")
+
+
+def _read_grid_offsets(ds, h: InstanceHeader) -> None:
+    """RT Dose and similar: frames at offsets along the normal from one position."""
+    if h.frame_positions is not None or h.frames < 2 or h.position is None or h.orientation is None:
+        return
+    offsets = _get(ds, "GridFrameOffsetVector", lambda v: [float(x) for x in v])
+    if not offsets or len(offsets) != h.frames or not all(math.isfinite(o) for o in offsets):
+        return
+    r, c = h.orientation[:3], h.orientation[3:]
+    n = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
+    h.frame_positions = [tuple(p + o * ni for p, ni in zip(h.position, n)) for o in offsets]
+
+
+def _read_windows(ds, h: InstanceHeader) -> None:
+    def as_list(v):
+        return [float(x) for x in v] if not isinstance(v, (int, float)) and hasattr(v, "__iter__") \
+            else [float(v)]
+
+    centers = _get(ds, "WindowCenter", as_list, [])
+    widths = _get(ds, "WindowWidth", as_list, [])
+    names = _get(ds, "WindowCenterWidthExplanation",
+                 lambda v: [str(x) for x in v] if not isinstance(v, str) else [v], [])
+    for i, (c, w) in enumerate(zip(centers, widths)):
+        if math.isfinite(c) and math.isfinite(w) and w > 0:
+            h.windows.append((c, w, names[i] if i < len(names) else f"DICOM {i + 1}"))
+
+
+def _locate_native_pixels(path, ds, h: InstanceHeader, file_size: int) -> None:
+    """Record where native pixel data lies and check its size against the header."""
+    from pydicom.uid import UID
+
+    ts = UID(h.transfer_syntax)
+    try:
+        encapsulated = ts.is_encapsulated
+        deflated = ts.is_deflated
+    except Exception:
+        encapsulated, deflated = False, False
+    if deflated or 0x7FE00010 not in ds:
+        return
+    raw = ds._dict.get(0x7FE00010)
+    length = getattr(raw, "length", None)
+    tell = getattr(raw, "value_tell", None)
+    undefined = length is None or length == 0xFFFFFFFF
+    if encapsulated or undefined:
+        if not encapsulated and undefined:
+            h.notes.append("native pixel data with undefined length")
+        return
+    expected = h.frame_bytes * h.frames
+    if length < expected:
+        raise LoadError(path, f"the pixel data is shorter than the header declares "
+                              f"({length} vs {expected} bytes for {h.rows} x {h.columns} x "
+                              f"{h.frames} frames at {h.bits_allocated} bits)",
+                        "the file is truncated or damaged; re-export it from the source")
+    if tell is None or getattr(raw, "value", None) is not None:
+        return  # small element read into memory: leave it to the decoder
+    if tell + expected > file_size:
+        raise LoadError(path, f"the file ends before its pixel data does "
+                              f"({file_size} bytes, pixel data ends at {tell + length})",
+                        "the file is truncated; copy it again from the source")
+    h.pixel_offset = int(tell)
+    h.pixel_length = int(length)
+
+
+def scan_path_list(paths) -> list[Path]:
+    return [Path(p) for p in paths]
