@@ -66,7 +66,7 @@ def _worker_main(conn, memory_cap: int) -> None:
                                        f"per-file cap ({memory_cap / 1024**3:.1f} GiB)",
                                        "the file is damaged or too large; re-export it"))
         except Exception as exc:  # any decoder bug becomes a typed error
-            text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            text = " ".join(str(exc).split())[:300]
             result = ("err", LoadError(_path_of(args), f"cannot decode: {type(exc).__name__}"
                                        + (f": {text}" if text else ""),
                                        "the file is damaged or uses an unsupported encoding"))

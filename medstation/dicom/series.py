@@ -144,7 +144,8 @@ def _split(members: list[InstanceHeader]) -> list[list[SliceRef]]:
     groups: dict[tuple, list[SliceRef]] = defaultdict(list)
     for h in members:
         localizer = "LOCALIZER" in h.image_type.upper()
-        base = (h.rows, h.columns, h.samples_per_pixel, h.is_color, _orientation_key(h), localizer)
+        base = (h.rows, h.columns, h.samples_per_pixel, h.is_color, h.bits_allocated if h.is_color else 0,
+                _orientation_key(h), localizer)
         has_positions = h.frame_positions is not None or (h.frames == 1 and h.position is not None)
         if h.frames > 1 and not has_positions:
             # a cine or a multi-frame image without per-frame geometry: its own stack
@@ -251,7 +252,9 @@ def _output_dtype(slices: list[SliceRef]) -> str:
     """int16 where every value fits after rescale, float32 otherwise; colour keeps its depth."""
     h0 = slices[0].header
     if h0.is_color:
-        return "uint8" if h0.bits_allocated == 8 and h0.photometric != "PALETTE COLOR" else "uint16"
+        if h0.photometric == "PALETTE COLOR":
+            return "uint16"
+        return {8: "uint8", 16: "uint16"}.get(h0.bits_allocated, "uint32")
     lo_hi = []
     for h in {id(s.header): s.header for s in slices}.values():
         if h.bits_allocated > 16 and h.bits_stored > 16:

@@ -1,0 +1,161 @@
+"""The ``medstation`` command: the composition root.
+
+Subcommands: ``import``, ``info``, ``demo``, ``bench load``. Errors a user can
+cause come out as one line (``medstation: error: ...``) and exit code 2, never
+a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from medstation import __version__
+from medstation.core.errors import MedstationError
+
+
+def _progress_bar(desc: str, enabled: bool):
+    """A tqdm bar on a terminal (stderr); a no-op callback otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit="file", file=sys.stderr, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar.close
+
+
+def _open_db(args):
+    from medstation.dicom.database import StudyDatabase
+
+    db = StudyDatabase(args.db)
+    if db.needs_rebuild:
+        print(f"medstation: the study database was damaged; moved to {db.recovered_from} "
+              "and rebuilding from the imported folders", file=sys.stderr)
+    return db
+
+
+def cmd_import(args) -> int:
+    import json
+
+    from medstation.dicom import WorkerPool, import_paths, rebuild
+
+    with _open_db(args) as db, WorkerPool(timeout=args.timeout) as pool:
+        update, close = _progress_bar("import", not args.json)
+        try:
+            if db.needs_rebuild:
+                rebuild(db, pool, progress=update)
+            report = import_paths(db, args.paths, pool, progress=update)
+        finally:
+            close()
+        missing = db.check_files()
+        counts = db.counts()
+    if args.json:
+        print(json.dumps({"report": report.to_dict(), "database": str(db.path), "counts": counts},
+                         indent=1))
+        return 0
+    print(f"{report.files} files: {report.added} added, {report.unchanged} unchanged, "
+          f"{report.skipped} not DICOM, {len(report.errors)} with problems")
+    for e in report.errors:
+        print(f"  problem: {e}")
+    print(f"database {db.path}: {counts['patients']} patients, {counts['studies']} studies, "
+          f"{counts['series']} series, {counts['instances']} instances"
+          + (f", {missing} files missing" if missing else ""))
+    return 0
+
+
+def cmd_info(args) -> int:
+    from medstation.cli.info import run_info
+
+    return run_info(args)
+
+
+def cmd_demo(args) -> int:
+    from medstation.cli.info import run_info
+    from medstation.dicom import WorkerPool, import_paths
+    from medstation.synth import demo_study
+
+    folder = Path(args.folder) if args.folder else _data_dir() / "demo"
+    if not (folder / "truth.json").exists():
+        print(f"writing the demo study to {folder} ...", file=sys.stderr)
+        demo_study(folder)
+    with _open_db(args) as db, WorkerPool() as pool:
+        import_paths(db, [folder], pool)
+    print("medstation demo study (synthetic chest CT; not for clinical use)\n")
+    args.paths = [str(folder)]
+    return run_info(args)
+
+
+def cmd_bench(args) -> int:
+    from medstation.cli.bench import run_bench
+
+    return run_bench(args)
+
+
+def _data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(os.environ.get("MEDSTATION_DATA") or user_data_dir("medstation", appauthor=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="medstation", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"medstation {__version__}")
+    p.add_argument("--db", help="study database file (default: $MEDSTATION_DB or the user data folder)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("import", help="index folders, files, DICOMDIRs and .zip archives")
+    s.add_argument("paths", nargs="+")
+    s.add_argument("--json", action="store_true", help="machine-readable report")
+    s.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per file")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("info", help="patients, studies, series and problems in files or folders")
+    s.add_argument("paths", nargs="+")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--headers-only", action="store_true", help="do not decode pixels")
+    s.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per file")
+    s.add_argument("--verbose", "-v", action="store_true", help="also list files that are not DICOM")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("demo", help="write, import and describe the built-in demo study")
+    s.add_argument("--folder", help="where to write the demo study")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--headers-only", action="store_true")
+    s.add_argument("--timeout", type=float, default=30.0)
+    s.add_argument("--verbose", "-v", action="store_true")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("bench", help="benchmarks")
+    bsub = s.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    b = bsub.add_parser("load", help="load a 300-slice CT: medstation vs SimpleITK")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--slices", type=int, default=300)
+    b.add_argument("--size", type=int, default=512)
+    b.add_argument("--rounds", type=int, default=3)
+    b.add_argument("--keep", help="keep the generated series in this folder")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except MedstationError as exc:
+        print(f"medstation: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medstation: interrupted", file=sys.stderr)
+        return 130
