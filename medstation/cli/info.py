@@ -76,6 +76,7 @@ def _report(paths, headers: list[InstanceHeader], stacks, loaded, problems, skip
         h = st.first
         entry = st.summary()
         entry["transfer_syntax_names"] = [ts_name(t) for t in st.transfer_syntaxes]
+        entry["paths"] = st.files
         if pixels:
             entry.update(loaded.get(i, {}))
         studies[(h.patient_id, h.patient_name)][h.study_uid]["series"].append(entry)

@@ -86,4 +86,5 @@ def apply_rescale(arr: np.ndarray, slope: float, intercept: float, dtype) -> np.
             tmp *= int(slope)
         tmp += int(intercept)
         return tmp.astype(dtype)
-    return (arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(dtype)
+    # float64 arithmetic, then one rounding to the output type (as pydicom computes it)
+    return (arr.astype(np.float64) * slope + intercept).astype(dtype)

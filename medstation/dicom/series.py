@@ -224,7 +224,10 @@ def _build_stack(series_uid: str, part: int, slices: list[SliceRef]) -> SeriesSt
             if np.linalg.norm(span) > 1e-3:
                 cosang = abs(float(span @ normal)) / float(np.linalg.norm(span))
                 tilt = math.degrees(math.acos(min(1.0, cosang)))
-                if tilt > _TILT_DEGREES:
+                if cosang < 0.1:
+                    warnings.append("slices lie side by side in one plane, not stacked along "
+                                    "their normal: shown as separate images")
+                elif tilt > _TILT_DEGREES:
                     warnings.append(f"gantry tilt of {tilt:.1f} degrees: slices are sheared; "
                                     "patient coordinates follow the real slice positions")
                     step_dir = span / float(span @ normal)  # one unit per mm along the normal

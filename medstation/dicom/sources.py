@@ -56,8 +56,8 @@ def collect(inputs, extract_dir: str | Path | None = None) -> Collected:
                 dirnames.sort()
                 for name in sorted(filenames):
                     f = Path(dirpath) / name
-                    if name.upper() == "DICOMDIR":
-                        continue  # the files it lists are in this folder tree anyway
+                    # a DICOMDIR in a walked folder is listed (as skipped) by the scan;
+                    # the files it points at are in this folder tree anyway
                     if name.lower().endswith(".zip") and zipfile.is_zipfile(f):
                         _from_zip(f, extract_dir, out, add)
                     elif f.is_file():
