@@ -65,7 +65,9 @@ def _worker_main(conn, memory_cap: int) -> None:
             result = ("err", LoadError(_path_of(args), "decoding needs more memory than the "
                                        f"per-file cap ({memory_cap / 1024**3:.1f} GiB)",
                                        "the file is damaged or too large; re-export it"))
-        except Exception as exc:  # any decoder bug becomes a typed error
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # any decoder bug (even a Rust panic) becomes a typed error
             text = " ".join(str(exc).split())[:300]
             result = ("err", LoadError(_path_of(args), f"cannot decode: {type(exc).__name__}"
                                        + (f": {text}" if text else ""),
