@@ -150,8 +150,9 @@ def _from_zip(p: Path, extract_dir, out: Collected, add) -> None:
                                                 "the archive is damaged or malicious"))
                     continue
                 if info.compress_size and info.file_size / info.compress_size > MAX_ZIP_RATIO:
+                    ratio = info.file_size // max(1, info.compress_size)
                     out.errors.append(LoadError(p, f"archive entry {info.filename!r} expands "
-                                                   f"{info.file_size // max(1, info.compress_size)}x; skipped",
+                                                   f"{ratio}x; skipped",
                                                 "the archive looks like a zip bomb"))
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ def test_cancel(fresh_pool):
     cancel = threading.Event()
     got = []
     with pytest.raises(CancelledError):
-        for i, r in fresh_pool.map_unordered(_crashy.ok, range(1000), cancel=cancel):
+        for _i, r in fresh_pool.map_unordered(_crashy.ok, range(1000), cancel=cancel):
             got.append(r)
             if len(got) == 5:
                 cancel.set()

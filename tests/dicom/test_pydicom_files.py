@@ -48,7 +48,7 @@ def test_file_alone(path, pool):
     for stack in stacks:
         res = load_stack(stack, pool)
         problems += res.errors
-        for k, (src, frame) in enumerate(res.volume.sources):
+        for k, (_src, frame) in enumerate(res.volume.sources):
             loaded[frame] = res.volume.voxels[k]
     non_image = [h for h in result.headers if not h.has_pixels or h.rows <= 0]
     # each file: loaded, a listed problem, or a non-image object (SR, RT plan, ...)
