@@ -75,6 +75,7 @@ def test_zip_import_and_zip_slip_refused(small_study, tmp_path, pool):
     assert not (tmp_path / "escape.dcm").exists() and not (tmp_path / "db" / "escape.dcm").exists()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the test writes invalid CS values on purpose
 def test_dicomdir_import_and_traversal_refused(tmp_path, pool):
     src = PYDICOM_TEST_FILES / "dicomdirtests"
     media = tmp_path / "media"

@@ -111,6 +111,7 @@ def test_mixed_orientations_in_one_series_are_split(small_study, tmp_path, pool)
     assert all("split into parts" in s.warnings[0] for s in stacks)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # NaN is invalid DS on purpose
 def test_non_finite_rescale_rejected(small_study, tmp_path, pool):
     p = Path(small_study.series[0].files[0])
     ds = pydicom.dcmread(p)
