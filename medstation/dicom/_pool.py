@@ -32,6 +32,7 @@ from medstation.core.errors import CancelledError, LoadError
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MEMORY_CAP = 3 * 1024**3
+_START_TIMEOUT = 120.0
 
 
 def _context():
@@ -49,6 +50,7 @@ def _worker_main(conn, memory_cap: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _cap_memory(memory_cap)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    conn.send(("ready", os.getpid()))  # task deadlines start only once a worker is up
     while True:
         try:
             msg = conn.recv()
@@ -143,6 +145,18 @@ class WorkerPool:
                               daemon=True, name="medstation-loader")
         p.start()
         child.close()
+        # Wait for the handshake, so a slow start (the fork server importing the
+        # decoders on a busy machine) never counts against a file's timeout.
+        ready = False
+        try:
+            ready = parent.poll(_START_TIMEOUT) and parent.recv()[0] == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            p.kill()
+            p.join(timeout=5)
+            raise LoadError(None, f"a loader worker process did not start within {_START_TIMEOUT:g} s",
+                            "check the installation and free memory, then try again")
         return _Worker(p, parent)
 
     def _ensure_workers(self) -> None:

@@ -21,7 +21,10 @@ def test_slices_stream_middle_first(small_study, pool, series):
     stack = assemble(scan(files, pool).headers)[0]
     seen = []
     res = load_stack(stack, pool, on_slice=seen.append)
-    assert seen[0] == (len(files) - 1) // 2
+    if series == 0:  # native slices are read in order: strictly the middle first
+        assert seen[0] == (len(files) - 1) // 2
+    else:  # decoded in parallel: the middle slice is among the first handed out
+        assert seen[0] in middle_out(len(files))[:pool.size]
     assert sorted(seen) == list(range(len(files)))
     assert res.first_slice_seconds <= res.seconds
 
