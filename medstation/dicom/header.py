@@ -123,14 +123,18 @@ class InstanceHeader:
         return cls(**d)
 
 
-def has_preamble(path: str) -> bool:
-    """True when the file carries the 128-byte preamble and the DICM marker."""
+def read_head(path, size: int) -> bytes:
+    """The first ``size`` bytes of a file (empty if it cannot be read)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(132)
+            return f.read(size)
     except OSError:
-        return False
-    return len(head) >= 132 and head[128:132] == b"DICM"
+        return b""
+
+
+def has_preamble(path: str) -> bool:
+    """True when the file carries the 128-byte preamble and the DICM marker."""
+    return read_head(path, 132)[128:132] == b"DICM"
 
 
 _NOT_DICOM_HINT = "only DICOM files, DICOMDIR folders and .zip archives can be imported"
@@ -235,24 +239,20 @@ class _Raw:
         except Exception:
             return None
 
-    def int(self, tag: int) -> int | None:
+    def _first(self, tag: int, conv):
         t = self.text(tag)
         if not t:
             return None
         try:
-            return int(float(t.split("\\")[0]))
-        except ValueError:
+            return conv(float(t.split("\\")[0]))
+        except (ValueError, OverflowError):
             return None
 
+    def int(self, tag: int) -> int | None:
+        return self._first(tag, int)
+
     def float(self, tag: int) -> float | None:
-        t = self.text(tag)
-        if not t:
-            return None
-        try:
-            v = float(t.split("\\")[0])
-        except ValueError:
-            return None
-        return v
+        return self._first(tag, float)
 
     def floats(self, tag: int, n: int) -> tuple[float, ...] | None:
         t = self.text(tag)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medstation.core.errors import LoadError
+from medstation.dicom.header import read_head
 
 MAX_ZIP_BYTES = 20 * 1024**3  # total uncompressed size accepted from one archive
 MAX_ZIP_RATIO = 200  # uncompressed / compressed, per entry (zip bomb guard)
@@ -72,11 +73,7 @@ def collect(inputs, extract_dir: str | Path | None = None) -> Collected:
 
 
 def _is_dicomdir(p: Path) -> bool:
-    try:
-        with open(p, "rb") as f:
-            head = f.read(512)
-    except OSError:
-        return False
+    head = read_head(p, 512)
     return head[128:132] == b"DICM" and b"1.2.840.10008.1.3.10" in head
 
 
