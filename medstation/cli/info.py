@@ -48,11 +48,9 @@ def describe(paths, *, pixels: bool = True, timeout: float = 30.0, progress=None
             for i, stack in enumerate(stacks):
                 res = load_stack(stack, pool)
                 vox = res.volume.voxels
-                finite = vox[:1] if vox.size else vox
                 loaded[i] = {"loaded": not res.errors, "failed_slices": len(res.errors),
                              "seconds": round(res.seconds, 4),
-                             "value_range": [float(vox.min()), float(vox.max())] if vox.size and
-                             finite.size else None}
+                             "value_range": [float(vox.min()), float(vox.max())] if vox.size else None}
                 problems += res.errors
         return _report(paths, result.headers, stacks, loaded, problems, result.skipped, pixels)
 

@@ -12,7 +12,6 @@ import math
 import os
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from medstation.core.errors import LoadError
 
@@ -209,17 +208,24 @@ class _Raw:
         self.ds = ds
         self.order = "little" if ds.is_little_endian in (True, None) else "big"
 
-    def text(self, tag: int) -> str | None:
+    def _lookup(self, tag: int):
+        """``(raw bytes, None)`` for an unconverted element, ``(None, value)`` for a
+        converted one, ``(None, None)`` when absent or unreadable."""
         elem = self.ds._dict.get(tag)
         if elem is None:
-            return None
+            return None, None
         value = getattr(elem, "value", None)
         if isinstance(value, bytes) and type(elem).__name__ == "RawDataElement":
-            return value.decode("latin-1", "replace").strip(" \x00")
+            return value, None
         try:
-            v = self.ds[tag].value
+            return None, self.ds[tag].value
         except Exception:
-            return None
+            return None, None
+
+    def text(self, tag: int) -> str | None:
+        raw, v = self._lookup(tag)
+        if raw is not None:
+            return raw.decode("latin-1", "replace").strip(" \x00")
         if v is None:
             return None
         if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue":
@@ -227,16 +233,12 @@ class _Raw:
         return str(v).strip()
 
     def us(self, tag: int) -> int | None:
-        elem = self.ds._dict.get(tag)
-        if elem is None:
-            return None
-        value = getattr(elem, "value", None)
-        if isinstance(value, bytes) and type(elem).__name__ == "RawDataElement":
-            return int.from_bytes(value[:2], self.order) if len(value) >= 2 else None
+        raw, v = self._lookup(tag)
+        if raw is not None:
+            return int.from_bytes(raw[:2], self.order) if len(raw) >= 2 else None
         try:
-            v = self.ds[tag].value
-            return int(v[0] if isinstance(v, (list, tuple)) else v)
-        except Exception:
+            return int(v[0] if isinstance(v, (list, tuple)) else v) if v is not None else None
+        except (TypeError, ValueError):
             return None
 
     def _first(self, tag: int, conv):
@@ -265,10 +267,6 @@ class _Raw:
         if len(vals) != n or not all(math.isfinite(v) for v in vals):
             return None
         return vals
-
-
-def _num(v) -> int:
-    return int(v[0]) if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue" else int(v)
 
 
 def _floats(v, n):
@@ -497,7 +495,3 @@ def _locate_native_pixels(path, ds, h: InstanceHeader, file_size: int) -> None:
                         "the file is truncated; copy it again from the source")
     h.pixel_offset = int(tell)
     h.pixel_length = int(length)
-
-
-def scan_path_list(paths) -> list[Path]:
-    return [Path(p) for p in paths]
