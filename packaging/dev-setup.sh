@@ -4,9 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System libraries (Debian). None are needed yet by the loader and CLI; the
-# viewer (Qt/xcb) and the PACS tests (Orthanc) add theirs here.
-APT_PACKAGES=()
+# System libraries (Debian): what Qt needs to draw (offscreen in the tests, xcb on
+# a desktop) and Xvfb for the screenshot script. Installed only when missing.
+APT_PACKAGES=(libegl1 libgl1 libfontconfig1 libxkbcommon0 libxkbcommon-x11-0 libdbus-1-3
+              libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
+              libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 xvfb xauth)
+MISSING=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || MISSING+=("$p")
+done
+APT_PACKAGES=("${MISSING[@]+"${MISSING[@]}"}")
 if [ ${#APT_PACKAGES[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq

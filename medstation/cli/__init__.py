@@ -1,6 +1,7 @@
 """The ``medstation`` command: the composition root.
 
-Subcommands: ``import``, ``info``, ``demo``, ``bench load``. Errors a user can
+With no command it opens the viewer (``--demo``: on the built-in demo study).
+Subcommands: ``open``, ``import``, ``info``, ``demo``, ``bench load``, ``bench render``. Errors a user can
 cause come out as one line (``medstation: error: ...``) and exit code 2, never
 a traceback.
 """
@@ -8,7 +9,6 @@ a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -93,23 +93,38 @@ def cmd_demo(args) -> int:
     return run_info(args)
 
 
+def cmd_gui(args) -> int:
+    from medstation.gui.app import run
+
+    return run(db=args.db, open_paths=getattr(args, "paths", None), demo=args.demo)
+
+
 def cmd_bench(args) -> int:
+    if args.bench == "render":
+        from medstation.gui.bench import run_render
+
+        return run_render(args)
     from medstation.cli.bench import run_bench
 
     return run_bench(args)
 
 
 def _data_dir() -> Path:
-    from platformdirs import user_data_dir
+    from medstation.dicom.database import user_data_path
 
-    return Path(os.environ.get("MEDSTATION_DATA") or user_data_dir("medstation", appauthor=False))
+    return user_data_path()
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="medstation", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"medstation {__version__}")
     p.add_argument("--db", help="study database file (default: $MEDSTATION_DB or the user data folder)")
+    p.add_argument("--demo", action="store_true", help="open the viewer on the built-in demo study")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("open", help="open folders, files, DICOMDIRs or .zip archives in the viewer")
+    s.add_argument("paths", nargs="+")
+    s.set_defaults(func=cmd_gui)
 
     s = sub.add_parser("import", help="index folders, files, DICOMDIRs and .zip archives")
     s.add_argument("paths", nargs="+")
@@ -142,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=3)
     b.add_argument("--keep", help="keep the generated series in this folder")
     b.set_defaults(func=cmd_bench)
+    b = bsub.add_parser("render", help="time per scroll frame of the viewer (W/L + draw), offscreen")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--size", type=int, default=512)
+    b.add_argument("--frames", type=int, default=200)
+    b.set_defaults(func=cmd_bench)
     return p
 
 
@@ -149,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+        args.func = cmd_gui
     try:
         return int(args.func(args) or 0)
     except MedstationError as exc:

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: direction of an image stack with unknown geometry: slices stacked along z, image rows
+#: down (+y), columns across (+x), so it displays as stored
+AXIAL = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+
 
 @dataclass
 class Volume:
@@ -32,7 +36,7 @@ class Volume:
     voxels: np.ndarray
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+    direction: np.ndarray = field(default_factory=lambda: AXIAL.copy())
     frame_of_reference_uid: str = ""
     series_uid: str = ""
     modality: str = ""
@@ -47,6 +51,8 @@ class Volume:
     has_geometry: bool = True
     #: where each slice came from: (file path, frame index), in slice order
     sources: list[tuple[str, int]] = field(default_factory=list)
+    #: DICOM PhotometricInterpretation of the stored pixels (MONOCHROME1 displays inverted)
+    photometric: str = ""
 
     def __post_init__(self) -> None:
         self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)

@@ -22,7 +22,7 @@ from medstation.core.errors import DatabaseError, LoadError
 from medstation.core.files import atomic_write_text
 from medstation.dicom.header import InstanceHeader
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: measurements
 ENV_DB = "MEDSTATION_DB"
 
 _SCHEMA = """
@@ -74,7 +74,25 @@ CREATE TABLE IF NOT EXISTS problems (
     mtime_ns INTEGER NOT NULL DEFAULT -1
 );
 CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY, added REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS measurements (
+    id INTEGER PRIMARY KEY,
+    series_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    modified REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS measurements_series ON measurements(series_key);
 """
+
+
+def user_data_path() -> Path:
+    """``$MEDSTATION_DATA`` or medstation's folder in the user data directory."""
+    env = os.environ.get("MEDSTATION_DATA")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("medstation", appauthor=False))
 
 
 def default_db_path() -> Path:
@@ -138,6 +156,8 @@ class StudyDatabase:
         version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if version is None:
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(version[0]) < SCHEMA_VERSION:  # older schemas only lack tables created above
+            conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         elif int(version[0]) > SCHEMA_VERSION:
             raise DatabaseError(f"the study database {self.path} has schema version {version[0]}, "
                                 f"newer than this medstation ({SCHEMA_VERSION})",
@@ -298,6 +318,19 @@ class StudyDatabase:
             (like, like, like, like, like)).fetchall()
         return [SeriesRow(*r[:9], int(r[9] or 0)) for r in rows]
 
+    def series_of_files(self, paths: Iterable[str]) -> dict[str, int]:
+        """Series UID -> instance count, for the series that hold any of ``paths``."""
+        out: dict[str, int] = {}
+        paths = list(paths)
+        for start in range(0, len(paths), 500):
+            chunk = paths[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for uid, n in self._conn.execute(
+                    f"SELECT se.series_uid, COUNT(*) FROM instances i JOIN series se ON i.series_ref=se.id "
+                    f"WHERE i.path IN ({marks}) GROUP BY se.series_uid", chunk):
+                out[uid] = out.get(uid, 0) + n
+        return out
+
     def series_headers(self, series_uid: str, include_missing: bool = False) -> list[InstanceHeader]:
         sql = ("SELECT i.header FROM instances i JOIN series se ON i.series_ref=se.id "
                "WHERE se.series_uid=?" + ("" if include_missing else " AND i.missing=0"))
@@ -307,3 +340,26 @@ class StudyDatabase:
     def problems(self) -> list[LoadError]:
         return [LoadError(p, r, h) for p, r, h in self._conn.execute(
             "SELECT path, reason, hint FROM problems WHERE kind != 'NotDicomError' ORDER BY path")]
+
+    # -- measurements (reader annotations, kept per series) -------------------
+    def save_measurement(self, series_key: str, kind: str, data: dict, mid: int | None = None) -> int:
+        """Insert (``mid`` None) or update a measurement; returns its id."""
+        text = json.dumps(data)
+        with self._tx():
+            if mid is None:
+                cur = self._conn.execute(
+                    "INSERT INTO measurements (series_key, kind, data, modified) VALUES (?, ?, ?, ?)",
+                    (series_key, kind, text, time.time()))
+                return int(cur.lastrowid)
+            self._conn.execute("UPDATE measurements SET kind=?, data=?, modified=? WHERE id=?",
+                               (kind, text, time.time(), mid))
+            return mid
+
+    def delete_measurement(self, mid: int) -> None:
+        with self._tx():
+            self._conn.execute("DELETE FROM measurements WHERE id=?", (mid,))
+
+    def measurements(self, series_key: str) -> list[tuple[int, str, dict]]:
+        """``(id, kind, data)`` of the measurements of one series, oldest first."""
+        return [(i, k, json.loads(d)) for i, k, d in self._conn.execute(
+            "SELECT id, kind, data FROM measurements WHERE series_key=? ORDER BY id", (series_key,))]

@@ -28,10 +28,13 @@ class ImportReport:
     unchanged: int = 0
     skipped: int = 0  # not DICOM
     errors: list[LoadError] = field(default_factory=list)
+    #: series UID -> number of instances, for every series the imported files belong to
+    series: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"files": self.files, "added": self.added, "unchanged": self.unchanged,
-                "skipped_not_dicom": self.skipped, "errors": [e.to_dict() for e in self.errors]}
+                "skipped_not_dicom": self.skipped, "errors": [e.to_dict() for e in self.errors],
+                "series": dict(self.series)}
 
 
 def import_paths(
@@ -61,6 +64,7 @@ def import_paths(
         done += len(chunk)
         if progress:
             progress(done, len(found.files))
+    report.series = db.series_of_files(found.files)
     return report
 
 

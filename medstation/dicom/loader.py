@@ -119,6 +119,7 @@ def empty_volume(stack: SeriesStack) -> Volume:
         warnings=list(stack.warnings),
         has_geometry=stack.has_geometry,
         sources=[(s.header.path, s.frame) for s in stack.slices],
+        photometric=h.photometric,
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medstation.core.volume import AXIAL
 from medstation.dicom.header import InstanceHeader
 
 _TILT_DEGREES = 0.1  # below this, slices count as stacked along the normal
@@ -241,7 +242,7 @@ def _build_stack(series_uid: str, part: int, slices: list[SliceRef]) -> SeriesSt
                                    else 1 << 30, s.header.path, s.frame))
         if len(slices) > 1 and slices[0].header.frames == 1:
             warnings.append("no slice positions: ordered by Instance Number")
-        direction = np.eye(3)
+        direction = AXIAL.copy()
         origin = (0.0, 0.0, 0.0)
         dk = float(h0.slice_thickness or 1.0)
         slice_positions = None

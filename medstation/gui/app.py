@@ -1,0 +1,55 @@
+"""Start the GUI: ``medstation`` (no arguments), ``medstation open PATH``, ``medstation --demo``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from medstation.core.errors import MedstationError
+
+
+def check_display() -> None:
+    """A clear error, not a Qt abort, when there is no screen to draw on."""
+    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+        raise MedstationError("there is no display to open the medstation window on",
+                              "run it on a desktop session, or under `xvfb-run -a`, or set "
+                              "QT_QPA_PLATFORM=offscreen")
+
+
+def create_app():
+    from PySide6.QtWidgets import QApplication
+
+    from .theme import apply_dark_theme
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([sys.argv[0]])
+        app.setApplicationName("medstation")
+        app.setOrganizationName("medstation")
+        apply_dark_theme(app)
+    return app
+
+
+def run(db: str | None = None, open_paths: list[str] | None = None, demo: bool = False) -> int:
+    check_display()
+    app = create_app()
+    from PySide6.QtCore import QTimer
+
+    from .main_window import MainWindow
+
+    win = MainWindow(db)
+    win.show()
+    if demo:
+        QTimer.singleShot(0, win.open_demo)
+    if open_paths:
+        missing = [p for p in open_paths if not Path(p).exists()]
+        if missing:
+            win.close()
+            raise MedstationError(f"cannot open {missing[0]}: no such file or folder",
+                                  "check the path")
+        QTimer.singleShot(0, lambda: win.import_paths(list(open_paths), open_after=True))
+    rc = app.exec()
+    win.shutdown()
+    return int(rc)

@@ -1,0 +1,134 @@
+"""The study browser: patients -> studies -> series from the study database, with search and thumbnails."""
+
+from __future__ import annotations
+
+import re
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLineEdit,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medstation.dicom.database import SeriesRow, StudyDatabase
+
+UID_ROLE = Qt.UserRole
+THUMB = 56
+
+
+def _date(d: str) -> str:
+    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if re.fullmatch(r"\d{8}", d or "") else (d or "")
+
+
+def _search_text(text: str) -> str:
+    """Dates typed as 2024-05-01 or 01.05.2024 match the stored 20240501."""
+    t = text.strip()
+    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", t)
+    if m:
+        return "".join(m.groups())
+    m = re.fullmatch(r"(\d{2})\.(\d{2})\.(\d{4})", t)
+    if m:
+        return m.group(3) + m.group(2) + m.group(1)
+    return t
+
+
+class StudyBrowser(QWidget):
+    """Search over name, patient ID, date, modality and description; activate a series to open it."""
+
+    series_activated = Signal(str)
+
+    def __init__(self, db: StudyDatabase, parent=None) -> None:
+        super().__init__(parent)
+        self.db = db
+        self.search = QLineEdit(self)
+        self.search.setPlaceholderText("Search name, patient ID, date, description")
+        self.search.setClearButtonEnabled(True)
+        self.modality = QComboBox(self)
+        self.modality.addItem("All")
+        self.tree = QTreeWidget(self)
+        self.tree.setHeaderLabels(["Patient / study / series", "Modality", "Images"])
+        self.tree.setIconSize(QSize(THUMB, THUMB))
+        self.tree.setUniformRowHeights(False)
+        self.tree.setColumnWidth(0, 250)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        row = QHBoxLayout()
+        row.addWidget(self.search, 1)
+        row.addWidget(self.modality)
+        lay.addLayout(row)
+        lay.addWidget(self.tree)
+        self.thumbnails: dict[str, QIcon] = {}
+        self.rows: list[SeriesRow] = []
+        self.search.textChanged.connect(self.refresh)
+        self.modality.currentTextChanged.connect(self.refresh)
+        self.tree.itemActivated.connect(self._activated)
+        self.tree.itemDoubleClicked.connect(self._activated)
+
+    def refresh(self) -> None:
+        rows = self.db.series(_search_text(self.search.text()))
+        modalities = sorted({r.modality for r in self.db.series()} - {""})
+        current = self.modality.currentText()
+        self.modality.blockSignals(True)
+        self.modality.clear()
+        self.modality.addItems(["All", *modalities])
+        self.modality.setCurrentText(current if current in modalities else "All")
+        self.modality.blockSignals(False)
+        if self.modality.currentText() != "All":
+            rows = [r for r in rows if r.modality == self.modality.currentText()]
+        self.rows = rows
+        self.tree.clear()
+        patients: dict[tuple, QTreeWidgetItem] = {}
+        studies: dict[str, QTreeWidgetItem] = {}
+        for r in rows:
+            pkey = (r.patient_id, r.patient_name)
+            if pkey not in patients:
+                name = r.patient_name.replace("^", " ").strip() or "(no name)"
+                patients[pkey] = QTreeWidgetItem([f"{name}  [{r.patient_id or 'no ID'}]", "", ""])
+                self.tree.addTopLevelItem(patients[pkey])
+            if r.study_uid not in studies:
+                studies[r.study_uid] = QTreeWidgetItem([_date(r.study_date) or "(no date)", "", ""])
+                patients[pkey].addChild(studies[r.study_uid])
+            number = r.series_number if r.series_number is not None else "-"
+            text = f"{number}: {r.description or '(no description)'}"
+            count = f"{r.instances}" + (f" ({r.missing} missing)" if r.missing else "")
+            item = QTreeWidgetItem([text, r.modality, count])
+            item.setData(0, UID_ROLE, r.series_uid)
+            item.setToolTip(0, r.series_uid)
+            if r.series_uid in self.thumbnails:
+                item.setIcon(0, self.thumbnails[r.series_uid])
+            studies[r.study_uid].addChild(item)
+        self.tree.expandAll()
+
+    def series_items(self) -> dict[str, QTreeWidgetItem]:
+        out = {}
+        it = [self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount())]
+        while it:
+            item = it.pop()
+            uid = item.data(0, UID_ROLE)
+            if uid:
+                out[uid] = item
+            it.extend(item.child(i) for i in range(item.childCount()))
+        return out
+
+    def set_thumbnail(self, series_uid: str, image: QImage) -> None:
+        icon = QIcon(QPixmap.fromImage(image))
+        self.thumbnails[series_uid] = icon
+        item = self.series_items().get(series_uid)
+        if item is not None:
+            item.setIcon(0, icon)
+
+    def select_series(self, series_uid: str) -> None:
+        item = self.series_items().get(series_uid)
+        if item is not None:
+            self.tree.setCurrentItem(item)
+
+    def _activated(self, item: QTreeWidgetItem, _column: int = 0) -> None:
+        uid = item.data(0, UID_ROLE)
+        if uid:
+            self.series_activated.emit(uid)

@@ -1,0 +1,437 @@
+"""One plane of the viewer: the image, its corner text, orientation letters, scale bar,
+crosshair and measurements, and the mouse and keyboard conventions of reading viewers.
+
+Mouse: wheel scrolls slices (Ctrl+wheel zooms at the cursor); right-drag changes
+window (horizontal) and level (vertical); middle-drag or Shift+left-drag pans;
+left button uses the current tool (navigate moves the crosshair; length,
+rectangle, ellipse, angle draw). Dragging a measurement's handle edits it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from medstation.imaging import KINDS, Measurement, Window, render
+from medstation.imaging.mpr import Plane
+
+from .state import ViewState
+
+PLANE_COLORS = {"axial": QColor(77, 166, 255), "coronal": QColor(102, 204, 102),
+                "sagittal": QColor(255, 102, 102)}
+TEXT = QColor(235, 235, 235)
+MEASURE = QColor(255, 210, 60)
+SELECTED = QColor(80, 230, 255)
+HANDLE_PX = 6.0
+_NICE_MM = (1, 2, 5, 10, 20, 50, 100, 200, 500)
+
+
+class SliceView(QWidget):
+    """Draws ``state`` on one plane (axial, coronal or sagittal)."""
+
+    activated = Signal(object)  # this view got the mouse: the window's "active view"
+    hover = Signal(str)  # cursor readout text for the status bar
+
+    def __init__(self, state: ViewState, plane_name: str = "axial", parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.plane_name = plane_name
+        self.show_crosshair = False
+        self.show_overlays = True
+        self._scale: float | None = None  # screen px per mm; None = fit to the widget
+        self._pan = QPointF(0, 0)
+        self._cache_key: tuple | None = None
+        self._qimage: QImage | None = None
+        self._rgb: np.ndarray | None = None
+        self._drag: tuple | None = None  # (mode, start point, payload)
+        self._pending_angle: Measurement | None = None
+        self._hover_text = ""
+        self._font = QFont()
+        self._font.setPixelSize(12)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.StrongFocus)
+        self.setAttribute(Qt.WA_OpaquePaintEvent)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.setMinimumSize(120, 120)
+        self.setAcceptDrops(False)
+        state.changed.connect(self._on_state)
+
+    # -- model ----------------------------------------------------------------
+    @property
+    def plane(self) -> Plane | None:
+        return self.state.planes.get(self.plane_name)
+
+    def _on_state(self, what: str) -> None:
+        if what == "volume":
+            self._scale, self._pan = None, QPointF(0, 0)
+            self._pending_angle = None
+        if what == "tool":
+            self.setCursor(Qt.ArrowCursor if self.state.tool == "navigate" else Qt.CrossCursor)
+        self.update()
+
+    def set_plane(self, name: str) -> None:
+        self.plane_name = name
+        self._scale, self._pan, self._cache_key = None, QPointF(0, 0), None
+        self.update()
+
+    # -- geometry: plane (row, col) <-> widget pixels --------------------------------
+    def scale(self) -> float:
+        """Screen pixels per mm."""
+        p = self.plane
+        if p is None:
+            return 1.0
+        if self._scale is not None:
+            return self._scale
+        h_mm, w_mm = p.shape[0] * p.spacing[0], p.shape[1] * p.spacing[1]
+        return max(1e-3, min(self.width() / w_mm, self.height() / h_mm))
+
+    def zoom_factor(self) -> float:
+        """Screen pixels per image pixel (1.0 = 1:1)."""
+        p = self.plane
+        return self.scale() * (p.spacing[1] if p else 1.0)
+
+    def image_rect(self) -> QRectF:
+        p = self.plane
+        s = self.scale()
+        w, h = p.shape[1] * p.spacing[1] * s, p.shape[0] * p.spacing[0] * s
+        cx, cy = self.width() / 2 + self._pan.x(), self.height() / 2 + self._pan.y()
+        return QRectF(cx - w / 2, cy - h / 2, w, h)
+
+    def to_widget(self, row: float, col: float) -> QPointF:
+        p, r = self.plane, self.image_rect()
+        s = self.scale()
+        return QPointF(r.x() + (col + 0.5) * p.spacing[1] * s, r.y() + (row + 0.5) * p.spacing[0] * s)
+
+    def to_plane(self, pt: QPointF) -> tuple[float, float]:
+        p, r = self.plane, self.image_rect()
+        s = self.scale()
+        return (pt.y() - r.y()) / (p.spacing[0] * s) - 0.5, (pt.x() - r.x()) / (p.spacing[1] * s) - 0.5
+
+    def index_at(self, pt: QPointF) -> np.ndarray:
+        row, col = self.to_plane(pt)
+        return self.plane.to_index(row, col, self.state.depth(self.plane))
+
+    def fit(self) -> None:
+        self._scale, self._pan = None, QPointF(0, 0)
+        self.update()
+
+    def one_to_one(self) -> None:
+        if self.plane is not None:
+            self._scale = 1.0 / self.plane.spacing[1]
+            self.update()
+
+    def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
+        if self.plane is None:
+            return
+        old = self.scale()
+        new = min(max(old * factor, 0.02), 200.0)
+        if anchor is not None:  # keep the point under the cursor still
+            c = QPointF(self.width() / 2, self.height() / 2) + self._pan
+            self._pan += (anchor - c) * (1 - new / old)
+        self._scale = new
+        self.update()
+
+    # -- painting -------------------------------------------------------------
+    def _image(self, plane: Plane, depth: int) -> QImage:
+        st = self.state
+        key = (plane.name, depth, st.window, st.display_inverted, st.data_version, id(st.volume))
+        if key != self._cache_key or self._qimage is None:
+            pixels = plane.image(st.volume.voxels, depth)
+            out = render(pixels, st.window, st.display_inverted)
+            out = np.ascontiguousarray(out)
+            h, w = out.shape[:2]
+            fmt = QImage.Format_RGB888 if out.ndim == 3 else QImage.Format_Grayscale8
+            self._rgb = out  # the QImage borrows this buffer
+            self._qimage = QImage(out.data, w, h, out.strides[0], fmt)
+            self._cache_key = key
+        return self._qimage
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), Qt.black)
+        painter.setFont(self._font)
+        p, st = self.plane, self.state
+        if p is None or st.volume is None:
+            painter.setPen(QColor(150, 150, 150))
+            painter.drawText(self.rect(), Qt.AlignCenter,
+                             "Open a study: File ▸ Open folder, or drop a folder here")
+            painter.end()
+            return
+        depth = st.depth(p)
+        target = self.image_rect()
+        if st.slice_ready(p, depth):
+            painter.setRenderHint(QPainter.SmoothPixmapTransform, self.zoom_factor() < 3.0)
+            painter.drawImage(target, self._image(p, depth))
+        else:
+            painter.setPen(QColor(150, 150, 150))
+            painter.drawText(self.rect(), Qt.AlignCenter, "loading this slice …")
+        painter.setRenderHint(QPainter.Antialiasing, True)
+        if self.show_crosshair:
+            self._paint_crosshair(painter, p)
+        if self.show_overlays:
+            self._paint_measurements(painter, p, depth)
+            self._paint_text(painter, p, depth)
+        if self.hasFocus() and self.show_crosshair:
+            painter.setPen(QPen(PLANE_COLORS.get(p.name, TEXT), 2))
+            painter.drawRect(self.rect().adjusted(1, 1, -1, -1))
+        painter.end()
+
+    def _paint_crosshair(self, painter: QPainter, p: Plane) -> None:
+        r, c, _ = p.to_plane(self.state.position)
+        pt = self.to_widget(r, c)
+        others = {self.state.planes[n].axis: n for n in self.state.planes if n != p.name}
+        # a vertical line is the plane fixing the column axis, a horizontal one the row axis
+        painter.setPen(QPen(PLANE_COLORS.get(others.get(p.col_axis, ""), TEXT), 1))
+        painter.drawLine(QPointF(pt.x(), 0), QPointF(pt.x(), self.height()))
+        painter.setPen(QPen(PLANE_COLORS.get(others.get(p.row_axis, ""), TEXT), 1))
+        painter.drawLine(QPointF(0, pt.y()), QPointF(self.width(), pt.y()))
+
+    def visible_measurements(self, p: Plane, depth: int) -> list[Measurement]:
+        items = list(self.state.measurements)
+        if self._pending_angle is not None:
+            items.append(self._pending_angle)
+        return [m for m in items if m.axis == p.axis and m.depth == depth]
+
+    def _paint_measurements(self, painter: QPainter, p: Plane, depth: int) -> None:
+        vol, units = self.state.volume, self.state.volume.units
+        for m in self.visible_measurements(p, depth):
+            color = SELECTED if m is self.state.selected else MEASURE
+            painter.setPen(QPen(color, 1.5))
+            pts = [self.to_widget(*p.to_plane(q)[:2]) for q in m.points]
+            if m.kind == "length":
+                painter.drawLine(pts[0], pts[1])
+            elif m.kind == "angle":
+                painter.drawPolyline(pts)
+            else:
+                rect = QRectF(pts[0], pts[1]).normalized()
+                painter.drawEllipse(rect) if m.kind == "ellipse" else painter.drawRect(rect)
+            painter.setBrush(color)
+            for q in pts:
+                painter.drawRect(QRectF(q.x() - 2.5, q.y() - 2.5, 5, 5))
+            painter.setBrush(Qt.NoBrush)
+            if m is not self._pending_angle:
+                label = m.summary(vol, p, units).replace(", area", "\narea")
+                anchor = max(pts, key=lambda q: q.x()) + QPointF(8, -4)
+                self._shadow_text(painter, QRectF(anchor, anchor + QPointF(320, 60)),
+                                  Qt.AlignLeft | Qt.AlignTop, label, color)
+
+    def _shadow_text(self, painter: QPainter, rect: QRectF, flags, text: str, color=TEXT) -> None:
+        painter.setPen(QColor(0, 0, 0))
+        painter.drawText(rect.translated(1, 1), flags, text)
+        painter.setPen(color)
+        painter.drawText(rect, flags, text)
+
+    def _paint_text(self, painter: QPainter, p: Plane, depth: int) -> None:
+        st, vol = self.state, self.state.volume
+        info = st.info
+        m = 6
+        box = QRectF(m, m, self.width() - 2 * m, self.height() - 2 * m)
+        top_left = "\n".join(t for t in (info.get("patient", ""), info.get("patient_id", ""),
+                                          info.get("study", "")) if t)
+        pos = vol.index_to_patient(p.to_index(0, 0, depth)) if vol.has_geometry else None
+        loc = ""
+        if pos is not None:
+            axis = int(np.argmax(np.abs(p.normal)))
+            loc = f"\n{'XYZ'[axis]}: {pos[axis]:.1f} mm"
+        top_right = "\n".join(t for t in (info.get("series", ""),
+                                           f"{p.name.capitalize()}  Im {depth + 1}/{p.depth}{loc}") if t)
+        w = st.window
+        wl = "" if vol.is_color else f"W {w.width:.0f}  L {w.center:.0f}  {w.name}"
+        if st.display_inverted and not vol.is_color:
+            wl += "  inverted"
+        bottom_left = f"{wl}\nZoom {self.zoom_factor():.2f}×"
+        self._shadow_text(painter, box, Qt.AlignLeft | Qt.AlignTop, top_left)
+        self._shadow_text(painter, box, Qt.AlignRight | Qt.AlignTop, top_right)
+        self._shadow_text(painter, box, Qt.AlignLeft | Qt.AlignBottom, bottom_left)
+        if self._hover_text:
+            self._shadow_text(painter, box, Qt.AlignRight | Qt.AlignBottom, self._hover_text)
+        if vol.has_geometry:
+            labels = p.edge_labels()
+            big = QFont(self._font)
+            big.setPixelSize(15)
+            big.setBold(True)
+            painter.setFont(big)
+            self._shadow_text(painter, box, Qt.AlignHCenter | Qt.AlignTop, labels["top"])
+            self._shadow_text(painter, box, Qt.AlignHCenter | Qt.AlignBottom, labels["bottom"])
+            self._shadow_text(painter, box, Qt.AlignLeft | Qt.AlignVCenter, labels["left"])
+            self._shadow_text(painter, box, Qt.AlignRight | Qt.AlignVCenter, labels["right"])
+            painter.setFont(self._font)
+        self._paint_scale_bar(painter)
+
+    def _paint_scale_bar(self, painter: QPainter) -> None:
+        s = self.scale()
+        want = self.width() / 5 / s  # about a fifth of the view
+        mm = max((n for n in _NICE_MM if n <= want), default=_NICE_MM[0])
+        length = mm * s
+        x1 = self.width() - 40
+        y = self.height() - 40
+        x0 = x1 - length
+        painter.setPen(QPen(TEXT, 2))
+        painter.drawLine(QPointF(x0, y), QPointF(x1, y))
+        for x in (x0, x1):
+            painter.drawLine(QPointF(x, y - 4), QPointF(x, y + 4))
+        painter.drawText(QRectF(x0 - 40, y - 20, length + 80, 16), Qt.AlignCenter, f"{mm} mm")
+
+    # -- mouse and keys --------------------------------------------------------
+    def _handle_at(self, pt: QPointF) -> tuple[Measurement, int] | None:
+        p = self.plane
+        for m in reversed(self.visible_measurements(p, self.state.depth(p))):
+            for n, q in enumerate(m.points):
+                w = self.to_widget(*p.to_plane(q)[:2])
+                if abs(w.x() - pt.x()) <= HANDLE_PX and abs(w.y() - pt.y()) <= HANDLE_PX:
+                    return m, n
+        return None
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        self.setFocus()
+        self.activated.emit(self)
+        if self.plane is None or self.state.volume is None:
+            return
+        pt = event.position()
+        button, mods = event.button(), event.modifiers()
+        if button == Qt.RightButton:
+            self._drag = ("window", pt, self.state.window)
+        elif button == Qt.MiddleButton or (button == Qt.LeftButton and mods & Qt.ShiftModifier):
+            self._drag = ("pan", pt, QPointF(self._pan))
+        elif button == Qt.LeftButton:
+            self._left_press(pt)
+        event.accept()
+
+    def _left_press(self, pt: QPointF) -> None:
+        st, p = self.state, self.plane
+        idx = self.index_at(pt)
+        if self._pending_angle is not None:  # third click fixes the angle's second arm
+            m, self._pending_angle = self._pending_angle, None
+            m.points[2] = tuple(idx)
+            st.add_measurement(m)
+            return
+        hit = self._handle_at(pt)
+        if hit is not None:
+            st.select(hit[0])
+            self._drag = ("handle", pt, hit)
+            return
+        if st.tool == "navigate":
+            st.select(None)
+            st.set_position(idx)
+            self._drag = ("navigate", pt, None)
+            return
+        m = Measurement(st.tool, p.axis, st.depth(p), [tuple(idx)] * KINDS[st.tool])
+        self._drag = ("draw", pt, m)
+        if m.kind == "angle":
+            self._pending_angle = m
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        pt = event.position()
+        self._update_hover(pt)
+        if self._pending_angle is not None and self._drag is None:
+            self._pending_angle.points[2] = tuple(self.index_at(pt))
+            self.update()
+            return
+        if self._drag is None:
+            return
+        mode, start, payload = self._drag
+        d = pt - start
+        st = self.state
+        if mode == "window":
+            w = payload
+            step = max(w.width, 20.0) / 250.0
+            st.set_window(Window(w.center + d.y() * step, max(1.0, w.width + d.x() * step), "custom"))
+        elif mode == "pan":
+            self._pan = payload + d
+            self.update()
+        elif mode == "navigate":
+            st.set_position(self.index_at(pt))
+        elif mode == "handle":
+            m, n = payload
+            m.points[n] = tuple(self.index_at(pt))
+            st.changed.emit("measurements")
+        elif mode == "draw":
+            m = payload
+            m.points[1 if m.kind == "angle" else -1] = tuple(self.index_at(pt))
+            if m.kind == "angle":
+                m.points[2] = m.points[1]
+            if m not in st.measurements and m is not self._pending_angle:
+                st.measurements.append(m)  # shown while drawing; committed on release
+            self.update()
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        if self._drag is None:
+            return
+        mode, start, payload = self._drag
+        self._drag = None
+        st = self.state
+        if mode == "handle":
+            st.edited(payload[0])
+        elif mode == "draw":
+            m = payload
+            if m in st.measurements:
+                st.measurements.remove(m)
+            moved = (event.position() - start).manhattanLength() >= 3
+            if m.kind == "angle":
+                if not moved:
+                    self._pending_angle = None
+                self.update()
+            elif moved:
+                st.add_measurement(m)
+            else:
+                self.update()
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        if self.plane is None:
+            return
+        steps = event.angleDelta().y() / 120.0
+        if event.modifiers() & Qt.ControlModifier:
+            self.zoom_by(1.15 ** steps, event.position())
+        else:
+            self._wheel_rest = getattr(self, "_wheel_rest", 0.0) + steps
+            whole = int(self._wheel_rest)
+            if whole:
+                self._wheel_rest -= whole
+                self.state.step(self.plane, -whole)
+        event.accept()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        p, key = self.plane, event.key()
+        if p is None:
+            return super().keyPressEvent(event)
+        steps = {Qt.Key_Up: -1, Qt.Key_Down: 1, Qt.Key_PageUp: -10, Qt.Key_PageDown: 10}
+        if key in steps:
+            self.state.step(p, steps[key])
+        elif key == Qt.Key_Home:
+            self.state.step(p, -p.depth)
+        elif key == Qt.Key_End:
+            self.state.step(p, p.depth)
+        elif key in (Qt.Key_Delete, Qt.Key_Backspace):
+            self.state.delete_measurement()
+        elif key == Qt.Key_Escape:
+            self._pending_angle = None
+            self.state.select(None)
+        else:
+            return super().keyPressEvent(event)
+        event.accept()
+
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        self._hover_text = ""
+        self.update()
+
+    def _update_hover(self, pt: QPointF) -> None:
+        st, p = self.state, self.plane
+        if p is None or st.volume is None:
+            return
+        row, col = self.to_plane(pt)
+        r, c = int(math.floor(row + 0.5)), int(math.floor(col + 0.5))
+        if 0 <= r < p.shape[0] and 0 <= c < p.shape[1]:
+            v = p.image(st.volume.voxels, st.depth(p))[r, c]
+            value = " ".join(f"{x:g}" for x in np.ravel(v))
+            idx = p.to_index(r, c, st.depth(p))
+            text = f"({int(idx[2])}, {int(idx[1])}, {int(idx[0])})  {value} {st.volume.units}"
+        else:
+            text = ""
+        if text != self._hover_text:
+            self._hover_text = text
+            self.hover.emit(text)
+            self.update()

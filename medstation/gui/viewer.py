@@ -1,0 +1,135 @@
+"""The viewer: three plane views of one volume with a linked crosshair, in 1x1, 1x3 or 2x2."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QScrollBar, QWidget
+
+from medstation.imaging.mpr import PLANE_NAMES
+
+from .slice_view import SliceView
+from .state import ViewState
+
+LAYOUTS = ("1x1", "1x3", "2x2")
+
+
+class PlaneViewer(QWidget):
+    """A ``SliceView`` with its slice scroll bar."""
+
+    def __init__(self, state: ViewState, plane_name: str, parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.view = SliceView(state, plane_name, self)
+        self.bar = QScrollBar(Qt.Vertical, self)
+        self.bar.setFocusPolicy(Qt.NoFocus)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(self.bar)
+        self.bar.valueChanged.connect(self._on_bar)
+        state.changed.connect(self._sync)
+
+    def _on_bar(self, value: int) -> None:
+        p = self.view.plane
+        if p is not None and value != self.state.depth(p):
+            pos = self.state.position.copy()
+            pos[p.axis] = value
+            self.state.set_position(pos)
+
+    def _sync(self, what: str) -> None:
+        p = self.view.plane
+        if p is None:
+            self.bar.setRange(0, 0)
+            return
+        if what in ("volume", "position"):
+            self.bar.blockSignals(True)
+            self.bar.setRange(0, p.depth - 1)
+            self.bar.setPageStep(max(1, p.depth // 10))
+            self.bar.setValue(self.state.depth(p))
+            self.bar.blockSignals(False)
+
+
+class Viewer(QWidget):
+    """Axial, coronal and sagittal views sharing one ``ViewState``."""
+
+    active_changed = Signal(object)
+
+    def __init__(self, state: ViewState, parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.panes = {name: PlaneViewer(state, name, self) for name in PLANE_NAMES}
+        self.info = QLabel(self)
+        self.info.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        self.info.setWordWrap(True)
+        self.info.setStyleSheet("background: black; color: #bbb; padding: 10px;")
+        self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(2)
+        self.layout_name = "1x1"
+        self.active: SliceView = self.panes["axial"].view
+        for pane in self.panes.values():
+            pane.view.activated.connect(self._set_active)
+        state.changed.connect(self._on_state)
+        self.set_layout("1x1")
+
+    @property
+    def views(self) -> dict[str, SliceView]:
+        return {n: p.view for n, p in self.panes.items()}
+
+    def _set_active(self, view: SliceView) -> None:
+        if view is not self.active:
+            self.active = view
+            self.active_changed.emit(view)
+
+    def set_layout(self, name: str) -> None:
+        if name not in LAYOUTS:
+            raise ValueError(f"unknown layout {name!r}; one of {', '.join(LAYOUTS)}")
+        self.layout_name = name
+        for w in [*self.panes.values(), self.info]:
+            self.grid.removeWidget(w)
+            w.hide()
+        for r in range(3):
+            self.grid.setRowStretch(r, 0)
+            self.grid.setColumnStretch(r, 0)
+        if name == "1x1":
+            placed = [(self.panes[self.active.plane_name], 0, 0)]
+        elif name == "1x3":
+            placed = [(self.panes[n], 0, c) for c, n in enumerate(PLANE_NAMES)]
+        else:
+            placed = [(self.panes["axial"], 0, 0), (self.panes["coronal"], 0, 1),
+                      (self.panes["sagittal"], 1, 1), (self.info, 1, 0)]
+        for w, r, c in placed:
+            self.grid.addWidget(w, r, c)
+            self.grid.setRowStretch(r, 1)
+            self.grid.setColumnStretch(c, 1)
+            w.show()
+        mpr = name != "1x1"
+        for pane in self.panes.values():
+            pane.view.show_crosshair = mpr
+            pane.view.update()
+        self._update_info()
+
+    def show_plane(self, plane_name: str) -> None:
+        """In 1x1, show ``plane_name`` (axial, coronal, sagittal)."""
+        self.active = self.panes[plane_name].view
+        self.set_layout(self.layout_name)
+
+    def _on_state(self, what: str) -> None:
+        if what in ("volume", "position"):
+            self._update_info()
+
+    def _update_info(self) -> None:
+        vol = self.state.volume
+        if vol is None or self.layout_name != "2x2":
+            return
+        k, i, j = self.state.position
+        pt = vol.index_to_patient(self.state.position)
+        lines = [self.state.info.get("series", ""),
+                 f"{vol.shape[2]} × {vol.shape[1]} × {vol.shape[0]} voxels "
+                 f"({vol.modality or '?'}, {vol.voxels.dtype})",
+                 f"spacing {vol.spacing[2]:.3g} × {vol.spacing[1]:.3g} × {vol.spacing[0]:.3g} mm",
+                 f"cursor voxel ({j:.0f}, {i:.0f}, {k:.0f})",
+                 "cursor patient (LPS) {:.1f}, {:.1f}, {:.1f} mm".format(*pt)]
+        lines += [f"⚠ {w}" for w in vol.warnings]
+        self.info.setText("\n".join(x for x in lines if x))
