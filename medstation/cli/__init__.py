@@ -101,9 +101,19 @@ def cmd_gui(args) -> int:
 
 def cmd_bench(args) -> int:
     if args.bench == "render":
+        import json
+
         from medstation.gui.bench import run_render
 
-        return run_render(args)
+        r = run_render(args)
+        if args.json:
+            print(json.dumps(r, indent=1))
+        else:
+            print(f"scroll frame ({r['size']}x{r['size']} slice, {r['widget'][0]}x{r['widget'][1]} view, "
+                  f"text and measurements on): median {r['median_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms "
+                  f"(target {r['target_ms']:.0f} ms, ratio {r['ratio_vs_target']:.2f}); float W/L "
+                  f"baseline {r['baseline_float_wl_median_ms']:.2f} ms, ratio {r['ratio_vs_baseline']:.2f}")
+        return 0
     from medstation.cli.bench import run_bench
 
     return run_bench(args)

@@ -1,0 +1,110 @@
+"""``medstation bench render``: time per scroll frame of the real viewer widget, offscreen.
+
+A frame is what one wheel notch costs: the next slice is windowed (lookup table)
+and drawn with its corner text, orientation letters, scale bar and two
+measurements (a length and an ellipse ROI with statistics). The baseline,
+measured in the same run on the same slices and widget, windows each slice
+with plain float arithmetic instead of the lookup table.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import numpy as np
+
+from medstation.core.volume import AXIAL, Volume
+
+TARGET_MS = 8.0
+
+
+def bench_volume(size: int, slices: int = 24) -> Volume:
+    from medstation.synth import ChestPhantom
+    from medstation.synth.phantom import random_nodules
+
+    rng = np.random.default_rng(1)
+    ph = ChestPhantom(seed=1)
+    ph.nodules = random_nodules(ph, rng, 6, z_range=(-25.0, 15.0))
+    spacing = 360.0 / size
+    x = (np.arange(size) - size / 2) * spacing
+    zs = np.arange(slices) * 1.25 - 20
+    vox = np.empty((slices, size, size), np.int16)
+    for k, z in enumerate(zs):
+        noise = rng.normal(0, 12, (size, size))
+        vox[k] = np.clip(ph.render_slice(z, x, x) + noise, -1024, 3000).astype(np.int16)
+    return Volume(vox, spacing=(1.25, spacing, spacing), origin=(x[0], x[0], zs[0]),
+                  direction=AXIAL.copy(), modality="CT", units="HU", windows=[(-600, 1500, "LUNG")])
+
+
+def _frames(view, state, plane, n: int) -> list[float]:
+    from PySide6.QtWidgets import QApplication
+
+    times = []
+    for f in range(n):
+        d = state.depth(plane)
+        t0 = time.perf_counter()
+        state.step(plane, 1 if d < plane.depth - 1 else -d)
+        view.repaint()
+        times.append((time.perf_counter() - t0) * 1000)
+        if f % 20 == 0:
+            QApplication.processEvents()
+    return times
+
+
+def run_render(args) -> dict:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QPointF
+
+    from medstation.imaging import Measurement, window
+
+    from .app import create_app
+    from .slice_view import SliceView
+    from .state import ViewState
+
+    app = create_app()
+    vol = bench_volume(args.size)
+    state = ViewState()
+    state.set_volume(vol, info={"patient": "Bench Phantom", "patient_id": "BENCH",
+                                "study": "2026-01-01", "series": "CT #1 bench"})
+    state.reset_window()
+    view = SliceView(state, "axial")
+    view.resize(900, 900)
+    view.show()
+    app.processEvents()
+    plane = state.planes["axial"]
+    c = args.size / 2
+    for k in range(plane.depth):  # the measurements are visible on every slice
+        state.measurements.append(Measurement("length", 0, k, [(k, c - 60, c - 80), (k, c + 40, c + 70)]))
+        state.measurements.append(Measurement("ellipse", 0, k, [(k, c - 30, c + 20), (k, c + 10, c + 90)]))
+    view._update_hover(QPointF(450, 450))  # the cursor readout is drawn too
+
+    real_render = window.render
+
+    def naive_render(pixels, win, invert=False, out=None):
+        return window._linear(pixels.astype(np.float32), win, invert)
+
+    _frames(view, state, plane, 20)  # warm-up
+    ours, naive = [], []
+    rounds = 4
+    per = max(10, args.frames // rounds)
+    for _ in range(rounds):  # interleaved, so both see the same machine state
+        ours += _frames(view, state, plane, per)
+        window.render = naive_render
+        import medstation.gui.slice_view as sv
+
+        sv.render = naive_render
+        naive += _frames(view, state, plane, per)
+        window.render = real_render
+        sv.render = real_render
+    med, base = statistics.median(ours), statistics.median(naive)
+    report = {
+        "size": args.size, "widget": [view.width(), view.height()], "frames": len(ours),
+        "median_ms": round(med, 3), "p95_ms": round(float(np.percentile(ours, 95)), 3),
+        "baseline_float_wl_median_ms": round(base, 3), "ratio_vs_baseline": round(med / base, 3),
+        "target_ms": TARGET_MS, "ratio_vs_target": round(med / TARGET_MS, 3),
+        "platform": os.environ.get("QT_QPA_PLATFORM", ""),
+    }
+    view.close()
+    return report
