@@ -81,6 +81,7 @@ class MainWindow(QMainWindow):
     series_loaded = Signal(str)  # series UID, once every slice has arrived (or the load ended)
     first_image = Signal(str)  # series UID, when the first slice can be shown
     import_finished = Signal(object)  # ImportReport
+    open_failed = Signal(str, object)  # series UID, the error: the series could not be opened
 
     def __init__(self, db_path: str | Path | None = None) -> None:
         super().__init__()
@@ -359,7 +360,9 @@ class MainWindow(QMainWindow):
             self._scan_pool = WorkerPool(1, timeout=30)
         return self._scan_pool
 
-    def run_task(self, fn, name: str, label: str, on_done=None, show_progress: bool = True) -> Task:
+    def run_task(self, fn, name: str, label: str, on_done=None, show_progress: bool = True,
+                 on_error=None) -> Task:
+        """Run ``fn(progress, cancel)`` on a thread; every slot is connected before it starts."""
         task = Task(fn, name)
         self._tasks.append(task)
         if show_progress:
@@ -375,6 +378,8 @@ class MainWindow(QMainWindow):
         task.failed.connect(lambda exc: self.report_error(exc, label))
         if on_done is not None:
             task.done.connect(on_done)
+        if on_error is not None:
+            task.failed.connect(on_error)
         return task.start()
 
     def _busy(self) -> bool:
@@ -530,10 +535,15 @@ class MainWindow(QMainWindow):
 
         def done(result):
             stack, parts, info = result
-            self._start_load(series_uid, stack, parts, info)
+            try:
+                self._start_load(series_uid, stack, parts, info)
+            except MedstationError as exc:
+                self.report_error(exc, "Opening")
+                self.open_failed.emit(series_uid, exc)
 
         self.notify("Opening series…")
-        return self.run_task(work, "prepare", "Opening", done)
+        return self.run_task(work, "prepare", "Opening", done,
+                             on_error=lambda exc: self.open_failed.emit(series_uid, exc))
 
     def _start_load(self, uid: str, stack, parts, info: dict) -> None:
         self.current_uid = uid
