@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from medstation.core.errors import LoadError, MedstationError
-from medstation.core.files import atomic_write_bytes
+from medstation.core.files import atomic_writer
 from medstation.dicom import WorkerPool
 from medstation.dicom.database import StudyDatabase, user_data_path
 from medstation.dicom.importer import import_paths
@@ -149,7 +149,7 @@ class MainWindow(QMainWindow):
         self.add_panel("tags", "DICOM tags", self.tags)
         self.tabifyDockWidget(self.panels["measurements"], self.panels["tags"])
         self.panels["measurements"].raise_()
-        self.resizeDocks([self.panels["browser"]], [340], Qt.Horizontal)
+        self.resizeDocks([self.panels["browser"], self.panels["measurements"]], [340, 380], Qt.Horizontal)
 
     def _build_status(self) -> None:
         sb = self.statusBar()
@@ -493,7 +493,7 @@ class MainWindow(QMainWindow):
         db, pool, data_dir = self.db, self.scan_pool, self.data_dir
 
         def work(progress, cancel):
-            for n, uid in enumerate(todo):
+            for uid in todo:
                 if cancel.is_set():
                     break
                 try:
@@ -508,15 +508,14 @@ class MainWindow(QMainWindow):
                 buf = QBuffer()
                 buf.open(QIODevice.WriteOnly)
                 image.save(buf, "PNG")
-                atomic_write_bytes(path, bytes(buf.data()), fsync=False)
-                thumbs.progress.emit(n, len(todo))  # reuse: n-th thumbnail ready
-            return None
+                with atomic_writer(path, "wb", fsync=False) as f:  # a cache: no fsync needed
+                    f.write(bytes(buf.data()))
+                ready.append(uid)
+            return ready
 
-        thumbs = Task(work, "thumbnails")
-        thumbs.progress.connect(lambda n, _t: self._thumbnail_ready(todo[n]))
-        self._tasks.append(thumbs)
-        thumbs.finished.connect(lambda: self._tasks.remove(thumbs))
-        thumbs.start()
+        ready: list[str] = []
+        self.run_task(work, "thumbnails", "Thumbnails", show_progress=False,
+                      on_done=lambda uids: [self._thumbnail_ready(u) for u in uids])
 
     def _thumbnail_ready(self, uid: str) -> None:
         image = QImage(str(thumbnail_path(self.data_dir, uid)))

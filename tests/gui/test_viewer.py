@@ -30,6 +30,9 @@ def test_import_browse_open_scroll_window_and_layouts(qtbot, window, small_study
     win.browser.search.setText(f"{d[:4]}-{d[4:6]}-{d[6:]}")
     assert len(win.browser.series_items()) == 2
     win.browser.search.setText("")
+    # series thumbnails arrive from a background task, and are cached on disk
+    qtbot.waitUntil(lambda: all(not i.icon(0).isNull() for i in win.browser.series_items().values()),
+                    timeout=30000)
 
     truth = small_study.series[0]
     item = win.browser.series_items()[truth.series_uid]

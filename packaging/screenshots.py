@@ -1,0 +1,86 @@
+"""Regenerate the README screenshots from the real app: `bash packaging/screenshots.sh`.
+
+Runs the main window on a real X server (Xvfb), opens the built-in demo study,
+draws two measurements on the largest nodule, and saves what the window shows
+in a few states to resources/screenshots/. Uses a throw-away data folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "resources" / "screenshots"
+
+
+def main() -> int:
+    tmp = tempfile.mkdtemp(prefix="medstation-shots-")
+    os.environ["MEDSTATION_DATA"] = tmp
+    os.environ["MEDSTATION_DB"] = str(Path(tmp) / "studies.sqlite")
+    from PySide6.QtCore import QTimer
+
+    from medstation.gui.app import check_display, create_app
+    from medstation.gui.main_window import MainWindow
+    from medstation.imaging import Measurement
+
+    check_display()
+    app = create_app()
+    win = MainWindow()
+    win.resize(1500, 940)
+    win.show()
+    OUT.mkdir(parents=True, exist_ok=True)
+    steps = []
+
+    def shot(name):
+        def take():
+            win.grab().save(str(OUT / f"{name}.png"))
+            print(f"wrote {OUT / name}.png", file=sys.stderr)
+        return take
+
+    def on_loaded(_uid):
+        win.series_loaded.disconnect(on_loaded)
+        truth = json.loads((Path(tmp) / "demo" / "truth.json").read_text())
+        nodule = truth["nodules"][0]
+        vol = win.state.volume
+        idx = vol.patient_to_index(nodule["center"])
+        win.state.set_position(idx)
+        k = int(round(idx[0]))
+        r = nodule["diameter_mm"] / 2 / vol.spacing[1]
+        win.state.add_measurement(Measurement("length", 0, k, [(k, idx[1], idx[2] - r),
+                                                               (k, idx[1], idx[2] + r)]))
+        win.state.add_measurement(Measurement("ellipse", 0, k, [(k, idx[1] - 2 * r, idx[2] + 1.5 * r),
+                                                                (k, idx[1] + 1 * r, idx[2] + 5 * r)]))
+        win.state.select(None)
+        for view in win.viewer.views.values():
+            view._update_hover(view.rect().center())
+        steps.extend([
+            (400, shot("viewer-axial-lung")),
+            (10, lambda: win.set_layout("2x2")),
+            (400, shot("viewer-mpr-2x2")),
+            (10, lambda: win.set_layout("1x3")),
+            (10, lambda: win.state.set_window(__import__("medstation.imaging").imaging.PRESETS["Mediastinum"])),
+            (400, shot("viewer-mpr-1x3-mediastinum")),
+            (10, lambda: (win.panels["tags"].show(), win.panels["tags"].raise_(), win.set_layout("1x1"))),
+            (600, shot("viewer-tags")),
+            (10, win.close),
+        ])
+        run_next()
+
+    def run_next():
+        if steps:
+            delay, fn = steps.pop(0)
+            QTimer.singleShot(delay, lambda: (fn(), run_next()))
+
+    win.series_loaded.connect(on_loaded)
+    QTimer.singleShot(200, win.open_demo)
+    QTimer.singleShot(300_000, win.close)  # never hang a CI job
+    app.exec()
+    win.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
