@@ -237,11 +237,12 @@ class SliceView(QWidget):
         if pos is not None:
             axis = int(np.argmax(np.abs(p.normal)))
             loc = f"\n{'XYZ'[axis]}: {pos[axis]:.1f} mm"
-        top_right = "\n".join(t for t in (info.get("series", ""),
-                                           f"{p.name.capitalize()}  Im {depth + 1}/{p.depth}{loc}") if t)
+        where = f"{p.name.capitalize()}  " if vol.has_geometry else ""  # no geometry: no plane name
+        top_right = "\n".join(t for t in (info.get("series", ""), f"{where}Im {depth + 1}/{p.depth}{loc}")
+                               if t)
         w = st.window
         wl = "" if vol.is_color else f"W {w.width:.0f}  L {w.center:.0f}  {w.name}"
-        if st.display_inverted and not vol.is_color:
+        if st.invert:
             wl += "  inverted"
         bottom_left = f"{wl}\nZoom {self.zoom_factor():.2f}×"
         self._shadow_text(painter, box, Qt.AlignLeft | Qt.AlignTop, top_left)

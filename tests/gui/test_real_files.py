@@ -95,3 +95,21 @@ def test_tag_inspector_shows_the_current_file(qtbot, window, real_files):
     win.tags.filter.setText("0010,0020")
     shown = [win.tags.tree.topLevelItem(i) for i in range(win.tags.tree.topLevelItemCount())]
     assert [i.text(1) for i in shown] == ["Patient ID"]
+
+
+def test_monochrome1_displays_inverted(qtbot, window, tmp_path):
+    src = PYDICOM_TEST_FILES / "dicomdirtests" / "77654033" / "CR1" / "6154"
+    shutil.copy(src, tmp_path / "cr.dcm")
+    report = import_and_wait(qtbot, window, [tmp_path])
+    open_and_wait(qtbot, window, next(iter(report.series)))
+    st = window.state
+    assert st.volume.photometric == "MONOCHROME1" and st.display_inverted and not st.invert
+    view = window.viewer.active
+    img = view.plane.image(st.volume.voxels, 0)
+    low = np.unravel_index(np.argmin(img), img.shape)  # the lowest stored value shows white
+    shot = view.grab().toImage()
+    at = view.to_widget(*low)
+    assert shot.pixelColor(int(at.x()), int(at.y())).lightness() > 128
+    assert "inverted" not in view._hover_text
+    window.invert_action.trigger()  # the user's invert shows it as stored
+    assert st.invert and not st.display_inverted
