@@ -45,8 +45,9 @@ def roi_mask(shape: tuple[int, int], p0, p1, kind: str) -> tuple[np.ndarray, tup
     Corners are (row, column) plane coordinates, pixel centres at integers.
     Returns the mask over its bounding box and the box's slices.
     """
-    r0, r1 = sorted((float(p0[0]), float(p1[0])))
-    c0, c1 = sorted((float(p0[1]), float(p1[1])))
+    # rounded so that float noise from screen <-> plane round trips cannot flip edge pixels
+    r0, r1 = sorted((round(float(p0[0]), 6), round(float(p1[0]), 6)))
+    c0, c1 = sorted((round(float(p0[1]), 6), round(float(p1[1]), 6)))
     rs = slice(max(0, math.ceil(r0)), min(shape[0], math.floor(r1) + 1))
     cs = slice(max(0, math.ceil(c0)), min(shape[1], math.floor(c1) + 1))
     rr = np.arange(rs.start, max(rs.start, rs.stop))[:, None]

@@ -191,3 +191,29 @@ def test_pyside_keeps_references_to_none():
         p.setBrush(QImage.Format_RGB32 and p.brush())
     p.end()
     assert sys.getrefcount(None) >= before - 10
+
+
+def test_drop_a_folder_imports_and_opens_it(qtbot, window, small_study):
+    from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(small_study.folder)])
+    event = QDropEvent(QPoint(300, 300), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    assert window.acceptDrops()
+    with qtbot.waitSignal(window.series_loaded, timeout=60000):
+        window.dropEvent(event)  # offscreen there is no drag manager to deliver a synthetic drop
+    assert event.isAccepted()
+    assert window.current_uid in {s.series_uid for s in small_study.series}
+
+
+def test_cine_plays_through_the_slices(qtbot, window, small_study):
+    import_and_wait(qtbot, window, [small_study.folder])
+    open_and_wait(qtbot, window, small_study.series[0].series_uid)
+    plane = window.viewer.active.plane
+    seen = set()
+    window.state.changed.connect(lambda what: seen.add(window.state.depth(plane)))
+    window.cine_action.trigger()
+    qtbot.waitUntil(lambda: len(seen) >= 5, timeout=10000)
+    window.cine_action.trigger()
+    assert not window._cine.isActive()
