@@ -33,6 +33,9 @@ def create_app():
 
 
 def run(db: str | None = None, open_paths: list[str] | None = None, demo: bool = False) -> int:
+    missing = [p for p in open_paths or [] if not Path(p).exists()]
+    if missing:
+        raise MedstationError(f"cannot open {missing[0]}: no such file or folder", "check the path")
     check_display()
     app = create_app()
     from PySide6.QtCore import QTimer
@@ -44,11 +47,6 @@ def run(db: str | None = None, open_paths: list[str] | None = None, demo: bool =
     if demo:
         QTimer.singleShot(0, win.open_demo)
     if open_paths:
-        missing = [p for p in open_paths if not Path(p).exists()]
-        if missing:
-            win.close()
-            raise MedstationError(f"cannot open {missing[0]}: no such file or folder",
-                                  "check the path")
         QTimer.singleShot(0, lambda: win.import_paths(list(open_paths), open_after=True))
     rc = app.exec()
     win.shutdown()

@@ -568,6 +568,7 @@ class MainWindow(QMainWindow):
         self.notify(f"{info.get('series', '')}: " + ("; ".join(notes) if notes else
                                                       f"{vol.shape[0]} slices"))
         self._remember(uid, f"{info.get('patient', '')} — {info.get('series', '')}")
+        self.setWindowTitle(f"medstation — {info.get('patient', '')} — {info.get('series', '')}")
         self._show_progress("Loading", 0, vol.shape[0])
         self._poll.start()
 

@@ -178,6 +178,13 @@ def test_no_display_gives_a_clear_error_not_an_abort(tmp_path):
     assert time.monotonic() - t0 < 30
 
 
+def test_open_a_missing_path_says_so(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "medstation", "open", str(tmp_path / "nope")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "no such file or folder" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_pyside_keeps_references_to_none():
     """PySide6 6.12.0 dropped a reference to None on every void call (abort on Python 3.11)."""
     from PySide6.QtCore import QRectF
