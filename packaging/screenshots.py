@@ -24,7 +24,7 @@ def main() -> int:
 
     from medstation.gui.app import check_display, create_app
     from medstation.gui.main_window import MainWindow
-    from medstation.imaging import Measurement
+    from medstation.imaging import PRESETS, Measurement
 
     check_display()
     app = create_app()
@@ -61,7 +61,7 @@ def main() -> int:
             (10, lambda: win.set_layout("2x2")),
             (400, shot("viewer-mpr-2x2")),
             (10, lambda: win.set_layout("1x3")),
-            (10, lambda: win.state.set_window(__import__("medstation.imaging").imaging.PRESETS["Mediastinum"])),
+            (10, lambda: win.state.set_window(PRESETS["Mediastinum"])),
             (400, shot("viewer-mpr-1x3-mediastinum")),
             (10, lambda: (win.panels["tags"].show(), win.panels["tags"].raise_(), win.set_layout("1x1"))),
             (600, shot("viewer-tags")),

@@ -50,10 +50,15 @@ class MeasurementPanel(QWidget):
         self.table.itemSelectionChanged.connect(self._on_select)
         state.changed.connect(self._on_state)
         self._rows: list = []
+        # slices arriving change ROI values; recompute at most a few times a second
+        self._later = QTimer(self, singleShot=True, interval=250)
+        self._later.timeout.connect(self.refresh)
 
     def _on_state(self, what: str) -> None:
-        if what in ("volume", "measurements", "selection", "data"):
+        if what in ("volume", "measurements", "selection"):
             self.refresh()
+        elif what == "data" and self.state.measurements and not self._later.isActive():
+            self._later.start()
 
     def refresh(self) -> None:
         st = self.state

@@ -50,6 +50,7 @@ class SliceView(QWidget):
         self._drag: tuple | None = None  # (mode, start point, payload)
         self._pending_angle: Measurement | None = None
         self._hover_text = ""
+        self._labels: dict[tuple, str] = {}  # measurement label cache: ROI statistics are not free
         self._font = QFont()
         self._font.setPixelSize(12)
         self.setMouseTracking(True)
@@ -197,7 +198,7 @@ class SliceView(QWidget):
         return [m for m in items if m.axis == p.axis and m.depth == depth]
 
     def _paint_measurements(self, painter: QPainter, p: Plane, depth: int) -> None:
-        vol, units = self.state.volume, self.state.volume.units
+        units = self.state.volume.units
         for m in self.visible_measurements(p, depth):
             color = SELECTED if m is self.state.selected else MEASURE
             painter.setPen(QPen(color, 1.5))
@@ -214,10 +215,19 @@ class SliceView(QWidget):
                 painter.drawRect(QRectF(q.x() - 2.5, q.y() - 2.5, 5, 5))
             painter.setBrush(Qt.NoBrush)
             if m is not self._pending_angle:
-                label = m.summary(vol, p, units).replace(", area", "\narea")
+                label = self._label(m, p, units)
                 anchor = max(pts, key=lambda q: q.x()) + QPointF(8, -4)
                 self._shadow_text(painter, QRectF(anchor, anchor + QPointF(320, 60)),
                                   Qt.AlignLeft | Qt.AlignTop, label, color)
+
+    def _label(self, m: Measurement, p: Plane, units: str) -> str:
+        key = (id(m), tuple(m.points), m.depth, self.state.data_version, units)
+        label = self._labels.get(key)
+        if label is None:
+            if len(self._labels) > 256:
+                self._labels.clear()
+            label = self._labels[key] = m.summary(self.state.volume, p, units).replace(", area", "\narea")
+        return label
 
     def _shadow_text(self, painter: QPainter, rect: QRectF, flags, text: str, color=TEXT) -> None:
         painter.setPen(QColor(0, 0, 0))
