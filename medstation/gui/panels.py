@@ -172,5 +172,6 @@ class TagInspector(QWidget):
                 items.append(item)
             parents.append(item)
         self.tree.addTopLevelItems(items)
-        self.tree.resizeColumnToContents(0)
-        self.tree.resizeColumnToContents(1)
+        for col, most in ((0, 110), (1, 190), (2, 40)):  # leave room for the values
+            self.tree.resizeColumnToContents(col)
+            self.tree.setColumnWidth(col, min(self.tree.columnWidth(col), most))
