@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import pydicom
@@ -45,7 +46,9 @@ def _walk(ds: Dataset, depth: int, out: list[TagRow]) -> None:
 def read_tags(path: str) -> list[TagRow]:
     """All elements of ``path`` except the pixel data, file meta first."""
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, defer_size=4096)
+        with warnings.catch_warnings():  # oddities pydicom warns about are shown as they are
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, defer_size=4096)
         rows: list[TagRow] = []
         if getattr(ds, "file_meta", None) is not None:
             _walk(ds.file_meta, 0, rows)
