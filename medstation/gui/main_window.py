@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from medstation.core.errors import LoadError, MedstationError
+from medstation.core.errors import CancelledError, LoadError, MedstationError
 from medstation.core.files import atomic_writer
 from medstation.dicom import WorkerPool
 from medstation.dicom.database import StudyDatabase, user_data_path
@@ -407,14 +407,20 @@ class MainWindow(QMainWindow):
     def notify(self, text: str) -> None:
         self.message.setText(text)
 
+    def add_problems(self, errors: list[LoadError], context: str, show: bool = False) -> None:
+        """List files that could not be used in the (non-modal) problems window."""
+        self.problems.add(errors, context)
+        self.problems_button.setText(f"⚠ {len(self.problems.errors)} problems")
+        self.problems_button.show()
+        if show:
+            self.problems.show()
+
     def report_error(self, exc: BaseException, context: str) -> None:
-        if isinstance(exc, MedstationError) and type(exc).__name__ == "CancelledError":
+        if isinstance(exc, CancelledError):
             self.notify(f"{context}: cancelled.")
             return
         if isinstance(exc, LoadError):
-            self.problems.add([exc], context)
-            self.problems_button.setText(f"⚠ {len(self.problems.errors)} problems")
-            self.problems_button.show()
+            self.add_problems([exc], context)
         text = str(exc) if isinstance(exc, MedstationError) else f"{type(exc).__name__}: {exc}"
         self.notify(f"{context} failed: {text}")
 
@@ -440,10 +446,8 @@ class MainWindow(QMainWindow):
         def done(report):
             self.browser.refresh()
             if report.errors:
-                self.problems.add(report.errors, f"Import of {', '.join(Path(p).name for p in paths)}")
-                self.problems_button.setText(f"⚠ {len(self.problems.errors)} problems")
-                self.problems_button.show()
-                self.problems.show()
+                self.add_problems(report.errors, f"Import of {', '.join(Path(p).name for p in paths)}",
+                                  show=True)
             self.notify(f"Imported {report.files} files: {report.added} added, {report.unchanged} "
                         f"unchanged, {report.skipped} not DICOM, {len(report.errors)} with problems.")
             self._thumbnails_for(list(report.series))
@@ -597,9 +601,7 @@ class MainWindow(QMainWindow):
                 self.report_error(exc, "Loading")
             else:
                 if result.errors:
-                    self.problems.add(result.errors, "Loading the series")
-                    self.problems_button.setText(f"⚠ {len(self.problems.errors)} problems")
-                    self.problems_button.show()
+                    self.add_problems(result.errors, "Loading the series")
                 self.notify(f"Loaded {total} slices in {result.seconds:.2f} s"
                             + (f"; {len(result.errors)} could not be read" if result.errors else ""))
             if not self._window_set:
