@@ -1,7 +1,8 @@
 """The ``medstation`` command: the composition root.
 
 With no command it opens the viewer (``--demo``: on the built-in demo study).
-Subcommands: ``open``, ``import``, ``info``, ``demo``, ``bench load``, ``bench render``. Errors a user can
+Subcommands: ``open``, ``import``, ``info``, ``demo``, ``detect``, ``evaluate``,
+``train-detector``, ``bench load|render|infer``. Errors a user can
 cause come out as one line (``medstation: error: ...``) and exit code 2, never
 a traceback.
 """
@@ -173,7 +174,65 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=int, default=512)
     b.add_argument("--frames", type=int, default=200)
     b.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("detect", help="find lesions in CT series; findings as JSON per series")
+    s.add_argument("paths", nargs="+", help="folders, files, DICOMDIRs or .zip archives")
+    s.add_argument("--out", required=True, help="folder for <series UID>.json and detect-report.json")
+    s.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    _model_args(s)
+    s.add_argument("--show", type=int, default=10, help="findings listed per series on stderr")
+    s.set_defaults(func=_ai("cmd_detect"))
+
+    s = sub.add_parser("evaluate", help="FROC and CPM of a detector on generated studies with known nodules")
+    s.add_argument("--studies", type=int, default=20)
+    s.add_argument("--seed0", type=int, default=10000, help="first phantom seed (training uses 0..399)")
+    s.add_argument("--data", help="folder for the generated studies (default: user data folder/eval)")
+    s.add_argument("--min-diameter", type=float, default=6.0, help="nodules counted (mm)")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--write-metrics", action="store_true", help="store the figures in the model's manifest")
+    _model_args(s)
+    s.set_defaults(func=_ai("cmd_evaluate"))
+
+    s = sub.add_parser("train-detector", help="train the nodule detector on synthetic chest CT "
+                       "(JSON lines on stdout)")
+    s.add_argument("--out", required=True, help="model directory to write "
+                   "(model.safetensors + manifest.json)")
+    s.add_argument("--samples", type=int, default=TRAIN_DEFAULTS["samples"])
+    s.add_argument("--steps", type=int, default=TRAIN_DEFAULTS["steps"])
+    s.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS["batch_size"])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--version", default="1.0.0")
+    s.set_defaults(func=_ai("cmd_train_detector"))
+
+    b = bsub.add_parser("infer", help="detector end to end on a 300-slice CT vs a plain slice loop")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--slices", type=int, default=300)
+    b.add_argument("--size", type=int, default=512)
+    b.add_argument("--rounds", type=int, default=2)
+    _model_args(b)
+    b.set_defaults(func=_ai("cmd_bench_infer"))
     return p
+
+
+def _model_args(s) -> None:
+    s.add_argument("--model", help="model directory (default: the newest user model, else the built-in one)")
+    s.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, cuda:1, "
+                   "mps or cpu")
+    s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: medstation's choice)")
+
+
+def _ai(name: str):
+    def run(args):
+        from medstation.cli import ai
+
+        return getattr(ai, name)(args)
+
+    return run
+
+
+TRAIN_DEFAULTS = {"samples": 12000, "steps": 3500, "batch_size": 16}
 
 
 def main(argv: list[str] | None = None) -> int:

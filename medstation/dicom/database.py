@@ -22,7 +22,7 @@ from medstation.core.errors import DatabaseError, LoadError
 from medstation.core.files import atomic_write_text
 from medstation.dicom.header import InstanceHeader
 
-SCHEMA_VERSION = 2  # 2: measurements
+SCHEMA_VERSION = 3  # 2: measurements; 3: AI results and finding reviews
 ENV_DB = "MEDSTATION_DB"
 
 _SCHEMA = """
@@ -82,6 +82,25 @@ CREATE TABLE IF NOT EXISTS measurements (
     modified REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS measurements_series ON measurements(series_key);
+CREATE TABLE IF NOT EXISTS ai_results (
+    series_key TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    findings TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (series_key, model_name, model_version, model_sha256)
+);
+CREATE TABLE IF NOT EXISTS finding_reviews (
+    series_key TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    finding_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    finding TEXT NOT NULL,
+    reviewed REAL NOT NULL,
+    PRIMARY KEY (series_key, model_name, model_version, finding_id)
+);
 """
 
 
@@ -358,6 +377,56 @@ class StudyDatabase:
     def delete_measurement(self, mid: int) -> None:
         with self._tx():
             self._conn.execute("DELETE FROM measurements WHERE id=?", (mid,))
+
+    # -- AI results (cached per series and model version) and the reader's reviews ----------
+    def save_ai_result(self, series_key: str, model_name: str, model_version: str, model_sha256: str,
+                       findings: list[dict]) -> None:
+        with self._tx():
+            self._conn.execute("INSERT OR REPLACE INTO ai_results VALUES (?, ?, ?, ?, ?, ?)",
+                               (series_key, model_name, model_version, model_sha256, json.dumps(findings),
+                                time.time()))
+
+    def ai_result(self, series_key: str, model_name: str, model_version: str,
+                  model_sha256: str) -> list[dict] | None:
+        """Cached findings (with the reader's review status merged in), or None."""
+        row = self._conn.execute(
+            "SELECT findings FROM ai_results WHERE series_key=? AND model_name=? AND model_version=? "
+            "AND model_sha256=?", (series_key, model_name, model_version, model_sha256)).fetchone()
+        if row is None:
+            return None
+        findings = json.loads(row[0])
+        reviews = self.finding_reviews(series_key, model_name, model_version)
+        for f in findings:
+            f["status"] = reviews.get(f.get("finding_id"), "")
+        return findings
+
+    def review_finding(self, series_key: str, model_name: str, model_version: str, finding: dict,
+                       status: str) -> None:
+        """Store a reader's accept / reject (``""`` clears it); the finding is kept as a label."""
+        if status not in ("", "accepted", "rejected"):
+            raise ValueError(f"unknown review status {status!r}")
+        with self._tx():
+            if status:
+                self._conn.execute("INSERT OR REPLACE INTO finding_reviews VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                   (series_key, model_name, model_version, finding["finding_id"], status,
+                                    json.dumps(finding), time.time()))
+            else:
+                self._conn.execute("DELETE FROM finding_reviews WHERE series_key=? AND model_name=? AND "
+                                   "model_version=? AND finding_id=?",
+                                   (series_key, model_name, model_version, finding["finding_id"]))
+
+    def finding_reviews(self, series_key: str, model_name: str, model_version: str) -> dict[str, str]:
+        return dict(self._conn.execute(
+            "SELECT finding_id, status FROM finding_reviews WHERE series_key=? AND model_name=? "
+            "AND model_version=?", (series_key, model_name, model_version)))
+
+    def reviewed_findings(self) -> list[dict]:
+        """Every accept / reject, for fine-tuning: series, model version, status, the finding."""
+        return [{"series_key": k, "model_name": n, "model_version": v, "status": s,
+                 "finding": json.loads(f), "reviewed": r}
+                for k, n, v, s, f, r in self._conn.execute(
+                    "SELECT series_key, model_name, model_version, status, finding, reviewed "
+                    "FROM finding_reviews ORDER BY reviewed")]
 
     def measurements(self, series_key: str) -> list[tuple[int, str, dict]]:
         """``(id, kind, data)`` of the measurements of one series, oldest first."""

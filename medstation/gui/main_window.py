@@ -37,8 +37,10 @@ from medstation.dicom.importer import import_paths
 from medstation.dicom.loader import LoadJob
 from medstation.imaging import PRESETS, Measurement, Window
 
+from .ai import AiController
 from .browser import StudyBrowser
 from .dialogs import DISCLAIMER, AboutDialog, HelpDialog, ProblemsDialog
+from .findings import FindingsPanel
 from .loading import prepare_series, series_key, thumbnail_path, thumbnail_pixels
 from .panels import MeasurementPanel, TagInspector
 from .state import ViewState
@@ -105,6 +107,8 @@ class MainWindow(QMainWindow):
         self.measurements = MeasurementPanel(self.state, self)
         self.tags = TagInspector(self.state, self)
         self.problems = ProblemsDialog(self)
+        self.ai = AiController(self)
+        self.findings = FindingsPanel(self.ai, self)
         self.panels: dict[str, QDockWidget] = {}
         self._build_docks()
         self._build_status()
@@ -114,6 +118,8 @@ class MainWindow(QMainWindow):
         self._cine = QTimer(self, interval=66)
         self._cine.timeout.connect(self._cine_step)
         self.browser.series_activated.connect(self.open_series)
+        self.series_loaded.connect(lambda _uid: self.ai.series_opened(self.state.series_key))
+        self.ai.detection_failed.connect(self._detection_failed)
         self.viewer.active_changed.connect(lambda _v: self._sync_actions())
         self.state.changed.connect(self._on_state)
         self.state.measurement_edited.connect(self._save_measurement)
@@ -147,8 +153,10 @@ class MainWindow(QMainWindow):
         self.add_panel("browser", "Studies", self.browser, Qt.LeftDockWidgetArea)
         self.add_panel("measurements", "Measurements", self.measurements)
         self.add_panel("tags", "DICOM tags", self.tags)
+        self.add_panel("findings", "AI findings", self.findings)
+        self.tabifyDockWidget(self.panels["findings"], self.panels["measurements"])
         self.tabifyDockWidget(self.panels["measurements"], self.panels["tags"])
-        self.panels["measurements"].raise_()
+        self.panels["findings"].raise_()
         self.resizeDocks([self.panels["browser"], self.panels["measurements"]], [340, 380], Qt.Horizontal)
 
     def _build_status(self) -> None:
@@ -246,6 +254,19 @@ class MainWindow(QMainWindow):
         self.tool_actions["navigate"].setChecked(True)
         t.addSeparator()
         self._action(t, "Delete selected measurement", lambda: self.state.delete_measurement())
+
+        a = mb.addMenu("&AI")
+        self._action(a, "Detect lesions in this series", lambda: self.ai.detect(force=True), "D")
+        self._action(a, "Cancel detection", self.ai.cancel)
+        self.findings_action = self._action(a, "Show AI findings on the images",
+                                            lambda on: self.state.set_show_findings(on), "Shift+F",
+                                            checkable=True)
+        self.findings_action.setChecked(True)
+        a.addSeparator()
+        self._action(a, "Next finding", lambda: self._step_finding(1), ".")
+        self._action(a, "Previous finding", lambda: self._step_finding(-1), ",")
+        self._action(a, "Accept the selected finding", lambda: self._review_selected("accepted"), "Y")
+        self._action(a, "Reject the selected finding", lambda: self._review_selected("rejected"), "X")
 
         h = mb.addMenu("&Help")
         self._action(h, "Keyboard and mouse…", self.show_help, "F1")
@@ -638,6 +659,23 @@ class MainWindow(QMainWindow):
         if m.id is not None:
             self.db.delete_measurement(m.id)
 
+    def _step_finding(self, delta: int) -> None:
+        items = self.state.visible_findings()
+        if not items:
+            return
+        cur = self.state.selected_finding
+        n = items.index(cur) + delta if cur in items else (0 if delta > 0 else len(items) - 1)
+        self.state.select_finding(items[n % len(items)])
+
+    def _review_selected(self, status: str) -> None:
+        f = self.state.selected_finding
+        if f is not None:
+            self.ai.review(f, "" if f.status == status else status)
+
+    def _detection_failed(self, _key: str, exc) -> None:
+        if not isinstance(exc, CancelledError):
+            self.report_error(exc, "Detection")
+
     # -- view actions ----------------------------------------------------------------
     def set_layout(self, name: str) -> None:
         self.viewer.set_layout(name)
@@ -674,6 +712,8 @@ class MainWindow(QMainWindow):
             self.invert_action.setChecked(self.state.invert)
         elif what == "tool":
             self.tool_actions[self.state.tool].setChecked(True)
+        elif what == "findings":
+            self.findings_action.setChecked(self.state.show_findings)
 
     def _sync_actions(self) -> None:
         self.layout_actions[self.viewer.layout_name].setChecked(True)
@@ -688,6 +728,7 @@ class MainWindow(QMainWindow):
         """Stop loads and tasks and the worker processes (idempotent)."""
         self._poll.stop()
         self._cine.stop()
+        self.ai.shutdown()
         if self.load_job is not None:
             self.load_job.cancel()
             try:

@@ -27,6 +27,9 @@ TEXT = QColor(235, 235, 235)
 MEASURE = QColor(255, 210, 60)
 SELECTED = QColor(80, 230, 255)
 HANDLE_PX = 6.0
+#: findings by confidence: high, medium, low
+FINDING_COLORS = ((0.75, QColor(255, 70, 70)), (0.5, QColor(255, 150, 40)), (0.0, QColor(240, 230, 80)))
+REJECTED = QColor(150, 150, 150)
 _NICE_MM = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 
 
@@ -70,6 +73,8 @@ class SliceView(QWidget):
         if what == "volume":
             self._scale, self._pan = None, QPointF(0, 0)
             self._pending_angle = None
+        if what == "centre":
+            self.centre_on(self.state.position)
         if what == "tool":
             self.setCursor(Qt.ArrowCursor if self.state.tool == "navigate" else Qt.CrossCursor)
         self.update()
@@ -125,6 +130,15 @@ class SliceView(QWidget):
             self._scale = 1.0 / self.plane.spacing[1]
             self.update()
 
+    def centre_on(self, index) -> None:
+        """Pan so the voxel ``index`` (k, i, j) is in the middle of the view."""
+        p = self.plane
+        if p is None or self.width() <= 0:
+            return
+        r, c, _ = p.to_plane(index)
+        self._pan += QPointF(self.width() / 2, self.height() / 2) - self.to_widget(r, c)
+        self.update()
+
     def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
         if self.plane is None:
             return
@@ -173,6 +187,8 @@ class SliceView(QWidget):
         painter.setRenderHint(QPainter.Antialiasing, True)
         if self.show_crosshair:
             self._paint_crosshair(painter, p)
+        if self.show_overlays and st.show_findings and st.findings:
+            self._paint_findings(painter, p, depth)
         if self.show_overlays:
             self._paint_measurements(painter, p, depth)
             self._paint_text(painter, p, depth)
@@ -190,6 +206,45 @@ class SliceView(QWidget):
         painter.drawLine(QPointF(pt.x(), 0), QPointF(pt.x(), self.height()))
         painter.setPen(QPen(PLANE_COLORS.get(others.get(p.row_axis, ""), TEXT), 1))
         painter.drawLine(QPointF(0, pt.y()), QPointF(self.width(), pt.y()))
+
+    def finding_rects(self, p: Plane, depth: int) -> list[tuple[object, QRectF]]:
+        """(finding, widget rectangle) of the findings cut by this plane at ``depth``."""
+        out = []
+        for f in self.state.visible_findings():
+            if p.axis == 0:
+                box = next((b for b in f.boxes if b[0] == depth), None)
+                if box is None:
+                    continue
+                lo, hi = (depth, box[1], box[2]), (depth, box[3], box[4])
+            else:
+                b = f.bbox()
+                if not (b[p.axis] - 0.5 <= depth <= b[p.axis + 3] + 0.5):
+                    continue
+                lo, hi = b[:3], b[3:]
+            r0, c0, _ = p.to_plane(lo)
+            r1, c1, _ = p.to_plane(hi)
+            out.append((f, QRectF(self.to_widget(min(r0, r1) - 0.5, min(c0, c1) - 0.5),
+                                  self.to_widget(max(r0, r1) + 0.5, max(c0, c1) + 0.5)).normalized()))
+        return out
+
+    def _paint_findings(self, painter: QPainter, p: Plane, depth: int) -> None:
+        st = self.state
+        painter.save()
+        painter.setOpacity(st.findings_opacity)
+        for f, rect in self.finding_rects(p, depth):
+            color = REJECTED if f.status == "rejected" else next(c for t, c in FINDING_COLORS if f.score >= t)
+            pen = QPen(color, 2.5 if f is st.selected_finding else 1.5)
+            if f.status == "rejected":
+                pen.setStyle(Qt.DashLine)
+            painter.setPen(pen)
+            grow = 3.0
+            painter.drawEllipse(rect.adjusted(-grow, -grow, grow, grow))
+            mark = {"accepted": " ✓", "rejected": " ✗"}.get(f.status, "")
+            label = f"{f.finding_id} {f.score:.2f}{mark}"
+            anchor = QPointF(rect.right() + grow + 2, rect.top() - 14)
+            self._shadow_text(painter, QRectF(anchor, anchor + QPointF(140, 16)), Qt.AlignLeft | Qt.AlignTop,
+                              label, color)
+        painter.restore()
 
     def visible_measurements(self, p: Plane, depth: int) -> list[Measurement]:
         items = list(self.state.measurements)

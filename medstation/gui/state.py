@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from medstation.core.findings import Finding
 from medstation.core.volume import Volume
 from medstation.imaging import Measurement, Window, default_window, planes_for
 from medstation.imaging.mpr import Plane
@@ -18,7 +19,7 @@ TOOLS = ("navigate", "length", "rect", "ellipse", "angle")
 
 class ViewState(QObject):
     """The viewer model. ``changed`` carries what changed: volume, position, window,
-    data (more slices arrived), measurements, tool, selection."""
+    data (more slices arrived), measurements, tool, selection, findings."""
 
     changed = Signal(str)
     #: a measurement was added or edited (the window saves it) / deleted
@@ -39,6 +40,12 @@ class ViewState(QObject):
         self.selected: Measurement | None = None
         self.tool = "navigate"
         self.data_version = 0  # bumped when voxels change (slices arriving)
+        # AI findings of the open series
+        self.findings: list[Finding] = []
+        self.finding_threshold = 0.5
+        self.show_findings = True
+        self.findings_opacity = 0.9
+        self.selected_finding: Finding | None = None
 
     # -- volume ---------------------------------------------------------------
     def set_volume(self, volume: Volume | None, ready: np.ndarray | None = None,
@@ -50,6 +57,8 @@ class ViewState(QObject):
         self.series_key = series_key
         self.measurements = []
         self.selected = None
+        self.findings = []
+        self.selected_finding = None
         self.data_version += 1
         if volume is not None:
             self.position = (np.asarray(volume.shape[:3], float) - 1) / 2
@@ -147,3 +156,34 @@ class ViewState(QObject):
 
     def plane_of_axis(self, axis: int) -> Plane | None:
         return next((p for p in self.planes.values() if p.axis == axis), None)
+
+    # -- AI findings ----------------------------------------------------------------
+    def set_findings(self, items: list[Finding]) -> None:
+        self.findings = sorted(items, key=lambda f: -f.score)
+        if self.selected_finding not in self.findings:
+            self.selected_finding = None
+        self.changed.emit("findings")
+
+    def visible_findings(self) -> list[Finding]:
+        """Findings at or above the confidence threshold (rejected ones included: drawn dimmed)."""
+        return [f for f in self.findings if f.score >= self.finding_threshold]
+
+    def set_finding_threshold(self, value: float) -> None:
+        self.finding_threshold = float(min(max(value, 0.0), 1.0))
+        self.changed.emit("findings")
+
+    def set_show_findings(self, on: bool) -> None:
+        self.show_findings = bool(on)
+        self.changed.emit("findings")
+
+    def set_findings_opacity(self, value: float) -> None:
+        self.findings_opacity = float(min(max(value, 0.05), 1.0))
+        self.changed.emit("findings")
+
+    def select_finding(self, f: Finding | None, jump: bool = True) -> None:
+        """Select ``f``; ``jump`` moves the cursor to its centre (the views centre on it)."""
+        self.selected_finding = f
+        if f is not None and jump:
+            self.set_position(f.center_voxel)
+            self.changed.emit("centre")
+        self.changed.emit("findings")

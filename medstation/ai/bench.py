@@ -1,0 +1,150 @@
+"""``medstation bench infer``: the detector end to end against a plain slice loop, interleaved.
+
+Input: a generated 300-slice 512x512 chest CT written as DICOM. Per round:
+
+* medstation: load (header scan + decode) + ``Detector.detect`` (resample,
+  lung crop and slice skip, batched channels-last inference, 3D grouping);
+* baseline: the same network on the same resampled volume, every slice, full
+  field of view, one slice per call in a plain Python loop under
+  ``torch.no_grad()`` (what a first script would do).
+
+Also measured: the torch thread count for the inference lane while a
+GUI-like thread ticks every 10 ms (how late its ticks come).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+TARGET_S = 20.0
+GPU_TARGET_S = 2.0
+SPEEDUP_TARGET = 2.0
+
+
+def _generate(folder: Path, slices: int, size: int) -> Path:
+    from medstation.synth import ChestPhantom, Nodule, SeriesSpec, write_study
+
+    ph = ChestPhantom(seed=21, nodules=[Nodule((-60.0, 0.0, -10.0), 12.0), Nodule((70.0, 20.0, 40.0), 8.0),
+                                        Nodule((-80.0, 30.0, -90.0), 6.0)])
+    spec = SeriesSpec(description="bench infer", slices=slices, rows=size, columns=size,
+                      pixel_spacing=360.0 / size, slice_thickness=1.0, z_center=-20.0)
+    truth = write_study(folder, ph, series=[spec], seed=21)
+    return Path(truth.series[0].files[0]).parent
+
+
+def _load(folder: Path, pool):
+    from medstation.dicom import assemble, load_stack, scan
+
+    files = sorted(str(p) for p in folder.iterdir() if p.name != "truth.json")
+    stacks = assemble(scan(files, pool).headers)
+    return load_stack(stacks[0], pool).volume
+
+
+def baseline_loop(detector, volume) -> int:
+    """The same network, every resampled slice, whole field of view, one call per slice."""
+    from medstation.ai.detector import prepare, stack_channels
+
+    full = prepare(volume, dict(detector.input_spec), crop_to_lungs=False).images
+    with torch.no_grad():
+        for m in range(full.shape[0]):
+            detector.model([stack_channels(full, [m], detector.channels)[0].to(detector.device)])
+    return int(full.shape[0])
+
+
+def _gui_ticks(stop: threading.Event, lateness: list[float]) -> None:
+    """A GUI-like thread: every 10 ms, 1 ms of numpy work; records how late each tick is."""
+    a = np.random.default_rng(0).random((256, 256), dtype=np.float32)
+    nxt = time.perf_counter()
+    while not stop.is_set():
+        nxt += 0.010
+        delay = nxt - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        lateness.append(max(0.0, time.perf_counter() - nxt))
+        np.sqrt(a)  # a little drawing-like work
+
+
+def run_infer(args) -> dict:
+    from medstation.dicom import WorkerPool
+
+    detector, model_dir = _load_detector(args)
+    out: dict = {"model": f"{detector.name} {detector.version}", "device": str(detector.device),
+                 "slices": args.slices, "size": args.size, "rounds": args.rounds,
+                 "cpu_threads_default": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory(prefix="medstation-bench-infer-") as tmp, WorkerPool() as pool:
+        folder = _generate(Path(tmp), args.slices, args.size)
+        _load(folder, pool)  # warm the page cache and the workers
+        volume = _load(folder, pool)
+        detector.detect(volume)  # warm-up: allocator, kernels
+        ours, loads, base, nets = [], [], [], []
+        runs = None
+        for _ in range(args.rounds):
+            t0 = time.perf_counter()
+            vol = _load(folder, pool)
+            t1 = time.perf_counter()
+            run = detector.detect(vol)
+            t2 = time.perf_counter()
+            loads.append(t1 - t0)
+            ours.append(t2 - t0)
+            nets.append(t2 - t1)
+            runs = run
+            t3 = time.perf_counter()
+            n_base = baseline_loop(detector, vol)
+            base.append(time.perf_counter() - t3)
+        # thread count for the inference lane with a GUI thread ticking beside it
+        threads = {}
+        for n in sorted({1, 2, max(1, torch.get_num_threads())}):
+            torch.set_num_threads(n)
+            stop = threading.Event()
+            late: list[float] = []
+            gui = threading.Thread(target=_gui_ticks, args=(stop, late), daemon=True)
+            gui.start()
+            t0 = time.perf_counter()
+            detector.detect(volume)
+            dt = time.perf_counter() - t0
+            stop.set()
+            gui.join()
+            threads[str(n)] = {"detect_s": round(dt, 2),
+                               "gui_tick_late_p95_ms": round(float(np.percentile(late, 95)) * 1000, 1),
+                               "gui_tick_late_max_ms": round(max(late) * 1000, 1)}
+        torch.set_num_threads(out["cpu_threads_default"])
+    end_to_end = statistics.median(ours)
+    detect_s = statistics.median(nets)
+    baseline = statistics.median(base)
+    assert runs is not None
+    target = GPU_TARGET_S if detector.device.type == "cuda" else TARGET_S
+    out.update({
+        "end_to_end_s": round(end_to_end, 2),
+        "load_s": round(statistics.median(loads), 2),
+        "detect_s": round(detect_s, 2),
+        "detect_breakdown_s": {k: round(v, 2) for k, v in runs.seconds.items()},
+        "model_slices": runs.slices_total,
+        "model_slices_run": runs.slices_run,
+        "findings": len(runs.findings),
+        "target_s": target,
+        "ratio_vs_target": round(end_to_end / target, 3),
+        "baseline_plain_loop_s": round(baseline, 2),
+        "baseline_slices": n_base,
+        "speedup_vs_baseline": round(baseline / detect_s, 2),
+        "speedup_target": SPEEDUP_TARGET,
+        "threads_with_gui_thread": threads,
+    })
+    return out
+
+
+def _load_detector(args):
+    from medstation.ai.engine import choose_device
+    from medstation.ai.store import default_detector_dir, load_detector
+
+    model_dir = Path(args.model) if getattr(args, "model", None) else default_detector_dir()
+    device = choose_device(getattr(args, "device", "auto") or "auto")
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    return load_detector(model_dir, device), model_dir

@@ -1,0 +1,417 @@
+"""The 2.5D CNN lesion detector: network, pre-processing, inference, 3D grouping.
+
+Network: torchvision's FCOS (anchor-free one-stage detector: its head, focal
+and GIoU losses, box coder and NMS) on a small ResNet backbone built from
+torchvision's ``BasicBlock`` and ``FeaturePyramidNetwork``. The input is 2.5D:
+``channels`` neighbouring slices (resampled to the model's slice spacing)
+stacked as image channels, so the network can tell a nodule (a sphere: it
+appears and vanishes within a few slices) from a vessel (a tube: it goes on).
+
+Pre-processing follows the model's manifest (``input``): resample to its pixel
+and slice spacing, window to its HU range, skip slices that hold no lung and
+crop every slice to the box around the lungs (+ margin). Detections of single
+slices are merged into 3D lesion candidates (``medstation.core.Finding``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.detection import FCOS
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.fcos import FCOSHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.resnet import BasicBlock
+from torchvision.ops import FeaturePyramidNetwork, box_iou
+from torchvision.ops.misc import Conv2dNormActivation
+
+from medstation.core.errors import ModelError
+from medstation.core.findings import Finding
+from medstation.core.volume import Volume
+
+ARCHITECTURE = "fcos-resnet-2.5d"
+
+#: the input spec of the default detector (stored in every manifest)
+DEFAULT_INPUT = {
+    "channels": 5,  # neighbouring slices as channels, centre slice in the middle
+    "slice_spacing_mm": 2.0,
+    "pixel_spacing_mm": 1.0,
+    "window": [-1000.0, 400.0],  # HU mapped to 0..1
+    "modality": "CT",
+}
+DEFAULT_NETWORK = {"widths": [24, 32, 64, 128], "fpn_channels": 64, "head_convs": 2}
+
+#: lungs: voxels below this HU inside the body
+AIR_HU = -400.0
+#: slices with less lung than this (mm^2) are skipped
+MIN_LUNG_AREA_MM2 = 150.0
+#: margin around the lungs kept in the crop (mm): juxtapleural nodules sit on the edge
+CROP_MARGIN_MM = 12.0
+
+
+# -- network ----------------------------------------------------------------
+
+class Backbone(nn.Module):
+    """Stem (stride 2) + three ResNet basic blocks (strides 4, 8, 16) + FPN.
+
+    Returns the FPN levels at strides 4 and 8 (``p2``, ``p3``); stride 16 feeds
+    the top-down path. Lung nodules of 3-30 mm are 3-30 pixels at 1 mm: stride
+    4 holds them.
+    """
+
+    def __init__(self, in_channels: int, widths: list[int], fpn_channels: int) -> None:
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        self.stem = nn.Sequential(
+            Conv2dNormActivation(in_channels, w0, kernel_size=3, stride=2),
+            Conv2dNormActivation(w0, w0, kernel_size=3, stride=1),
+        )
+        self.layer1 = _block(w0, w1)
+        self.layer2 = _block(w1, w2)
+        self.layer3 = _block(w2, w3)
+        self.fpn = FeaturePyramidNetwork([w1, w2, w3], fpn_channels)
+        self.out_channels = fpn_channels
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        c2 = self.layer1(self.stem(x))
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        p = self.fpn(OrderedDict([("p2", c2), ("p3", c3), ("p4", c4)]))
+        return OrderedDict([("p2", p["p2"]), ("p3", p["p3"])])
+
+
+def _block(cin: int, cout: int) -> nn.Module:
+    down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=2, bias=False), nn.BatchNorm2d(cout))
+    return nn.Sequential(BasicBlock(cin, cout, stride=2, downsample=down), BasicBlock(cout, cout))
+
+
+class _NoResize(GeneralizedRCNNTransform):
+    """Normalise and batch only: the input is already at the model's spacing."""
+
+    def resize(self, image, target=None):
+        return image, target
+
+
+def build_model(architecture: str, input_spec: dict, network: dict | None = None,
+                *, score_thresh: float = 0.05) -> FCOS:
+    """The network for ``architecture``; ``ModelError`` if this version does not know it."""
+    if architecture != ARCHITECTURE:
+        raise ModelError(f"unknown model architecture {architecture!r} "
+                         f"(this medstation knows {ARCHITECTURE!r})",
+                         "update medstation or pick another model")
+    net = {**DEFAULT_NETWORK, **(network or {})}
+    channels = int(input_spec["channels"])
+    backbone = Backbone(channels, list(net["widths"]), int(net["fpn_channels"]))
+    anchors = AnchorGenerator(sizes=((4,), (8,)), aspect_ratios=((1.0,), (1.0,)))
+    head = FCOSHead(backbone.out_channels, 1, num_classes=2, num_convs=int(net["head_convs"]))
+    model = FCOS(backbone, num_classes=2, anchor_generator=anchors, head=head,
+                 score_thresh=score_thresh, nms_thresh=0.3, detections_per_img=30, topk_candidates=300,
+                 center_sampling_radius=1.5)
+    model.transform = _NoResize(min_size=64, max_size=4096, image_mean=[0.3] * channels,
+                                image_std=[0.3] * channels, size_divisible=32)
+    return model
+
+
+# -- pre-processing -----------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """A volume at the model's spacing, windowed, cropped to the lungs."""
+
+    images: torch.Tensor  # (slices, rows, cols) float32 in 0..1, model spacing
+    kept: list[int]  # model slice indices that hold lung
+    crop: tuple[int, int]  # (row, col) offset of the crop in the resampled slice
+    scale: tuple[float, float, float]  # volume index per model index along k, i, j
+    model_spacing: tuple[float, float, float]
+    seconds: float = 0.0
+
+
+def _check_volume(volume: Volume, input_spec: dict) -> None:
+    where = volume.series_uid or "this series"
+    if volume.is_color or volume.voxels.ndim != 3:
+        raise ModelError(f"{where}: the detector needs a grey image volume", "open a CT series")
+    if input_spec.get("modality") and volume.modality and volume.modality != input_spec["modality"]:
+        raise ModelError(f"{where}: the detector is for {input_spec['modality']}, "
+                         f"this series is {volume.modality}",
+                         "open a chest CT series")
+    if volume.shape[0] < 3:
+        raise ModelError(f"{where}: {volume.shape[0]} slice(s); the detector needs a stack of axial slices",
+                         "open a thin-slice chest CT series")
+    if abs(float(volume.direction[0][2])) < 0.9:
+        raise ModelError(f"{where}: the slices are not axial; the detector reads axial chest CT",
+                         "open the axial series of the study")
+
+
+def prepare(volume: Volume, input_spec: dict, check: Callable[[], None] | None = None, *,
+            crop_to_lungs: bool = True) -> Prepared:
+    """Resample to the model's spacing, window, find the lungs and crop to them."""
+    t0 = time.perf_counter()
+    _check_volume(volume, input_spec)
+    sk, si, sj = (abs(s) for s in volume.spacing)
+    px = float(input_spec["pixel_spacing_mm"])
+    dz = float(input_spec["slice_spacing_mm"])
+    lo, hi = (float(v) for v in input_spec["window"])
+    n, rows, cols = volume.shape
+    out_rows = max(8, int(round(rows * si / px)))
+    out_cols = max(8, int(round(cols * sj / px)))
+    out_n = max(1, int(math.floor((n - 1) * sk / dz)) + 1)
+    src_k = np.arange(out_n) * dz / sk  # fractional source slice of every model slice
+    needed = sorted({int(math.floor(f)) for f in src_k} | {min(n - 1, int(math.floor(f)) + 1) for f in src_k})
+    planes: dict[int, torch.Tensor] = {}
+    vox = volume.voxels
+    for start in range(0, len(needed), 32):
+        if check:
+            check()
+        ks = needed[start:start + 32]
+        block = torch.from_numpy(np.ascontiguousarray(vox[ks], dtype=np.float32))[:, None]
+        block = F.interpolate(block, size=(out_rows, out_cols), mode="bilinear", align_corners=False,
+                              antialias=(out_rows < rows or out_cols < cols))[:, 0]
+        block = ((block - lo) / (hi - lo)).clamp_(0.0, 1.0)
+        for k, plane in zip(ks, block):
+            planes[k] = plane
+    images = torch.empty((out_n, out_rows, out_cols), dtype=torch.float32)
+    for m, f in enumerate(src_k):
+        k0 = int(math.floor(f))
+        w = f - k0
+        if w < 1e-6 or k0 + 1 >= n:
+            images[m] = planes[min(k0, n - 1)]
+        else:
+            torch.lerp(planes[k0], planes[k0 + 1], float(w), out=images[m])
+    del planes
+    # lungs: air enclosed by the body along both its row and its column
+    air = images < (AIR_HU - lo) / (hi - lo)
+    body = ~air
+    inside = _between(body, 2) & _between(body, 1)
+    lung = air & inside
+    area = lung.sum(dim=(1, 2)).numpy() * px * px
+    kept = [int(m) for m in np.nonzero(area >= MIN_LUNG_AREA_MM2)[0]]
+    crop = (0, 0)
+    if kept and crop_to_lungs:
+        union = lung[kept].any(dim=0)
+        r = torch.nonzero(union.any(dim=1)).flatten()
+        c = torch.nonzero(union.any(dim=0)).flatten()
+        margin = int(round(CROP_MARGIN_MM / px))
+        r0, r1 = max(0, int(r[0]) - margin), min(out_rows, int(r[-1]) + 1 + margin)
+        c0, c1 = max(0, int(c[0]) - margin), min(out_cols, int(c[-1]) + 1 + margin)
+        images = images[:, r0:r1, c0:c1].contiguous()
+        crop = (r0, c0)
+    scale = (dz / sk, rows / out_rows, cols / out_cols)
+    spacing = (dz, si * rows / out_rows, sj * cols / out_cols)
+    return Prepared(images, kept, crop, scale, spacing, time.perf_counter() - t0)
+
+
+def _between(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """True between the first and the last True along ``dim`` (inclusive)."""
+    fwd = mask.cummax(dim=dim).values
+    bwd = mask.flip(dim).cummax(dim=dim).values.flip(dim)
+    return fwd & bwd
+
+
+def stack_channels(images: torch.Tensor, slices: list[int], channels: int) -> torch.Tensor:
+    """``(len(slices), channels, rows, cols)``: each slice with its neighbours (edges repeated)."""
+    half = channels // 2
+    idx = torch.tensor(slices)[:, None] + torch.arange(-half, half + 1)[None, :]
+    idx = idx.clamp_(0, images.shape[0] - 1)
+    return images[idx]
+
+
+# -- inference ----------------------------------------------------------------
+
+@dataclass
+class SliceDetections:
+    """Boxes found on one model slice, in volume voxel indices (i0, j0, i1, j1)."""
+
+    k: float  # fractional volume slice index
+    boxes: np.ndarray  # (n, 4)
+    scores: np.ndarray  # (n,)
+
+
+@dataclass
+class DetectionRun:
+    findings: list[Finding]
+    slices_total: int
+    slices_run: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+
+
+class Detector:
+    """A loaded detector: network on a device plus its manifest."""
+
+    def __init__(self, model: FCOS, manifest: dict, device: str = "cpu") -> None:
+        self.manifest = manifest
+        self.input_spec = dict(manifest["input"])
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        if self.device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.name = str(manifest.get("name", ""))
+        self.version = str(manifest.get("version", ""))
+
+    @property
+    def channels(self) -> int:
+        return int(self.input_spec["channels"])
+
+    def forward(self, batch: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """The network on ``(n, channels, rows, cols)``; one dict of boxes/scores/labels per image."""
+        batch = batch.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                return self.model(list(batch))
+        return self.model(list(batch.contiguous(memory_format=torch.channels_last)))
+
+    def detect(
+        self,
+        volume: Volume,
+        *,
+        batch_size: int = 8,
+        min_score: float = 0.05,
+        progress: Callable[[int, int], None] | None = None,
+        partial: Callable[[list[SliceDetections]], None] | None = None,
+        check: Callable[[], None] | None = None,
+    ) -> DetectionRun:
+        """Find lesions in ``volume``: findings sorted by score (highest first)."""
+        t0 = time.perf_counter()
+        prep = prepare(volume, self.input_spec, check)
+        t1 = time.perf_counter()
+        per_slice: list[SliceDetections] = []
+        total = len(prep.kept)
+        with torch.inference_mode():
+            for start in range(0, total, batch_size):
+                if check:
+                    check()
+                chunk = prep.kept[start:start + batch_size]
+                outputs = self.forward(stack_channels(prep.images, chunk, self.channels))
+                found = [self._to_volume(prep, m, out, min_score) for m, out in zip(chunk, outputs)]
+                per_slice.extend(found)
+                if partial:
+                    partial([f for f in found if len(f.scores)])
+                if progress:
+                    progress(min(start + batch_size, total), total)
+        t2 = time.perf_counter()
+        findings = group_slices(per_slice, volume, self.name, self.version)
+        t3 = time.perf_counter()
+        return DetectionRun(findings, prep.images.shape[0], total,
+                            {"prepare": t1 - t0, "network": t2 - t1, "group": t3 - t2, "total": t3 - t0},
+                            str(self.device))
+
+    @staticmethod
+    def _to_volume(prep: Prepared, m: int, out: dict, min_score: float) -> SliceDetections:
+        scores = out["scores"].float().cpu().numpy()
+        keep = scores >= min_score
+        b = out["boxes"].float().cpu().numpy()[keep]  # x0, y0, x1, y1 in crop pixels
+        sk, si, sj = prep.scale
+        r0, c0 = prep.crop
+        # pixel edges: model pixel edge u maps to volume edge u * scale
+        i0 = (b[:, 1] + r0) * si - 0.5
+        i1 = (b[:, 3] + r0) * si - 0.5
+        j0 = (b[:, 0] + c0) * sj - 0.5
+        j1 = (b[:, 2] + c0) * sj - 0.5
+        return SliceDetections(m * sk, np.stack([i0, j0, i1, j1], axis=1), scores[keep])
+
+
+# -- 3D grouping --------------------------------------------------------------
+
+def group_slices(per_slice: list[SliceDetections], volume: Volume, model_name: str = "",
+                 model_version: str = "", *, iou: float = 0.2, max_gap: int = 1) -> list[Finding]:
+    """Merge slice detections into 3D lesion candidates.
+
+    Boxes on consecutive model slices (``max_gap`` empty slices allowed) that
+    overlap (IoU >= ``iou``, or one box's centre inside the other) form one
+    lesion. Its score is the best slice's; its centre is the score-weighted
+    mean of the box centres; its diameter is the longest box side in mm.
+    """
+    sk, si, sj = (abs(s) for s in volume.spacing)
+    order = sorted(range(len(per_slice)), key=lambda n: per_slice[n].k)
+    tracks: list[dict] = []
+    for pos, n in enumerate(order):
+        sd = per_slice[n]
+        if not len(sd.scores):
+            continue
+        boxes = torch.from_numpy(sd.boxes.astype(np.float32))
+        live = [t for t in tracks if pos - t["last"] <= max_gap + 1]
+        claimed: set[int] = set()
+        if live:
+            prev = torch.tensor([t["boxes"][-1][1:5] for t in live], dtype=torch.float32)
+            overlap = box_iou(boxes, prev).numpy()
+            for b in np.argsort(-sd.scores):
+                best, best_iou = None, 0.0
+                for t_i, t in enumerate(live):
+                    if id(t) in claimed:
+                        continue
+                    o = float(overlap[b, t_i])
+                    if o < iou and not _centre_inside(sd.boxes[b], t["boxes"][-1][1:5]):
+                        continue
+                    if o >= best_iou:
+                        best, best_iou = t, o
+                if best is not None:
+                    claimed.add(id(best))
+                    best["boxes"].append((sd.k, *sd.boxes[b], float(sd.scores[b])))
+                    best["last"] = pos
+                else:
+                    tracks.append({"boxes": [(sd.k, *sd.boxes[b], float(sd.scores[b]))], "last": pos})
+        else:
+            for b in range(len(sd.scores)):
+                tracks.append({"boxes": [(sd.k, *sd.boxes[b], float(sd.scores[b]))], "last": pos})
+    model_dz = (order and len(order) > 1 and abs(per_slice[order[1]].k - per_slice[order[0]].k) * sk) or sk
+    findings = []
+    for t in tracks:
+        arr = np.array(t["boxes"], dtype=float)  # k, i0, j0, i1, j1, score
+        w = arr[:, 5]
+        ci = (arr[:, 1] + arr[:, 3]) / 2
+        cj = (arr[:, 2] + arr[:, 4]) / 2
+        centre = (float(np.average(arr[:, 0], weights=w)), float(np.average(ci, weights=w)),
+                  float(np.average(cj, weights=w)))
+        h_mm = (arr[:, 3] - arr[:, 1]) * si
+        w_mm = (arr[:, 4] - arr[:, 2]) * sj
+        diameter = float(max(h_mm.max(), w_mm.max()))
+        volume_mm3 = float(np.sum(math.pi / 4 * h_mm * w_mm) * model_dz)
+        k_lo = int(math.floor(arr[:, 0].min()))
+        k_hi = int(math.ceil(arr[:, 0].max()))
+        # boxes on every volume slice the lesion spans (nearest model slice's box)
+        boxes = []
+        for k in range(max(0, k_lo), min(volume.shape[0] - 1, k_hi) + 1):
+            near = int(np.argmin(np.abs(arr[:, 0] - k)))
+            boxes.append((k, *(round(float(v), 2) for v in arr[near, 1:5]), round(float(arr[near, 5]), 4)))
+        findings.append(Finding(
+            finding_id="",
+            center_mm=tuple(round(float(v), 2) for v in volume.index_to_patient(centre)),  # type: ignore[arg-type]
+            center_voxel=tuple(round(v, 2) for v in centre),  # type: ignore[arg-type]
+            diameter_mm=round(diameter, 1),
+            score=round(float(w.max()), 4),
+            slice_range=(max(0, k_lo), min(volume.shape[0] - 1, k_hi)),
+            volume_mm3=round(volume_mm3, 1),
+            boxes=boxes,  # type: ignore[arg-type]
+            model_name=model_name,
+            model_version=model_version,
+        ))
+    findings = _merge_nested(findings)
+    findings.sort(key=lambda f: -f.score)
+    for n, f in enumerate(findings, start=1):
+        f.finding_id = f"F{n}"
+    return findings
+
+
+def _centre_inside(box, other) -> bool:
+    ci, cj = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return other[0] <= ci <= other[2] and other[1] <= cj <= other[3]
+
+
+def _merge_nested(findings: list[Finding]) -> list[Finding]:
+    """Drop a candidate whose centre lies inside a higher-scoring one's 3D box."""
+    kept: list[Finding] = []
+    for f in sorted(findings, key=lambda f: -f.score):
+        k, i, j = f.center_voxel
+        if any(b[0] - 0.5 <= k <= b[3] + 0.5 and b[1] <= i <= b[4] and b[2] <= j <= b[5]
+               for b in (g.bbox() for g in kept)):
+            continue
+        kept.append(f)
+    return kept

@@ -1,0 +1,190 @@
+"""The model store: built-in models in ``models/`` (read-only), user models in the user data directory.
+
+A model is a directory holding ``model.safetensors`` (tensors only: nothing in
+it can run code) and ``manifest.json``::
+
+    {"name": "nodule-detector", "version": "1.0.0", "parent_version": null,
+     "architecture": "fcos-resnet-2.5d", "network": {...}, "input": {...},
+     "classes": ["background", "nodule"], "task": "detection",
+     "training_data": {...}, "metrics": {...}, "intended_use": "...",
+     "sha256": "<hex digest of model.safetensors>", "created": "..."}
+
+Loading reads the manifest, hashes the weights file and compares before a byte
+is deserialized, and refuses anything else (``ModelError`` naming the file and
+the fix). Saving writes both files atomically; a new version goes into a new
+directory, so the previous model stays usable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from medstation.core.errors import ModelError
+from medstation.core.files import atomic_write_bytes, atomic_write_text
+
+WEIGHTS = "model.safetensors"
+MANIFEST = "manifest.json"
+REQUIRED = ("name", "version", "architecture", "input", "classes", "sha256")
+
+
+def builtin_models_dir() -> Path:
+    """``models/`` next to the package (a checkout or the PyInstaller bundle)."""
+    env = os.environ.get("MEDSTATION_MODELS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent.parent
+    return here / "models"
+
+
+def user_models_dir() -> Path:
+    from medstation.dicom.database import user_data_path
+
+    return Path(user_data_path()) / "models"
+
+
+@dataclass
+class ModelEntry:
+    path: Path
+    manifest: dict
+    builtin: bool
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}" + (" (built-in)" if self.builtin else "")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no manifest.json", "a model directory needs manifest.json and "
+                         "model.safetensors; reinstall or retrain the model") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable manifest ({exc})", "reinstall or retrain the model") from None
+    if not isinstance(manifest, dict):
+        raise ModelError(f"{path}: the manifest is not a JSON object", "reinstall or retrain the model")
+    missing = [k for k in REQUIRED if k not in manifest]
+    if missing:
+        raise ModelError(f"{path}: manifest lacks {', '.join(missing)}", "reinstall or retrain the model")
+    return manifest
+
+
+def load_state(model_dir: str | Path) -> tuple[dict, dict]:
+    """``(manifest, state_dict)`` after checking the weights' sha256; never unpickles."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
+
+    model_dir = Path(model_dir)
+    manifest = read_manifest(model_dir)
+    weights = model_dir / WEIGHTS
+    try:
+        data = weights.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{weights}: weights file missing", "reinstall or retrain the model") from None
+    except OSError as exc:
+        raise ModelError(f"{weights}: unreadable ({exc.strerror})", "check the file's permissions") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != str(manifest["sha256"]).lower():
+        raise ModelError(f"{weights}: sha256 {digest[:12]}... does not match the manifest's "
+                         f"{str(manifest['sha256'])[:12]}...; the file was changed or truncated",
+                         "reinstall the model or retrain it; medstation keeps using the previous model")
+    try:
+        state = load_safetensors(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{weights}: not a valid safetensors file ({exc})",
+                         "models must be saved as safetensors; retrain or reinstall") from None
+    return manifest, state
+
+
+def load_detector(model_dir: str | Path, device: str = "cpu"):
+    """A ready ``Detector`` from a model directory; ``ModelError`` on any problem."""
+    from medstation.ai.detector import Detector, build_model
+
+    manifest, state = load_state(model_dir)
+    model = build_model(str(manifest["architecture"]), dict(manifest["input"]), manifest.get("network"))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelError(f"{Path(model_dir) / WEIGHTS}: weights do not fit architecture "
+                         f"{manifest['architecture']!r} ({first})",
+                         "reinstall or retrain the model") from None
+    return Detector(model, manifest, device)
+
+
+def save_model(model_dir: str | Path, state_dict: dict, manifest: dict) -> Path:
+    """Write ``model.safetensors`` and ``manifest.json`` (with its sha256) atomically."""
+    from safetensors.torch import save as save_safetensors
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    data = save_safetensors(tensors)
+    atomic_write_bytes(model_dir / WEIGHTS, data)
+    manifest = {**manifest, "sha256": hashlib.sha256(data).hexdigest()}
+    atomic_write_text(model_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return model_dir
+
+
+def list_models(task: str | None = None) -> tuple[list[ModelEntry], list[ModelError]]:
+    """Every model found (built-in first, then the user's), and the problems met."""
+    entries: list[ModelEntry] = []
+    problems: list[ModelError] = []
+    for root, builtin in ((builtin_models_dir(), True), (user_models_dir(), False)):
+        if not root.is_dir():
+            continue
+        for d in sorted(p for p in root.iterdir() if p.is_dir()):
+            if not (d / MANIFEST).exists():
+                continue
+            try:
+                manifest = read_manifest(d)
+            except ModelError as exc:
+                problems.append(exc)
+                continue
+            if task is None or manifest.get("task", "detection") == task:
+                entries.append(ModelEntry(d, manifest, builtin))
+    return entries, problems
+
+
+def _version_key(v: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in v.replace("-", ".").split("."))
+
+
+def default_detector_dir() -> Path:
+    """The newest user detector if any, else the built-in one."""
+    entries, _ = list_models("detection")
+    if not entries:
+        raise ModelError(f"no detector model found in {builtin_models_dir()} or {user_models_dir()}",
+                         "reinstall medstation or train one with `medstation train-detector`")
+    user = [e for e in entries if not e.builtin]
+    pool = user or entries
+    return max(pool, key=lambda e: _version_key(e.version)).path
+
+
+def save_metrics(model_dir: str | Path, metrics: dict) -> None:
+    """Record evaluation figures in a model's manifest (the weights and their hash are untouched)."""
+    model_dir = Path(model_dir)
+    manifest = read_manifest(model_dir)
+    manifest["metrics"] = {**manifest.get("metrics", {}), **metrics}
+    atomic_write_text(model_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")

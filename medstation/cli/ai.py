@@ -1,0 +1,151 @@
+"""AI commands: ``detect``, ``evaluate``, ``train-detector`` and ``bench infer``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from medstation.core.errors import LoadError, MedstationError
+
+
+def _detector(args):
+    from medstation.ai.engine import choose_device
+    from medstation.ai.store import default_detector_dir, load_detector
+
+    device = choose_device(getattr(args, "device", "auto") or "auto")
+    model_dir = Path(args.model) if getattr(args, "model", None) else default_detector_dir()
+    if getattr(args, "threads", 0):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return load_detector(model_dir, device), model_dir
+
+
+def _say(args, text: str) -> None:
+    if not getattr(args, "json", False) or sys.stderr.isatty():
+        print(text, file=sys.stderr)
+
+
+def cmd_detect(args) -> int:
+    from medstation.core.files import atomic_write_text
+    from medstation.dicom import WorkerPool, assemble, collect, load_stack, scan
+
+    detector, model_dir = _detector(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"model": {"name": detector.name, "version": detector.version, "path": str(model_dir),
+                              "sha256": detector.manifest.get("sha256", "")},
+                    "not_for_clinical_use": True, "series": [], "problems": []}
+    with tempfile.TemporaryDirectory(prefix="medstation-detect-") as tmp, WorkerPool() as pool:
+        found = collect(args.paths, extract_dir=tmp)
+        scanned = scan(found.files, pool)
+        report["problems"] += [e.to_dict() for e in found.errors + scanned.errors]
+        stacks = assemble(scanned.headers)
+        if not stacks:
+            raise LoadError(", ".join(args.paths), "no image series found",
+                            "point detect at a folder of CT files")
+        for stack in stacks:
+            h = stack.first
+            entry = {"series_uid": stack.series_uid, "series_description": h.series_description,
+                     "study_uid": h.study_uid, "patient_id": h.patient_id, "modality": h.modality,
+                     "slices": len(stack.slices)}
+            loaded = load_stack(stack, pool)
+            report["problems"] += [e.to_dict() for e in loaded.errors]
+            try:
+                run = detector.detect(loaded.volume)
+            except MedstationError as exc:  # e.g. a non-axial or non-CT series: report, go on
+                entry["skipped"] = exc.to_dict()
+                report["series"].append(entry)
+                _say(args, f"{h.series_description or stack.series_uid}: skipped ({exc})")
+                continue
+            entry.update({"findings": [f.to_dict() for f in run.findings], "seconds": run.seconds,
+                          "slices_run": run.slices_run, "device": run.device})
+            name = f"{stack.series_uid}-{stack.part}.json" if stack.part else f"{stack.series_uid}.json"
+            path = out / name
+            atomic_write_text(path, json.dumps({**entry, "model": report["model"],
+                                                "not_for_clinical_use": True}, indent=1) + "\n")
+            entry["file"] = str(path)
+            report["series"].append(entry)
+            _say(args, f"{h.series_description or stack.series_uid}: {len(run.findings)} findings "
+                       f"in {run.seconds['total']:.1f} s -> {path}")
+            for f in run.findings[: args.show]:
+                _say(args, f"  {f.finding_id}: score {f.score:.2f}, {f.diameter_mm:.1f} mm at "
+                           f"({f.center_mm[0]:.1f}, {f.center_mm[1]:.1f}, {f.center_mm[2]:.1f}) mm, "
+                           f"slice {f.center_slice + 1}")
+    atomic_write_text(out / "detect-report.json", json.dumps(report, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from medstation.training.evaluate import ensure_eval_set, evaluate
+
+    detector, model_dir = _detector(args)
+    folder = Path(args.data) if args.data else _data_dir() / "eval"
+    studies = ensure_eval_set(folder, args.studies, args.seed0, progress=lambda s: _say(args, s))
+    result, extra = evaluate(detector, studies, min_diameter=args.min_diameter,
+                             progress=lambda s: _say(args, s))
+    out = {"model": {"name": detector.name, "version": detector.version, "path": str(model_dir)},
+           **result.to_dict(), **extra}
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        print(f"{detector.name} {detector.version} on {result.scans} generated studies (seeds "
+              f"{args.seed0}..{args.seed0 + args.studies - 1}), {result.nodules} nodules "
+              f">= {args.min_diameter:g} mm")
+        for rate, sens in result.sensitivity_at.items():
+            print(f"  sensitivity at {rate:g} FP/scan: {sens:.3f}")
+        print(f"  CPM: {result.cpm:.3f}   (score threshold at 1 FP/scan: {result.threshold_at_1fp:.3f})")
+        for scan_no, ref in result.missed:
+            where = tuple(round(c, 1) for c in ref.center_mm)
+            print(f"  missed: study {scan_no + 1}, {ref.diameter_mm:.1f} mm at {where}")
+    if args.write_metrics:
+        from medstation.ai.store import save_metrics
+
+        keys = ("scans", "nodules", "sensitivity_at_fp_per_scan", "cpm", "threshold_at_1fp")
+        save_metrics(model_dir, {"froc": {k: out[k] for k in keys},
+                                 "eval_seeds": extra["seeds"], "min_diameter_mm": args.min_diameter})
+    return 0
+
+
+def cmd_train_detector(args) -> int:
+    from medstation.training.detector import TrainConfig, train
+
+    config = TrainConfig(samples=args.samples, steps=args.steps, batch_size=args.batch_size,
+                         seed=args.seed, threads=args.threads, device=args.device, version=args.version)
+    train(config, args.out, log=sys.stdout)
+    return 0
+
+
+def cmd_bench_infer(args) -> int:
+    from medstation.ai.bench import run_infer
+
+    r = run_infer(args)
+    if args.json:
+        print(json.dumps(r, indent=1))
+    else:
+        print_infer(r)
+    return 0
+
+
+def print_infer(r: dict) -> None:
+    print(f"detector {r['model']} on {r['device']}: {r['slices']}x{r['size']}x{r['size']} CT, "
+          f"median of {r['rounds']} interleaved rounds")
+    print(f"  end to end (load + detect): {r['end_to_end_s']:.2f} s (target {r['target_s']:.0f} s, "
+          f"ratio {r['ratio_vs_target']:.2f}); load {r['load_s']:.2f} s, detect {r['detect_s']:.2f} s "
+          f"({r['model_slices_run']} of {r['model_slices']} model slices hold lung)")
+    print(f"  baseline (same network, every slice, full field of view, one call per slice): "
+          f"{r['baseline_plain_loop_s']:.2f} s -> speedup {r['speedup_vs_baseline']:.2f}x "
+          f"(target {r['speedup_target']:.0f}x)")
+    for n, t in r["threads_with_gui_thread"].items():
+        print(f"  {n} torch thread(s) with a GUI thread ticking: detect {t['detect_s']:.2f} s, "
+              f"GUI tick late p95 {t['gui_tick_late_p95_ms']:.1f} ms, max {t['gui_tick_late_max_ms']:.1f} ms")
+
+
+def _data_dir() -> Path:
+    from medstation.dicom.database import user_data_path
+
+    return user_data_path()

@@ -1,0 +1,67 @@
+"""``Finding``: one lesion candidate found by a detector in one series.
+
+Positions are kept twice: in patient coordinates (mm, LPS; what a report and a
+prior study share) and as fractional voxel indices ``(k, i, j)`` of the series
+the detector ran on (what the viewer draws). Per-slice boxes are in voxel
+indices of that series: ``(k, i0, j0, i1, j1, score)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+#: what a reader decided about a finding
+STATUSES = ("", "accepted", "rejected")
+
+
+@dataclass
+class Finding:
+    finding_id: str  # stable within one run: "F1", "F2", ... by descending score
+    center_mm: tuple[float, float, float]
+    center_voxel: tuple[float, float, float]
+    diameter_mm: float  # long-axis diameter in the axial plane
+    score: float  # 0..1
+    slice_range: tuple[int, int]  # first and last slice index (inclusive)
+    volume_mm3: float
+    boxes: list[tuple[int, float, float, float, float, float]] = field(default_factory=list)
+    model_name: str = ""
+    model_version: str = ""
+    status: str = ""  # "", "accepted", "rejected"
+
+    @property
+    def center_slice(self) -> int:
+        return int(round(self.center_voxel[0]))
+
+    def bbox(self) -> tuple[float, float, float, float, float, float]:
+        """``(k0, i0, j0, k1, i1, j1)`` in voxel indices over all slices."""
+        if not self.boxes:
+            k, i, j = self.center_voxel
+            r = 0.0
+            return (k, i - r, j - r, k, i + r, j + r)
+        ks = [b[0] for b in self.boxes]
+        return (min(ks), min(b[1] for b in self.boxes), min(b[2] for b in self.boxes),
+                max(ks), max(b[3] for b in self.boxes), max(b[4] for b in self.boxes))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["center_slice"] = self.center_slice
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Finding:
+        return cls(
+            finding_id=str(d["finding_id"]),
+            center_mm=tuple(float(v) for v in d["center_mm"]),  # type: ignore[arg-type]
+            center_voxel=tuple(float(v) for v in d["center_voxel"]),  # type: ignore[arg-type]
+            diameter_mm=float(d["diameter_mm"]),
+            score=float(d["score"]),
+            slice_range=(int(d["slice_range"][0]), int(d["slice_range"][1])),
+            volume_mm3=float(d.get("volume_mm3", 0.0)),
+            boxes=[(int(b[0]), *(float(v) for v in b[1:6])) for b in d.get("boxes", [])],  # type: ignore[misc]
+            model_name=str(d.get("model_name", "")),
+            model_version=str(d.get("model_version", "")),
+            status=str(d.get("status", "")),
+        )
+
+    def summary(self) -> str:
+        return f"{self.diameter_mm:.1f} mm, score {self.score:.2f}, slice {self.center_slice + 1}"

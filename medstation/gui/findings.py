@@ -1,0 +1,221 @@
+"""The AI findings panel: model, run / cancel, confidence threshold, overlay controls,
+the findings sorted by score (click jumps to the lesion), accept / reject."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medstation.core.errors import CancelledError
+from medstation.core.findings import Finding
+
+NOT_CLINICAL = ("Research model trained on synthetic CT only. Not for clinical use: "
+                "every finding needs a reader's review.")
+COLUMNS = ("Finding", "Score", "Diameter", "Slice", "Review")
+
+
+class FindingsPanel(QWidget):
+    def __init__(self, ai, parent=None) -> None:
+        super().__init__(parent)
+        self.ai = ai
+        self.state = ai.state
+        self._items: dict[int, QTreeWidgetItem] = {}
+        warn = QLabel(NOT_CLINICAL, self)
+        warn.setWordWrap(True)
+        warn.setStyleSheet("color: #ffb347;")
+        self.model_box = QComboBox(self)
+        self.model_box.setToolTip("Detector model (built-in or trained here)")
+        self.model_box.activated.connect(self._model_chosen)
+        self.run_button = QPushButton("Detect", self)
+        self.run_button.setToolTip("Run the detector on the open series (again)")
+        self.run_button.clicked.connect(lambda: self.ai.detect(force=True))
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.clicked.connect(self.ai.cancel)
+        self.cancel_button.hide()
+        self.auto_box = QCheckBox("Run when a series opens", self)
+        self.auto_box.setChecked(self.ai.auto_detect)
+        self.auto_box.toggled.connect(self.ai.set_auto_detect)
+        self.show_box = QCheckBox("Show on images", self)
+        self.show_box.setChecked(self.state.show_findings)
+        self.show_box.toggled.connect(self.state.set_show_findings)
+        self.opacity = QSlider(Qt.Horizontal, self)
+        self.opacity.setRange(10, 100)
+        self.opacity.setValue(int(self.state.findings_opacity * 100))
+        self.opacity.setToolTip("Overlay opacity")
+        self.opacity.valueChanged.connect(lambda v: self.state.set_findings_opacity(v / 100))
+        self.threshold = QSlider(Qt.Horizontal, self)
+        self.threshold.setRange(0, 100)
+        self.threshold.valueChanged.connect(lambda v: self.state.set_finding_threshold(v / 100))
+        self.threshold_label = QLabel(self)
+        self.tree = QTreeWidget(self)
+        self.tree.setHeaderLabels(COLUMNS)
+        self.tree.setRootIsDecorated(False)
+        self.tree.setSortingEnabled(False)
+        self.tree.itemClicked.connect(self._clicked)
+        self.tree.currentItemChanged.connect(lambda cur, _prev: self._clicked(cur) if cur else None)
+        for col, width in enumerate((62, 52, 70, 48)):
+            self.tree.setColumnWidth(col, width)
+        self.accept_button = QPushButton("Accept (Y)", self)
+        self.reject_button = QPushButton("Reject (X)", self)
+        self.clear_button = QPushButton("Clear", self)
+        self.accept_button.clicked.connect(lambda: self.review("accepted"))
+        self.reject_button.clicked.connect(lambda: self.review("rejected"))
+        self.clear_button.clicked.connect(lambda: self.review(""))
+        self.status = QLabel(self)
+        self.status.setWordWrap(True)
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(warn)
+        row = QHBoxLayout()
+        row.addWidget(self.model_box, 1)
+        row.addWidget(self.run_button)
+        row.addWidget(self.cancel_button)
+        lay.addLayout(row)
+        lay.addWidget(self.auto_box)
+        row = QHBoxLayout()
+        row.addWidget(self.show_box)
+        row.addWidget(QLabel("opacity", self))
+        row.addWidget(self.opacity, 1)
+        lay.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.threshold_label)
+        row.addWidget(self.threshold, 1)
+        lay.addLayout(row)
+        lay.addWidget(self.tree, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.accept_button)
+        row.addWidget(self.reject_button)
+        row.addWidget(self.clear_button)
+        lay.addLayout(row)
+        lay.addWidget(self.status)
+
+        self.state.changed.connect(self._on_state)
+        ai.findings_changed.connect(self.refresh)
+        ai.model_changed.connect(self._refresh_models)
+        ai.detection_started.connect(self._started)
+        ai.detection_finished.connect(self._finished)
+        ai.detection_failed.connect(self._failed)
+        ai.progress.connect(self._progress)
+        self._refresh_models()
+        self.refresh()
+
+    # -- model list --------------------------------------------------------------------
+    def _refresh_models(self) -> None:
+        from medstation.ai.store import list_models
+
+        entries, problems = list_models("detection")
+        self.model_box.clear()
+        for e in entries:
+            self.model_box.addItem(e.label, str(e.path))
+            if self.ai.model_dir is not None and e.path.resolve() == self.ai.model_dir.resolve():
+                self.model_box.setCurrentIndex(self.model_box.count() - 1)
+        if not entries:
+            self.model_box.addItem("no detector model installed", "")
+        self.model_box.setToolTip("\n".join(str(p) for p in problems) or "Detector model")
+        self._set_threshold(self.ai.operating_threshold())
+
+    def _model_chosen(self, index: int) -> None:
+        path = self.model_box.itemData(index)
+        if path:
+            self.ai.set_model(path)
+
+    def _set_threshold(self, value: float) -> None:
+        self.threshold.setValue(int(round(value * 100)))
+        self.state.set_finding_threshold(value)
+
+    # -- list ----------------------------------------------------------------------------
+    def _on_state(self, what: str) -> None:
+        if what in ("findings", "volume"):
+            self.refresh()
+
+    def refresh(self) -> None:
+        st = self.state
+        self.threshold_label.setText(f"Confidence ≥ {st.finding_threshold:.2f}")
+        for widget, value in ((self.show_box, st.show_findings), (self.auto_box, self.ai.auto_detect)):
+            widget.blockSignals(True)
+            widget.setChecked(value)
+            widget.blockSignals(False)
+        visible = st.visible_findings()
+        self.tree.blockSignals(True)
+        self.tree.clear()
+        self._items = {}
+        current = None
+        for f in visible:
+            item = QTreeWidgetItem([f.finding_id, f"{f.score:.2f}", f"{f.diameter_mm:.1f} mm",
+                                    str(f.center_slice + 1), {"accepted": "accepted ✓",
+                                                              "rejected": "rejected ✗"}.get(f.status, "")])
+            item.setData(0, Qt.UserRole, f)
+            if f.status == "rejected":
+                for c in range(len(COLUMNS)):
+                    item.setForeground(c, QColor(140, 140, 140))
+            self.tree.addTopLevelItem(item)
+            self._items[id(f)] = item
+            if f is st.selected_finding:
+                current = item
+        if current is not None:
+            self.tree.setCurrentItem(current)
+        self.tree.blockSignals(False)
+        hidden = len(st.findings) - len(visible)
+        if st.volume is None:
+            text = "Open a series to run the detector."
+        elif not st.findings and self.ai.handle is None:
+            text = f"{self.ai.model_label}: no findings yet."
+        else:
+            text = f"{len(visible)} finding(s) at this threshold" + (f", {hidden} below" if hidden else "")
+        self.status.setText(text)
+        has = st.selected_finding is not None
+        for b in (self.accept_button, self.reject_button, self.clear_button):
+            b.setEnabled(has)
+
+    def selected(self) -> Finding | None:
+        item = self.tree.currentItem()
+        return item.data(0, Qt.UserRole) if item is not None else None
+
+    def _clicked(self, item: QTreeWidgetItem) -> None:
+        f = item.data(0, Qt.UserRole)
+        if f is not None:
+            self.state.select_finding(f, jump=True)
+
+    def review(self, status: str) -> None:
+        f = self.selected()
+        if f is not None:
+            self.ai.review(f, status)
+
+    # -- run status ------------------------------------------------------------------------
+    def _started(self, _key: str) -> None:
+        self.run_button.setEnabled(False)
+        self.cancel_button.show()
+        self.status.setText(f"Detecting with {self.ai.model_label} …")
+
+    def _progress(self, done: int, total: int) -> None:
+        self.status.setText(f"Detecting with {self.ai.model_label}: slice {done} of {total} …")
+
+    def _finished(self, _key: str, run) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.hide()
+        self.refresh()
+        if run is not None:
+            took = f" · {run.seconds['total']:.1f} s on {run.device.upper()}"
+            self.status.setText(self.status.text() + took)
+        else:
+            self.status.setText(self.status.text() + " · from the cache")
+
+    def _failed(self, _key: str, exc) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.hide()
+        if isinstance(exc, CancelledError):
+            self.status.setText("Detection cancelled.")
+        else:
+            self.status.setText(f"Detection failed: {exc}")

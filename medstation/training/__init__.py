@@ -1,0 +1,1 @@
+"""Training: datasets, trainers and metrics (no Qt)."""

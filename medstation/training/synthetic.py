@@ -1,0 +1,133 @@
+"""Training samples for the 2.5D detector, rendered from the synthetic chest phantom.
+
+Each sample imitates what the detector sees at inference: a CT acquired at a
+random pixel spacing, slice thickness and noise level, then resampled to the
+model's spacing (bilinear, antialiased), windowed, ``channels`` neighbouring
+model slices stacked. Boxes are the nodules' cross-sections on the centre
+slice, in model pixels. Half the samples are centred near a nodule, half are
+anywhere in the chest (vessels, ribs, heart and the diaphragm are the hard
+negatives).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medstation.synth import ChestPhantom, random_nodules
+from medstation.synth.phantom import GROUND_GLASS_HU, SOLID_HU, Nodule
+
+#: a nodule is labelled on slices where its cross-section is at least this
+#: fraction of its radius away from the poles (|dz| <= LABEL_DZ * r)
+LABEL_DZ = 0.7
+
+
+@dataclass
+class SampleBank:
+    """Rendered samples: images as uint8 (0..255 = the model's window) and boxes."""
+
+    images: np.ndarray  # (n, channels, crop, crop) uint8
+    boxes: list[np.ndarray]  # each (m, 4) x0, y0, x1, y1 in model pixels
+    seeds: tuple[int, int]  # phantom seeds used: [first, last)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+def make_phantom(seed: int) -> ChestPhantom:
+    rng = np.random.default_rng([seed, 1])
+    ph = ChestPhantom(seed=seed)
+    count = int(rng.integers(4, 11))
+    ph.nodules = random_nodules(ph, rng, count, diameters=(3.0, 30.0), ground_glass_fraction=0.3,
+                                z_range=(ph.z_bottom + 15, ph.z_top - 10))
+    # a few part-solid / faint ones between ground glass and solid
+    ph.nodules = [n if rng.random() > 0.1 else
+                  Nodule(n.center, n.diameter_mm, float(rng.uniform(GROUND_GLASS_HU, SOLID_HU)), n.label)
+                  for n in ph.nodules]
+    return ph
+
+
+def render_sample(ph: ChestPhantom, rng: np.random.Generator, input_spec: dict, crop: int,
+                  centre: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """One 2.5D sample centred at ``centre`` (mm): (channels, crop, crop) float32 and boxes."""
+    channels = int(input_spec["channels"])
+    px = float(input_spec["pixel_spacing_mm"])
+    dz = float(input_spec["slice_spacing_mm"])
+    lo, hi = (float(v) for v in input_spec["window"])
+    cx, cy, cz = centre
+    size_mm = crop * px
+    x0, y0 = cx - size_mm / 2, cy - size_mm / 2
+    # the acquisition: pixel spacing, slice thickness (= spacing), noise, slice grid offset
+    acq_px = float(rng.uniform(0.6, 1.5))
+    n_acq = max(8, int(round(size_mm / acq_px)))
+    acq_px = size_mm / n_acq
+    thickness = float(rng.choice([1.0, 1.25, 1.5, 2.0, 2.5, 3.0]))
+    noise = float(rng.uniform(6.0, 30.0))
+    grid = (np.arange(n_acq) + 0.5) * acq_px
+    xs, ys = x0 + grid, y0 + grid
+    half = channels // 2
+    want = cz + (np.arange(channels) - half) * dz  # model slice positions
+    offset = float(rng.uniform(0, thickness))
+    first = math.floor((want[0] - offset) / thickness)
+    last = math.ceil((want[-1] - offset) / thickness)
+    acq_z = offset + np.arange(first, last + 1) * thickness
+    planes = np.stack([ph.render_slice(float(z), xs, ys, thickness) for z in acq_z])
+    planes += rng.standard_normal(planes.shape, dtype=np.float32) * noise
+    t = torch.from_numpy(planes)[:, None]
+    t = F.interpolate(t, size=(crop, crop), mode="bilinear", align_corners=False,
+                      antialias=n_acq > crop)[:, 0]
+    f = (want - acq_z[0]) / thickness
+    k0 = np.clip(np.floor(f).astype(int), 0, len(acq_z) - 2)
+    w = torch.from_numpy((f - k0).astype(np.float32))[:, None, None]
+    img = t[k0] * (1 - w) + t[k0 + 1] * w
+    img = ((img - lo) / (hi - lo)).clamp(0, 1).numpy()
+    boxes = []
+    for n in ph.nodules:
+        r = n.diameter_mm / 2
+        d = cz - n.center[2]
+        if abs(d) > LABEL_DZ * r:
+            continue
+        rr = math.sqrt(r * r - d * d)
+        bx0, by0 = (n.center[0] - rr - x0) / px, (n.center[1] - rr - y0) / px
+        bx1, by1 = (n.center[0] + rr - x0) / px, (n.center[1] + rr - y0) / px
+        mx, my = (bx0 + bx1) / 2, (by0 + by1) / 2
+        if 0 <= mx < crop and 0 <= my < crop:
+            boxes.append([max(0.0, bx0), max(0.0, by0), min(float(crop), bx1), min(float(crop), by1)])
+    return img.astype(np.float32), np.array(boxes, np.float32).reshape(-1, 4)
+
+
+def make_bank(count: int, input_spec: dict, *, crop: int = 128, seed: int = 0,
+              phantom_seeds: tuple[int, int] = (0, 300), positive_fraction: float = 0.5,
+              progress: Callable[[int, int], None] | None = None) -> SampleBank:
+    """Render ``count`` samples from phantoms with seeds in ``[first, last)``."""
+    rng = np.random.default_rng(seed)
+    channels = int(input_spec["channels"])
+    images = np.empty((count, channels, crop, crop), np.uint8)
+    boxes: list[np.ndarray] = []
+    phantoms: dict[int, ChestPhantom] = {}
+    for n in range(count):
+        s = int(rng.integers(*phantom_seeds))
+        ph = phantoms.get(s)
+        if ph is None:
+            if len(phantoms) > 64:
+                phantoms.clear()
+            ph = phantoms[s] = make_phantom(s)
+        if ph.nodules and rng.random() < positive_fraction:
+            nod = ph.nodules[int(rng.integers(len(ph.nodules)))]
+            r = nod.diameter_mm / 2
+            centre = (nod.center[0] + rng.uniform(-45, 45), nod.center[1] + rng.uniform(-45, 45),
+                      nod.center[2] + rng.uniform(-LABEL_DZ, LABEL_DZ) * r)
+        else:
+            centre = (rng.uniform(-160, 160), rng.uniform(-100, 120),
+                      rng.uniform(ph.z_bottom - 30, ph.z_top + 20))
+        img, bx = render_sample(ph, rng, input_spec, crop, centre)
+        images[n] = np.rint(img * 255).astype(np.uint8)
+        boxes.append(bx)
+        if progress and ((n + 1) % 1000 == 0 or n == count - 1):
+            progress(n + 1, count)
+    return SampleBank(images, boxes, phantom_seeds)
