@@ -40,8 +40,30 @@ def main() -> int:
             print(f"wrote {OUT / name}.png", file=sys.stderr)
         return take
 
-    def on_loaded(_uid):
-        win.series_loaded.disconnect(on_loaded)
+    def on_detected(_key, _run):
+        win.ai.detection_finished.disconnect(on_detected)
+        truth = json.loads((Path(tmp) / "demo" / "truth.json").read_text())
+        lll = next(n for n in truth["nodules"] if n["label"].startswith("LLL"))
+        target = min(win.state.visible_findings(),
+                     key=lambda f: sum((a - b) ** 2 for a, b in zip(f.center_mm, lll["center"])))
+
+        def show_ai():
+            win.panels["findings"].raise_()
+            win.state.select_finding(target)
+
+        steps.extend([
+            (10, show_ai),
+            (600, shot("viewer-ai-findings")),
+            (10, lambda: win.set_layout("2x2")),
+            (10, lambda: win.state.select_finding(target)),
+            (600, shot("viewer-ai-mpr-2x2")),
+            (10, lambda: (win.set_layout("1x1"), win.panels["measurements"].raise_(), measure())),
+        ] + later)
+        run_next()
+
+    later = []
+
+    def measure():
         truth = json.loads((Path(tmp) / "demo" / "truth.json").read_text())
         nodule = truth["nodules"][0]
         vol = win.state.volume
@@ -55,8 +77,12 @@ def main() -> int:
                                                                 (k, idx[1] + 1 * r, idx[2] + 5 * r)]))
         win.state.select(None)
         for view in win.viewer.views.values():
+            view.fit()
             view._update_hover(view.rect().center())
-        steps.extend([
+
+    def on_loaded(_uid):
+        win.series_loaded.disconnect(on_loaded)
+        later.extend([
             (400, shot("viewer-axial-lung")),
             (10, lambda: win.set_layout("2x2")),
             (400, shot("viewer-mpr-2x2")),
@@ -67,7 +93,6 @@ def main() -> int:
             (600, shot("viewer-tags")),
             (10, win.close),
         ])
-        run_next()
 
     def run_next():
         if steps:
@@ -75,6 +100,7 @@ def main() -> int:
             QTimer.singleShot(delay, lambda: (fn(), run_next()))
 
     win.series_loaded.connect(on_loaded)
+    win.ai.detection_finished.connect(on_detected)
     QTimer.singleShot(200, win.open_demo)
     QTimer.singleShot(300_000, win.close)  # never hang a CI job
     app.exec()

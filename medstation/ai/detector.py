@@ -273,7 +273,7 @@ class Detector:
         volume: Volume,
         *,
         batch_size: int = 8,
-        min_score: float = 0.05,
+        min_score: float = 0.15,
         progress: Callable[[int, int], None] | None = None,
         partial: Callable[[list[SliceDetections]], None] | None = None,
         check: Callable[[], None] | None = None,
@@ -297,7 +297,8 @@ class Detector:
                 if progress:
                     progress(min(start + batch_size, total), total)
         t2 = time.perf_counter()
-        findings = group_slices(per_slice, volume, self.name, self.version)
+        findings = group_slices(per_slice, volume, self.name, self.version,
+                                slice_step_mm=prep.model_spacing[0])
         t3 = time.perf_counter()
         return DetectionRun(findings, prep.images.shape[0], total,
                             {"prepare": t1 - t0, "network": t2 - t1, "group": t3 - t2, "total": t3 - t0},
@@ -321,7 +322,8 @@ class Detector:
 # -- 3D grouping --------------------------------------------------------------
 
 def group_slices(per_slice: list[SliceDetections], volume: Volume, model_name: str = "",
-                 model_version: str = "", *, iou: float = 0.2, max_gap: int = 1) -> list[Finding]:
+                 model_version: str = "", *, iou: float = 0.2, max_gap: int = 1,
+                 slice_step_mm: float | None = None) -> list[Finding]:
     """Merge slice detections into 3D lesion candidates.
 
     Boxes on consecutive model slices (``max_gap`` empty slices allowed) that
@@ -361,7 +363,10 @@ def group_slices(per_slice: list[SliceDetections], volume: Volume, model_name: s
         else:
             for b in range(len(sd.scores)):
                 tracks.append({"boxes": [(sd.k, *sd.boxes[b], float(sd.scores[b]))], "last": pos})
-    model_dz = (order and len(order) > 1 and abs(per_slice[order[1]].k - per_slice[order[0]].k) * sk) or sk
+    if slice_step_mm is None:  # the spacing of the slices detected on
+        ks = np.unique([sd.k for sd in per_slice])
+        slice_step_mm = float(np.min(np.diff(ks)) * sk) if len(ks) > 1 else sk
+    model_dz = slice_step_mm
     findings = []
     for t in tracks:
         arr = np.array(t["boxes"], dtype=float)  # k, i0, j0, i1, j1, score

@@ -108,6 +108,9 @@ def cmd_evaluate(args) -> int:
         keys = ("scans", "nodules", "sensitivity_at_fp_per_scan", "cpm", "threshold_at_1fp")
         save_metrics(model_dir, {"froc": {k: out[k] for k in keys},
                                  "eval_seeds": extra["seeds"], "min_diameter_mm": args.min_diameter})
+        from medstation.training.card import write_card
+
+        _say(args, f"metrics and model card written to {model_dir}: {write_card(model_dir)}")
     return 0
 
 

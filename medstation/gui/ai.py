@@ -174,7 +174,7 @@ class AiController(QObject):
             self.state.set_findings(cached)
             self.findings_changed.emit()
             self.detection_finished.emit(series_key, None)
-        elif self.auto_detect:
+        elif self.auto_detect and self.model_dir is not None:
             self.detect()
 
     def detect(self, force: bool = False) -> None:

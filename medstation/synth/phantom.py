@@ -72,6 +72,14 @@ class ChestPhantom:
                 return True
         return False
 
+    def in_mediastinum(self, point, margin: float = 0.0) -> bool:
+        """True inside the aorta, the heart or the spine (painted over the lungs), + ``margin`` mm."""
+        x, y, z = point
+        discs = [(25.0, 10.0, 14.0), (0.0, self.body_half_depth - 45.0, 18.0)]
+        if z < -20:
+            discs.append((-10.0, -25.0, 55.0))
+        return any((x - cx) ** 2 + (y - cy) ** 2 < (r + margin) ** 2 for cx, cy, r in discs)
+
     def truth(self) -> list[dict]:
         return [n.to_dict() for n in self.nodules]
 

@@ -139,6 +139,9 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     save_model(out_dir, model.state_dict(), manifest)
+    from medstation.training.card import write_card
+
+    write_card(out_dir)
     _emit(log, event="saved", path=str(out_dir))
     return manifest
 

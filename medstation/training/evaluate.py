@@ -4,7 +4,7 @@ The studies are written as real DICOM (so loading and geometry are part of
 what is measured), from phantom seeds starting at ``EVAL_SEED0``: the default
 detector never saw them (it trains on seeds in ``TRAIN_SEEDS``). Each study
 varies the acquisition (pixel spacing, slice thickness, noise) and holds 3-6
-nodules of 4-20 mm, one in five ground glass.
+nodules of 4-20 mm, one in five ground glass, none inside the mediastinum.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medstation.core.errors import MedstationError
 from medstation.synth import ChestPhantom, PatientSpec, SeriesSpec, random_nodules, write_study
 from medstation.training.detector import TRAIN_SEEDS
 from medstation.training.metrics import Candidate, FrocResult, Reference, froc
@@ -26,8 +27,12 @@ EVAL_SEED0 = 10000
 def eval_study_spec(seed: int) -> tuple[ChestPhantom, SeriesSpec]:
     rng = np.random.default_rng([seed, 7])
     ph = ChestPhantom(seed=seed)
-    ph.nodules = random_nodules(ph, rng, int(rng.integers(3, 7)), diameters=(4.0, 20.0),
-                                ground_glass_fraction=0.2, z_range=(ph.z_bottom + 25, ph.z_top - 20))
+    # nodules in the lungs only: the phantom paints the aorta and the heart over the lung
+    # ellipses, and a nodule placed there is not a lung nodule a reader could see
+    nodules = random_nodules(ph, rng, 12, diameters=(4.0, 20.0), ground_glass_fraction=0.2,
+                             z_range=(ph.z_bottom + 25, ph.z_top - 20))
+    keep = int(rng.integers(3, 7))
+    ph.nodules = [n for n in nodules if not ph.in_mediastinum(n.center, n.diameter_mm / 2)][:keep]
     pixel = float(rng.choice([0.75, 0.9, 1.1]))
     thick = float(rng.choice([1.0, 1.25, 2.0, 2.5]))
     size = int(round(380 / pixel / 2) * 2)
@@ -43,11 +48,12 @@ def ensure_eval_set(folder: Path, count: int, seed0: int = EVAL_SEED0,
                     progress: Callable[[str], None] | None = None) -> list[Path]:
     """Write (or reuse) ``count`` evaluation studies under ``folder``."""
     if seed0 < TRAIN_SEEDS[1] and seed0 + count > TRAIN_SEEDS[0]:
-        raise ValueError(f"seeds {seed0}..{seed0 + count - 1} overlap the training seeds {TRAIN_SEEDS}")
+        raise MedstationError(f"seeds {seed0}..{seed0 + count - 1} overlap the training seeds "
+                              f"{TRAIN_SEEDS[0]}..{TRAIN_SEEDS[1] - 1}", "choose --seed0 10000 or above")
     out = []
     for n in range(count):
         seed = seed0 + n
-        study = folder / f"eval-{seed}"
+        study = folder / f"eval-v2-{seed}"
         if not (study / "truth.json").exists():
             if progress:
                 progress(f"writing study {n + 1}/{count} (seed {seed})")

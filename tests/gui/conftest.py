@@ -23,6 +23,7 @@ def window(qtbot):
     from medstation.gui.main_window import MainWindow
 
     win = MainWindow()
+    win.ai.set_auto_detect(False)  # AI tests switch it on; the viewer tests need no torch
     qtbot.addWidget(win)
     win.resize(1400, 900)
     win.show()

@@ -97,6 +97,7 @@ def test_settings_persist_across_windows(qtbot, small_study):
     from medstation.imaging import Window
 
     win = MainWindow()
+    win.ai.set_auto_detect(False)
     qtbot.addWidget(win)
     win.show()
     import_and_wait(qtbot, win, [small_study.folder])

@@ -1,0 +1,106 @@
+"""The model card (MODEL_CARD.md), written from a model's manifest so its figures cannot drift."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from medstation.ai.store import read_manifest
+from medstation.core.files import atomic_write_text
+
+
+def render_card(manifest: dict) -> str:
+    td = manifest.get("training_data", {})
+    seeds = td.get("phantom_seeds")
+    seed_text = f"{seeds[0]}-{seeds[1] - 1}" if isinstance(seeds, list) and len(seeds) == 2 else "?"
+    tr = manifest.get("training", {})
+    froc = (manifest.get("metrics") or {}).get("froc")
+    inp = manifest.get("input", {})
+    lines = [
+        f"# Model card: {manifest['name']} {manifest['version']}",
+        "",
+        "**Not for clinical use.** A research and demonstration model trained only on synthetic CT; "
+        "it has never seen a real patient's scan. Every finding needs a reader's review.",
+        "",
+        "## What it does",
+        "",
+        "Finds lung nodules in axial chest CT and reports each as a 3D lesion candidate (centre in "
+        "patient coordinates, long-axis diameter, slice range, volume estimate, score 0-1).",
+        "",
+        f"- Architecture: `{manifest['architecture']}`: torchvision FCOS (focal loss, GIoU loss, centerness, "
+        "NMS) on a small ResNet (torchvision BasicBlock) + FPN backbone, trained from scratch (no pretrained "
+        f"weights). Network: `{json.dumps(manifest.get('network', {}))}`.",
+        f"- Input: {inp.get('channels')} neighbouring slices as channels, resampled to "
+        f"{inp.get('pixel_spacing_mm')} mm pixels and {inp.get('slice_spacing_mm')} mm slices, window "
+        f"{inp.get('window')} HU; only slices holding lung, cropped to the lungs.",
+        f"- Classes: {', '.join(manifest.get('classes', []))}.",
+        f"- Parent version: {manifest.get('parent_version') or 'none (trained from scratch)'}.",
+        f"- Weights sha256: `{manifest.get('sha256', '')}`.",
+        "",
+        "## Training data",
+        "",
+        f"- Source: {td.get('source', 'unknown')}.",
+        f"- {td.get('samples', '?')} rendered 2.5D samples ({td.get('samples_with_nodules', '?')} with nodules) "
+        f"from phantom seeds {seed_text}; nodules {td.get('nodule_diameters_mm', '?')} mm, "
+        f"ground-glass fraction {td.get('ground_glass_fraction', '?')}; acquisitions vary in pixel spacing "
+        "(0.6-1.5 mm), slice thickness (1-3 mm) and noise (6-30 HU).",
+        f"- Optimisation: {tr.get('steps', '?')} steps of AdamW (lr {tr.get('lr', '?')}, batch "
+        f"{tr.get('batch_size', '?')}, crops of {td.get('crop_px', '?')} px, flips in x, y and z), seed "
+        f"{tr.get('seed', '?')}, on {tr.get('device', '?')} "
+        f"({(manifest.get('training_seconds') or {}).get('train', '?')} s).",
+        "",
+        "Reproduce it with one command:",
+        "",
+        "```",
+        f"medstation train-detector --out models/{manifest['name']} --samples {td.get('samples', 12000)} "
+        f"--steps {tr.get('steps', 3500)} --seed {tr.get('seed', 0)}",
+        "```",
+        "",
+        "(The samples and the schedule are identical for a seed; torch's CPU kernels do not promise "
+        "bit-identical weights across machines.)",
+        "",
+        "## How it scored",
+        "",
+    ]
+    if froc:
+        sens = froc["sensitivity_at_fp_per_scan"]
+        lines += [
+            f"`medstation evaluate` on {froc['scans']} generated studies whose phantom seeds were never used in "
+            f"training (seeds {min(manifest['metrics'].get('eval_seeds', [0]))}-"
+            f"{max(manifest['metrics'].get('eval_seeds', [0]))}), written as DICOM and read back; "
+            f"{froc['nodules']} nodules of {manifest['metrics'].get('min_diameter_mm', 6):g} mm or more "
+            "(a hit is a candidate centre within the nodule's radius, as in LUNA16):",
+            "",
+            "| FP per scan | " + " | ".join(k for k in sens) + " |",
+            "|---|" + "---|" * len(sens),
+            "| sensitivity | " + " | ".join(f"{v:.3f}" for v in sens.values()) + " |",
+            "",
+            f"CPM (mean sensitivity at 1/8 to 8 FP per scan): **{froc['cpm']:.3f}**. Score threshold at 1 FP "
+            f"per scan: {froc['threshold_at_1fp']:.3f} (the viewer's default confidence threshold).",
+        ]
+    else:
+        lines += ["Not evaluated yet: run `medstation evaluate --model DIR --write-metrics`."]
+    lines += [
+        "",
+        "## Limits",
+        "",
+        "- Synthetic anatomy only: real scans have airway walls, scars, fissures, motion and other "
+        "findings this model never saw. Expect many more false positives, and misses, on real CT.",
+        "- Axial CT only; other orientations and modalities are refused with a clear error.",
+        "- Nodules under 4 mm and over 30 mm were not in the training data.",
+        "- The evaluation studies come from the same phantom family as the training data (held-out seeds, "
+        "other acquisitions): the figures measure generalisation within synthetic anatomy only. Evaluation "
+        "nodules sit in the lungs; the training generator also placed some inside the phantom's aorta or "
+        "heart, where they are painted over and invisible (label noise the model was trained with).",
+        "",
+        f"Intended use: {manifest.get('intended_use', 'research; not for clinical use')}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(model_dir: str | Path) -> Path:
+    model_dir = Path(model_dir)
+    path = model_dir / "MODEL_CARD.md"
+    atomic_write_text(path, render_card(read_manifest(model_dir)))
+    return path

@@ -1,0 +1,146 @@
+"""The detector: pre-processing, 3D grouping, and the shipped model on generated CT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medstation.ai.detector import (
+    DEFAULT_INPUT,
+    SliceDetections,
+    group_slices,
+    prepare,
+    stack_channels,
+)
+from medstation.core.errors import CancelledError, ModelError
+from medstation.core.volume import Volume
+from medstation.synth import ChestPhantom, Nodule
+
+
+def phantom_volume(nodules, *, z_lo=-60.0, z_hi=40.0, thickness=2.0, pixel=1.6, size=224, seed=12345,
+                   noise=15.0):
+    """A CT volume rendered straight from the phantom (patient z increases with k)."""
+    ph = ChestPhantom(seed=seed, nodules=list(nodules))
+    xs = (np.arange(size) - (size - 1) / 2) * pixel
+    ys = xs + 10.0
+    zs = np.arange(z_lo, z_hi + 1e-6, thickness)
+    rng = np.random.default_rng(seed)
+    vox = np.stack([ph.render_slice(float(z), xs, ys, thickness) for z in zs])
+    vox += rng.standard_normal(vox.shape, dtype=np.float32) * noise
+    return Volume(vox.astype(np.float32), spacing=(thickness, pixel, pixel), origin=(xs[0], ys[0], zs[0]),
+                  modality="CT", series_uid="test")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from medstation.ai.store import default_detector_dir, load_detector
+
+    return load_detector(default_detector_dir(), "cpu")
+
+
+def test_prepare_resamples_windows_and_crops_to_the_lungs():
+    # from the abdomen (no lung) up into the chest
+    vol = phantom_volume([], z_lo=-260.0, z_hi=-100.0, thickness=2.5, pixel=1.6, size=224)
+    prep = prepare(vol, DEFAULT_INPUT)
+    n_model = int((vol.shape[0] - 1) * 2.5 / 2.0) + 1
+    assert prep.images.shape[0] == n_model
+    assert 0.0 <= float(prep.images.min()) and float(prep.images.max()) <= 1.0
+    # lung base at z = -200: model slices below it hold no lung and are skipped
+    z_of = [vol.origin[2] + m * 2.0 for m in prep.kept]
+    assert prep.kept and min(z_of) > -205.0
+    assert len(prep.kept) < n_model
+    # cropped to the lungs (+ margin), narrower than the 358 mm field of view
+    full = prepare(vol, DEFAULT_INPUT, crop_to_lungs=False)
+    assert prep.images.shape[1] < full.images.shape[1] and prep.images.shape[2] < full.images.shape[2]
+    assert full.images.shape[1:] == (round(224 * 1.6), round(224 * 1.6))
+
+
+def test_channels_are_neighbouring_slices_with_edges_repeated():
+    import torch
+
+    images = torch.arange(6, dtype=torch.float32)[:, None, None].expand(6, 2, 2)
+    out = stack_channels(images, [0, 3, 5], 5)
+    assert out.shape == (3, 5, 2, 2)
+    assert out[0, :, 0, 0].tolist() == [0, 0, 0, 1, 2]
+    assert out[1, :, 0, 0].tolist() == [1, 2, 3, 4, 5]
+    assert out[2, :, 0, 0].tolist() == [3, 4, 5, 5, 5]
+
+
+def test_grouping_merges_a_sphere_across_slices_and_keeps_others_apart():
+    vol = Volume(np.zeros((40, 100, 100), np.float32), spacing=(2.0, 0.5, 0.5), origin=(10.0, 20.0, -30.0),
+                 modality="CT")
+    per_slice = []
+    for k, r in ((10, 3.0), (11, 5.0), (12, 6.0), (13, 5.0), (14, 3.0)):  # a 12 px sphere at (12, 50, 40)
+        per_slice.append(SliceDetections(k, np.array([[50 - r, 40 - r, 50 + r, 40 + r]]),
+                                         np.array([0.5 + 0.1 * (r == 6.0)])))
+    per_slice.append(SliceDetections(30, np.array([[10.0, 10.0, 14.0, 14.0]]), np.array([0.3])))
+    per_slice.append(SliceDetections(31, np.zeros((0, 4)), np.zeros(0)))
+    found = group_slices(per_slice, vol, "m", "1")
+    assert [f.finding_id for f in found] == ["F1", "F2"]
+    big, small = found
+    assert big.score == pytest.approx(0.6)
+    assert big.slice_range == (10, 14)
+    assert big.center_voxel[0] == pytest.approx(12.0, abs=0.05)
+    assert big.center_voxel[1:] == pytest.approx((50.0, 40.0), abs=0.05)
+    assert big.diameter_mm == pytest.approx(12 * 0.5)
+    assert big.center_mm == pytest.approx(tuple(vol.index_to_patient(big.center_voxel)), abs=0.01)
+    assert [b[0] for b in big.boxes] == [10, 11, 12, 13, 14]
+    assert small.slice_range == (30, 30) and small.model_version == "1"
+
+
+def test_bad_volumes_give_model_errors():
+    vol = phantom_volume([], size=32, pixel=8.0, z_lo=0, z_hi=10)
+    with pytest.raises(ModelError, match="not axial"):
+        prepare(Volume(vol.voxels, direction=np.eye(3), modality="CT"), DEFAULT_INPUT)
+    with pytest.raises(ModelError, match="is MR"):
+        prepare(Volume(vol.voxels, modality="MR"), DEFAULT_INPUT)
+    with pytest.raises(ModelError, match="grey"):
+        prepare(Volume(np.zeros((5, 8, 8, 3), np.uint8)), DEFAULT_INPUT)
+    with pytest.raises(ModelError, match="stack"):
+        prepare(Volume(vol.voxels[:1], modality="CT"), DEFAULT_INPUT)
+
+
+def test_the_shipped_detector_finds_an_inserted_nodule(detector):
+    nodule = Nodule((-70.0, 5.0, -10.0), 9.0)
+    vol = phantom_volume([nodule])
+    run = detector.detect(vol)
+    threshold = detector.manifest["metrics"]["froc"]["threshold_at_1fp"]
+    hits = [f for f in run.findings
+            if np.linalg.norm(np.subtract(f.center_mm, nodule.center)) <= nodule.diameter_mm / 2]
+    assert hits and hits[0].score >= threshold, [f.summary() for f in run.findings[:5]]
+    assert hits[0] is run.findings[0]
+    assert hits[0].diameter_mm == pytest.approx(9.0, abs=2.5)
+    k0, k1 = hits[0].slice_range
+    k_true = vol.patient_to_index(nodule.center)[0]
+    assert k0 <= k_true <= k1
+    assert run.findings[0].model_name == detector.name and run.findings[0].model_version == detector.version
+    # the same anatomy without the nodule: nothing there
+    clean = detector.detect(phantom_volume([]))
+    assert not [f for f in clean.findings if f.score >= threshold
+                and np.linalg.norm(np.subtract(f.center_mm, nodule.center)) <= 10]
+
+
+def test_detection_through_the_engine_reports_progress_partials_and_cancels(detector):
+    from medstation.ai.engine import Engine
+
+    vol = phantom_volume([Nodule((60.0, 0.0, 0.0), 12.0)])
+    events = []
+    with Engine(["cpu"]) as engine:
+        h = engine.submit(lambda ctx: detector.detect(vol, batch_size=4, progress=ctx.progress,
+                                                      partial=ctx.partial, check=ctx.check),
+                          on_event=lambda _h, kind, payload: events.append(kind))
+        run = h.result(120)
+        assert run.findings
+        kinds = set(events)
+        assert {"started", "progress", "partial", "done"} <= kinds
+        assert h.progress_value[0] == h.progress_value[1] == run.slices_run
+
+        def cancel_on_progress(handle, kind, payload):
+            if kind == "progress":
+                handle.cancel()
+
+        h2 = engine.submit(lambda ctx: detector.detect(vol, batch_size=2, progress=ctx.progress,
+                                                       check=ctx.check), on_event=cancel_on_progress)
+        with pytest.raises(CancelledError):
+            h2.result(120)
+        assert h2.progress_value[0] < h2.progress_value[1]

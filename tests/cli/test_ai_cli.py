@@ -1,0 +1,81 @@
+"""detect, evaluate and bench infer, run as a user runs them (the shipped model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pydicom
+import pytest
+
+from medstation.synth import ChestPhantom, Nodule, SeriesSpec, write_study
+from tests.cli.test_cli import medstation
+
+NODULE = Nodule((65.0, 10.0, -15.0), 12.0, label="test")
+
+
+@pytest.fixture(scope="module")
+def chest(tmp_path_factory):
+    out = tmp_path_factory.mktemp("chest")
+    spec = SeriesSpec(description="chest 2.5 mm", slices=40, rows=176, columns=176, pixel_spacing=2.0,
+                      slice_thickness=2.5, z_center=-15.0)
+    return write_study(out, ChestPhantom(seed=20001, nodules=[NODULE]), series=[spec], seed=20001)
+
+
+def test_detect_writes_findings_per_series(chest, tmp_path):
+    mr = pydicom.data.get_testdata_file("MR_small.dcm")
+    out = tmp_path / "out"
+    proc = medstation("detect", chest.folder, mr, "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["not_for_clinical_use"] is True and report["model"]["version"]
+    ct = next(s for s in report["series"] if s["series_uid"] == chest.series[0].series_uid)
+    other = next(s for s in report["series"] if s is not ct)
+    assert other["skipped"]["type"] == "ModelError"  # one MR slice: reported, not a traceback
+    top = ct["findings"][0]
+    assert np.linalg.norm(np.subtract(top["center_mm"], NODULE.center)) <= NODULE.diameter_mm / 2
+    assert abs(top["diameter_mm"] - 12.0) <= 3.0
+    assert set(top) >= {"center_voxel", "center_slice", "slice_range", "score", "model_name", "model_version"}
+    saved = json.loads((out / f"{chest.series[0].series_uid}.json").read_text())
+    assert saved["findings"] == ct["findings"]
+    assert (out / "detect-report.json").exists()
+
+
+def test_detect_on_nothing_is_one_clear_line(tmp_path):
+    proc = medstation("detect", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no image series found" in proc.stderr
+
+
+def test_detect_with_a_tampered_model_is_one_clear_line(tmp_path):
+    import shutil
+
+    from medstation.ai.store import builtin_models_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(builtin_models_dir() / "nodule-detector", model)
+    with open(model / "model.safetensors", "r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00\x01\x02")
+    proc = medstation("detect", str(tmp_path), "--out", str(tmp_path / "o"), "--model", str(model))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "sha256" in proc.stderr and "model.safetensors" in proc.stderr
+
+
+def test_evaluate_reports_froc_on_held_out_studies(tmp_path):
+    proc = medstation("evaluate", "--studies", "1", "--data", str(tmp_path / "eval"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["scans"] == 1 and r["nodules"] >= 1 and r["seeds"] == [10000]
+    assert set(r["sensitivity_at_fp_per_scan"]) == {"0.125", "0.25", "0.5", "1.0", "2.0", "4.0", "8.0"}
+    assert 0.0 <= r["cpm"] <= 1.0
+    proc = medstation("evaluate", "--studies", "2", "--seed0", "100", "--data", str(tmp_path / "e2"))
+    assert proc.returncode != 0 and "overlap the training seeds" in proc.stderr
+
+
+def test_bench_infer_json(tmp_path):
+    proc = medstation("bench", "infer", "--slices", "40", "--size", "128", "--rounds", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["end_to_end_s"] > 0 and r["baseline_plain_loop_s"] > 0 and r["speedup_vs_baseline"] > 0
+    assert set(r["threads_with_gui_thread"]) >= {"1"}

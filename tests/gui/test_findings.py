@@ -1,0 +1,122 @@
+"""AI in the viewer: the demo study opens, findings appear, a click jumps, reviews persist."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from tests.gui.conftest import click, open_and_wait
+
+
+def _hits(findings, nodule, threshold):
+    return [f for f in findings if f.score >= threshold
+            and np.linalg.norm(np.subtract(f.center_mm, nodule["center"])) <= nodule["diameter_mm"] / 2]
+
+
+@pytest.fixture
+def demo_window(qtbot, window):
+    window.ai.set_auto_detect(True)
+    with qtbot.waitSignal(window.ai.detection_finished, timeout=240000) as sig:
+        window.open_demo()
+    assert sig.args[1] is not None  # a real run, not the cache
+    truth = json.loads((window.data_dir / "demo" / "truth.json").read_text())
+    return window, truth
+
+
+def test_demo_findings_appear_and_a_click_jumps_to_the_lesion(qtbot, demo_window):
+    win, truth = demo_window
+    st = win.state
+    panel = win.findings
+    threshold = win.ai.operating_threshold()
+    assert st.finding_threshold == pytest.approx(threshold, abs=0.01)
+    # the three solid nodules >= 6 mm and the ground-glass one are found above the operating point
+    for nodule in truth["nodules"]:
+        assert _hits(st.findings, nodule, threshold), nodule["label"]
+    # the panel lists what is above the threshold, by score
+    rows = panel.tree.topLevelItemCount()
+    assert rows == len(st.visible_findings()) >= 4
+    scores = [float(panel.tree.topLevelItem(r).text(1)) for r in range(rows)]
+    assert scores == sorted(scores, reverse=True)
+    # move away, then click the 9 mm nodule's row: the slice and cursor jump to it
+    lll = next(n for n in truth["nodules"] if n["label"].startswith("LLL"))
+    target = _hits(st.findings, lll, threshold)[0]
+    st.set_position((0, 0, 0))
+    row = st.visible_findings().index(target)
+    rect = panel.tree.visualItemRect(panel.tree.topLevelItem(row))
+    click(panel.tree.viewport(), rect.center())
+    assert st.selected_finding is target
+    assert int(round(st.position[0])) == target.center_slice
+    axial = win.viewer.views["axial"]
+    assert st.depth(axial.plane) == target.center_slice
+    # drawn on the axial view at that slice, at the lesion (widget centre after the jump)
+    rects = axial.finding_rects(axial.plane, target.center_slice)
+    drawn = dict((id(f), r) for f, r in rects)
+    assert id(target) in drawn
+    centre = drawn[id(target)].center()
+    assert abs(centre.x() - axial.width() / 2) < 3 and abs(centre.y() - axial.height() / 2) < 3
+    # the overlay colours pixels around the lesion; hiding it removes them
+    img_on = axial.grab().toImage()
+    st.set_show_findings(False)
+    img_off = axial.grab().toImage()
+    r = drawn[id(target)].toRect().adjusted(-6, -6, 6, 6)
+    changed = sum(img_on.pixel(x, y) != img_off.pixel(x, y)
+                  for x in range(r.left(), r.right()) for y in range(r.top(), r.bottom()))
+    assert changed > 20
+    assert not win.findings_action.isChecked()
+
+
+def test_threshold_review_and_cache(qtbot, demo_window):
+    win, truth = demo_window
+    st, panel = win.state, win.findings
+    n_all = len(st.findings)
+    panel.threshold.setValue(99)
+    assert len(st.visible_findings()) < n_all
+    assert panel.tree.topLevelItemCount() == len(st.visible_findings())
+    panel.threshold.setValue(0)
+    assert panel.tree.topLevelItemCount() == n_all
+    panel.threshold.setValue(int(win.ai.operating_threshold() * 100))
+    # accept the top finding, reject the second (keyboard: Y and X on the selected finding)
+    first, second = st.visible_findings()[:2]
+    st.select_finding(first)
+    win.viewer.views["axial"].setFocus()
+    qtbot.keyClick(win.viewer.views["axial"], Qt.Key_Y)
+    st.select_finding(second)
+    panel.reject_button.click()
+    assert (first.status, second.status) == ("accepted", "rejected")
+    reviews = win.db.reviewed_findings()
+    assert {(r["finding"]["finding_id"], r["status"]) for r in reviews} == {(first.finding_id, "accepted"),
+                                                                            (second.finding_id, "rejected")}
+    assert all(r["model_version"] == win.ai.manifest["version"] for r in reviews)
+    # reopening the series: findings come from the cache, reviews included, no second run
+    uid = win.current_uid
+    with qtbot.waitSignal(win.ai.detection_finished, timeout=60000) as sig:
+        open_and_wait(qtbot, win, uid)
+    assert sig.args[1] is None
+    again = {f.finding_id: f.status for f in st.findings}
+    assert again[first.finding_id] == "accepted" and again[second.finding_id] == "rejected"
+    # "Detect" runs again on demand
+    with qtbot.waitSignal(win.ai.detection_finished, timeout=240000) as sig:
+        panel.run_button.click()
+    assert sig.args[1] is not None
+
+
+def test_a_tampered_model_is_refused_and_the_previous_one_stays(qtbot, window, tmp_path):
+    import shutil
+
+    from medstation.ai.store import user_models_dir
+
+    before = window.ai.model_dir
+    bad = user_models_dir() / "nodule-detector-9.9.9"
+    shutil.copytree(before, bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    (bad / "manifest.json").write_text(json.dumps({**manifest, "version": "9.9.9"}))
+    with open(bad / "model.safetensors", "r+b") as f:
+        f.seek(500)
+        f.write(b"tampered")
+    with qtbot.waitSignal(window.ai.model_changed, timeout=60000):
+        window.ai.set_model(bad)
+    assert window.ai.model_dir == before
+    assert "sha256" in window.message.text()
