@@ -43,7 +43,7 @@ def main() -> int:
     def on_detected(_key, _run):
         win.ai.detection_finished.disconnect(on_detected)
         truth = json.loads((Path(tmp) / "demo" / "truth.json").read_text())
-        lll = next(n for n in truth["nodules"] if n["label"].startswith("LLL"))
+        lll = next(n for n in truth["nodules"] if n["label"].startswith("LUL"))
         target = min(win.state.visible_findings(),
                      key=lambda f: sum((a - b) ** 2 for a, b in zip(f.center_mm, lll["center"])))
 

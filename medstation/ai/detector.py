@@ -132,6 +132,8 @@ class Prepared:
     scale: tuple[float, float, float]  # volume index per model index along k, i, j
     model_spacing: tuple[float, float, float]
     seconds: float = 0.0
+    #: per kept slice: (r0, r1, c0, c1) in ``images`` around the lungs of it and its neighbours
+    slice_boxes: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
 
 
 def _check_volume(volume: Volume, input_spec: dict) -> None:
@@ -164,7 +166,8 @@ def prepare(volume: Volume, input_spec: dict, check: Callable[[], None] | None =
     out_cols = max(8, int(round(cols * sj / px)))
     out_n = max(1, int(math.floor((n - 1) * sk / dz)) + 1)
     src_k = np.arange(out_n) * dz / sk  # fractional source slice of every model slice
-    needed = sorted({int(math.floor(f)) for f in src_k} | {min(n - 1, int(math.floor(f)) + 1) for f in src_k})
+    needed = sorted({int(math.floor(f)) for f in src_k}
+                    | {min(n - 1, int(math.floor(f)) + 1) for f in src_k if f - math.floor(f) > 1e-6})
     planes: dict[int, torch.Tensor] = {}
     vox = volume.voxels
     for start in range(0, len(needed), 32):
@@ -186,26 +189,44 @@ def prepare(volume: Volume, input_spec: dict, check: Callable[[], None] | None =
         else:
             torch.lerp(planes[k0], planes[k0 + 1], float(w), out=images[m])
     del planes
-    # lungs: air enclosed by the body along both its row and its column
-    air = images < (AIR_HU - lo) / (hi - lo)
+    # lungs: air enclosed by the body along both its row and its column (found on every
+    # second pixel: the mask only decides which slices to run and where to crop)
+    step = 2
+    air = images[:, ::step, ::step] < (AIR_HU - lo) / (hi - lo)
     body = ~air
     inside = _between(body, 2) & _between(body, 1)
     lung = air & inside
-    area = lung.sum(dim=(1, 2)).numpy() * px * px
+    area = lung.sum(dim=(1, 2)).numpy() * (px * step) ** 2
     kept = [int(m) for m in np.nonzero(area >= MIN_LUNG_AREA_MM2)[0]]
     crop = (0, 0)
+    slice_boxes: dict[int, tuple[int, int, int, int]] = {}
     if kept and crop_to_lungs:
-        union = lung[kept].any(dim=0)
-        r = torch.nonzero(union.any(dim=1)).flatten()
-        c = torch.nonzero(union.any(dim=0)).flatten()
         margin = int(round(CROP_MARGIN_MM / px))
-        r0, r1 = max(0, int(r[0]) - margin), min(out_rows, int(r[-1]) + 1 + margin)
-        c0, c1 = max(0, int(c[0]) - margin), min(out_cols, int(c[-1]) + 1 + margin)
+        rows_any = lung.any(dim=2).repeat_interleave(step, dim=1)[:, :out_rows]  # (slices, rows)
+        cols_any = lung.any(dim=1).repeat_interleave(step, dim=1)[:, :out_cols]  # (slices, cols)
+        r0, r1, c0, c1 = _extent(rows_any[kept].any(dim=0), cols_any[kept].any(dim=0), margin,
+                                 out_rows, out_cols)
         images = images[:, r0:r1, c0:c1].contiguous()
         crop = (r0, c0)
+        half = int(input_spec["channels"]) // 2
+        for m in kept:  # each slice cropped to the lungs it and its neighbours hold
+            lo, hi = max(0, m - half), min(out_n, m + half + 1)
+            a0, a1, b0, b1 = _extent(rows_any[lo:hi].any(dim=0), cols_any[lo:hi].any(dim=0), margin,
+                                     out_rows, out_cols)
+            slice_boxes[m] = (max(0, a0 - r0), min(r1, a1) - r0, max(0, b0 - c0), min(c1, b1) - c0)
     scale = (dz / sk, rows / out_rows, cols / out_cols)
     spacing = (dz, si * rows / out_rows, sj * cols / out_cols)
-    return Prepared(images, kept, crop, scale, spacing, time.perf_counter() - t0)
+    return Prepared(images, kept, crop, scale, spacing, time.perf_counter() - t0, slice_boxes)
+
+
+def _extent(rows: torch.Tensor, cols: torch.Tensor, margin: int, n_rows: int,
+            n_cols: int) -> tuple[int, int, int, int]:
+    r = torch.nonzero(rows).flatten()
+    c = torch.nonzero(cols).flatten()
+    if not len(r) or not len(c):
+        return 0, n_rows, 0, n_cols
+    return (max(0, int(r[0]) - margin), min(n_rows, int(r[-1]) + 1 + margin),
+            max(0, int(c[0]) - margin), min(n_cols, int(c[-1]) + 1 + margin))
 
 
 def _between(mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -260,13 +281,14 @@ class Detector:
     def channels(self) -> int:
         return int(self.input_spec["channels"])
 
-    def forward(self, batch: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """The network on ``(n, channels, rows, cols)``; one dict of boxes/scores/labels per image."""
-        batch = batch.to(self.device, non_blocking=True)
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """The network on ``(channels, rows, cols)`` images (any sizes: padded to the largest);
+        one dict of boxes/scores/labels per image."""
+        images = [im.to(self.device, non_blocking=True) for im in images]
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
-                return self.model(list(batch))
-        return self.model(list(batch.contiguous(memory_format=torch.channels_last)))
+                return self.model(images)
+        return self.model(images)
 
     def detect(
         self,
@@ -289,8 +311,12 @@ class Detector:
                 if check:
                     check()
                 chunk = prep.kept[start:start + batch_size]
-                outputs = self.forward(stack_channels(prep.images, chunk, self.channels))
-                found = [self._to_volume(prep, m, out, min_score) for m, out in zip(chunk, outputs)]
+                stacked = stack_channels(prep.images, chunk, self.channels)
+                boxes = [prep.slice_boxes.get(m) for m in chunk]
+                images = [x if b is None else x[:, b[0]:b[1], b[2]:b[3]] for x, b in zip(stacked, boxes)]
+                outputs = self.forward(images)
+                found = [self._to_volume(prep, m, out, min_score, b)
+                         for m, out, b in zip(chunk, outputs, boxes)]
                 per_slice.extend(found)
                 if partial:
                     partial([f for f in found if len(f.scores)])
@@ -305,12 +331,14 @@ class Detector:
                             str(self.device))
 
     @staticmethod
-    def _to_volume(prep: Prepared, m: int, out: dict, min_score: float) -> SliceDetections:
+    def _to_volume(prep: Prepared, m: int, out: dict, min_score: float, box=None) -> SliceDetections:
         scores = out["scores"].float().cpu().numpy()
         keep = scores >= min_score
         b = out["boxes"].float().cpu().numpy()[keep]  # x0, y0, x1, y1 in crop pixels
         sk, si, sj = prep.scale
         r0, c0 = prep.crop
+        if box is not None:
+            r0, c0 = r0 + box[0], c0 + box[2]
         # pixel edges: model pixel edge u maps to volume edge u * scale
         i0 = (b[:, 1] + r0) * si - 0.5
         i1 = (b[:, 3] + r0) * si - 0.5
@@ -412,11 +440,17 @@ def _centre_inside(box, other) -> bool:
 
 def _merge_nested(findings: list[Finding]) -> list[Finding]:
     """Drop a candidate whose centre lies inside a higher-scoring one's 3D box."""
-    kept: list[Finding] = []
-    for f in sorted(findings, key=lambda f: -f.score):
-        k, i, j = f.center_voxel
-        if any(b[0] - 0.5 <= k <= b[3] + 0.5 and b[1] <= i <= b[4] and b[2] <= j <= b[5]
-               for b in (g.bbox() for g in kept)):
-            continue
-        kept.append(f)
-    return kept
+    order = sorted(findings, key=lambda f: -f.score)
+    if not order:
+        return []
+    boxes = np.array([f.bbox() for f in order])  # k0, i0, j0, k1, i1, j1
+    boxes[:, 0] -= 0.5
+    boxes[:, 3] += 0.5
+    centres = np.array([f.center_voxel for f in order])
+    keep = np.zeros(len(order), bool)
+    for n in range(len(order)):
+        kb = boxes[keep]
+        c = centres[n]
+        inside = (kb[:, :3] <= c).all(axis=1) & (c <= kb[:, 3:]).all(axis=1)
+        keep[n] = not inside.any()
+    return [f for f, k in zip(order, keep) if k]

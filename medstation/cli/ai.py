@@ -62,7 +62,7 @@ def cmd_detect(args) -> int:
                 continue
             entry.update({"findings": [f.to_dict() for f in run.findings], "seconds": run.seconds,
                           "slices_run": run.slices_run, "device": run.device})
-            name = f"{stack.series_uid}-{stack.part}.json" if stack.part else f"{stack.series_uid}.json"
+            name = f"{stack.series_uid}-{stack.part}.json" if stack.part > 1 else f"{stack.series_uid}.json"
             path = out / name
             atomic_write_text(path, json.dumps({**entry, "model": report["model"],
                                                 "not_for_clinical_use": True}, indent=1) + "\n")

@@ -59,7 +59,7 @@ class EngineStatus(QWidget):
 
     def refresh(self) -> None:
         engine = self.bridge.engine
-        running = engine.running
+        running = [h for h in engine.running if not h.done()]  # a lane clears its job after "done"
         queued = engine.queue_length
         text = f"AI on {', '.join(d.upper() for d in engine.devices)}"
         if queued:

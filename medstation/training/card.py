@@ -40,7 +40,8 @@ def render_card(manifest: dict) -> str:
         "## Training data",
         "",
         f"- Source: {td.get('source', 'unknown')}.",
-        f"- {td.get('samples', '?')} rendered 2.5D samples ({td.get('samples_with_nodules', '?')} with nodules) "
+        f"- {td.get('samples', '?')} rendered 2.5D samples "
+        f"({td.get('samples_with_nodules', '?')} with nodules) "
         f"from phantom seeds {seed_text}; nodules {td.get('nodule_diameters_mm', '?')} mm, "
         f"ground-glass fraction {td.get('ground_glass_fraction', '?')}; acquisitions vary in pixel spacing "
         "(0.6-1.5 mm), slice thickness (1-3 mm) and noise (6-30 HU).",
@@ -65,7 +66,8 @@ def render_card(manifest: dict) -> str:
     if froc:
         sens = froc["sensitivity_at_fp_per_scan"]
         lines += [
-            f"`medstation evaluate` on {froc['scans']} generated studies whose phantom seeds were never used in "
+            f"`medstation evaluate` on {froc['scans']} generated studies whose phantom seeds were never "
+            "used in "
             f"training (seeds {min(manifest['metrics'].get('eval_seeds', [0]))}-"
             f"{max(manifest['metrics'].get('eval_seeds', [0]))}), written as DICOM and read back; "
             f"{froc['nodules']} nodules of {manifest['metrics'].get('min_diameter_mm', 6):g} mm or more "
