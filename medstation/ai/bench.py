@@ -72,9 +72,10 @@ def _gui_ticks(stop: threading.Event, lateness: list[float]) -> None:
 
 
 def run_infer(args) -> dict:
+    from medstation.ai.store import open_detector
     from medstation.dicom import WorkerPool
 
-    detector, model_dir = _load_detector(args)
+    detector, _ = open_detector(args.model, args.device, args.threads)
     out: dict = {"model": f"{detector.name} {detector.version}", "device": str(detector.device),
                  "slices": args.slices, "size": args.size, "rounds": args.rounds,
                  "cpu_threads_default": torch.get_num_threads()}
@@ -137,14 +138,3 @@ def run_infer(args) -> dict:
         "threads_with_gui_thread": threads,
     })
     return out
-
-
-def _load_detector(args):
-    from medstation.ai.engine import choose_device
-    from medstation.ai.store import default_detector_dir, load_detector
-
-    model_dir = Path(args.model) if getattr(args, "model", None) else default_detector_dir()
-    device = choose_device(getattr(args, "device", "auto") or "auto")
-    if getattr(args, "threads", 0):
-        torch.set_num_threads(args.threads)
-    return load_detector(model_dir, device), model_dir

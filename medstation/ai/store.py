@@ -133,6 +133,19 @@ def load_detector(model_dir: str | Path, device: str = "cpu"):
     return Detector(model, manifest, device)
 
 
+def open_detector(model: str | Path | None = None, device: str = "auto", threads: int = 0):
+    """``(Detector, model_dir)`` for the command line: the given or default model on the chosen
+    device (``auto``: CUDA, then MPS, then CPU); ``threads`` > 0 sets torch's CPU threads."""
+    import torch
+
+    from medstation.ai.engine import choose_device
+
+    model_dir = Path(model) if model else default_detector_dir()
+    if threads:
+        torch.set_num_threads(threads)
+    return load_detector(model_dir, choose_device(device or "auto")), model_dir
+
+
 def save_model(model_dir: str | Path, state_dict: dict, manifest: dict) -> Path:
     """Write ``model.safetensors`` and ``manifest.json`` (with its sha256) atomically."""
     from safetensors.torch import save as save_safetensors

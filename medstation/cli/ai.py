@@ -11,16 +11,9 @@ from medstation.core.errors import LoadError, MedstationError
 
 
 def _detector(args):
-    from medstation.ai.engine import choose_device
-    from medstation.ai.store import default_detector_dir, load_detector
+    from medstation.ai.store import open_detector
 
-    device = choose_device(getattr(args, "device", "auto") or "auto")
-    model_dir = Path(args.model) if getattr(args, "model", None) else default_detector_dir()
-    if getattr(args, "threads", 0):
-        import torch
-
-        torch.set_num_threads(args.threads)
-    return load_detector(model_dir, device), model_dir
+    return open_detector(args.model, args.device, args.threads)
 
 
 def _say(args, text: str) -> None:
