@@ -19,7 +19,7 @@ TOOLS = ("navigate", "length", "rect", "ellipse", "angle")
 
 class ViewState(QObject):
     """The viewer model. ``changed`` carries what changed: volume, position, window,
-    data (more slices arrived), measurements, tool, selection, findings."""
+    data (more slices arrived), measurements, tool, selection, findings, overlay (drawing only)."""
 
     changed = Signal(str)
     #: a measurement was added or edited (the window saves it) / deleted
@@ -178,7 +178,7 @@ class ViewState(QObject):
 
     def set_findings_opacity(self, value: float) -> None:
         self.findings_opacity = float(min(max(value, 0.05), 1.0))
-        self.changed.emit("findings")
+        self.changed.emit("overlay")  # views repaint; the findings list stays as it is
 
     def select_finding(self, f: Finding | None, jump: bool = True) -> None:
         """Select ``f``; ``jump`` moves the cursor to its centre (the views centre on it)."""
