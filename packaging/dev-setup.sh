@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 # a desktop) and Xvfb for the screenshot script. Installed only when missing.
 APT_PACKAGES=(libegl1 libgl1 libfontconfig1 libxkbcommon0 libxkbcommon-x11-0 libdbus-1-3
               libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
-              libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 xvfb xauth)
+              libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 xvfb xauth
+              # a real PACS for the tests (started by a fixture) and the DICOM validator
+              orthanc orthanc-dicomweb dicom3tools)
 MISSING=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || MISSING+=("$p")
