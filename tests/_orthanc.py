@@ -72,7 +72,8 @@ class Orthanc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("Orthanc exited at start:\n" + (self.folder / "orthanc.log").read_text()[-3000:])
+                log = (self.folder / "orthanc.log").read_text()[-3000:]
+                raise RuntimeError("Orthanc exited at start:\n" + log)
             try:
                 if requests.get(self.url + "/system", auth=(USER, PASSWORD), timeout=1).ok:
                     return self
@@ -80,7 +81,7 @@ class Orthanc:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError("Orthanc did not start within %.0f s" % timeout)
+        raise RuntimeError(f"Orthanc did not start within {timeout:.0f} s")
 
     def stop(self) -> None:
         if self.process is None:

@@ -596,7 +596,8 @@ class DimseClient:
             server = scp.start_server(("0.0.0.0", int(node.store_port)), block=False, evt_handlers=handlers)
         except OSError as exc:
             raise PacsError(f"medstation cannot listen on port {node.store_port} for C-MOVE ({exc.strerror})",
-                            "another program uses the port: choose another storage port or use C-GET") from exc
+                            "another program uses the port: choose another storage port or use C-GET",
+                            ) from exc
         try:
             ae = self._ae()
             ae.add_requested_context(_STUDY_ROOT_MOVE)
@@ -630,7 +631,8 @@ class DimseClient:
                 wanted[(cls, (ts,))] = None
             wanted[(cls, (ExplicitVRLittleEndian, ImplicitVRLittleEndian))] = None
         if len(wanted) > 128:
-            raise PacsError(f"{len(wanted)} kinds of objects in one send", "send fewer kinds of objects at once")
+            raise PacsError(f"{len(wanted)} kinds of objects in one send",
+                            "send fewer kinds of objects at once")
         for cls, syntaxes in wanted:
             ae.add_requested_context(cls, list(syntaxes))
         assoc = self._associate(ae)
@@ -707,7 +709,8 @@ class DicomWebClient:
     def __init__(self, node: PacsNode, password: str | None = None) -> None:
         node.validate()
         if not node.dicomweb_url:
-            raise PacsError(f"{node.name}: no DICOMweb URL", "enter the server's DICOMweb URL in the PACS dialog")
+            raise PacsError(f"{node.name}: no DICOMweb URL",
+                            "enter the server's DICOMweb URL in the PACS dialog")
         self.node = node
         from dicomweb_client.api import DICOMwebClient
         self._client = DICOMwebClient(node.dicomweb_url.rstrip("/"), session=_session(node, password),

@@ -210,7 +210,8 @@ class _QuittingPacs:
         self.ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
         self.ae.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
         for cx in AllStoragePresentationContexts:
-            self.ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+            self.ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES,
+                                          scu_role=True, scp_role=True)
         self.port = free_port()
         handlers = [(evt.EVT_C_FIND, self.on_find), (evt.EVT_C_GET, self.on_get)]
         self.server = self.ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=handlers)
