@@ -46,3 +46,34 @@ def small_study(tmp_path_factory):
                                                          slice_thickness=5.0, compression="rle")],
                         seed=3)
     return truth
+
+
+@pytest.fixture(scope="session")
+def small_volume(small_study, tmp_path_factory):
+    """The small study's thin series loaded as a Volume, with each slice's SOP Instance UID."""
+    from medstation.dicom import StudyDatabase, import_paths
+    from medstation.dicom.loader import load_stack
+    from medstation.gui.loading import prepare_series
+
+    with StudyDatabase(tmp_path_factory.mktemp("small_db") / "db.sqlite") as db, \
+            WorkerPool(1, timeout=20) as p:
+        import_paths(db, [small_study.folder], p)
+        stack, _, _ = prepare_series(db, small_study.series[0].series_uid)
+        volume = load_stack(stack, p).volume
+    uids = [str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID) for path, _ in volume.sources]
+    return volume, uids
+
+
+def nodule_finding(volume, nodule=NODULE, finding_id="F1", score=0.91):
+    """A finding where ``nodule`` is, with a box on each slice it spans (as the detector reports one)."""
+    from medstation.core.findings import Finding
+
+    c = volume.patient_to_index(nodule.center)
+    r_k = nodule.diameter_mm / 2 / volume.spacing[0]
+    r_i, r_j = nodule.diameter_mm / 2 / volume.spacing[1], nodule.diameter_mm / 2 / volume.spacing[2]
+    ks = range(int(round(c[0] - r_k)), int(round(c[0] + r_k)) + 1)
+    boxes = [(k, round(c[1] - r_i, 2), round(c[2] - r_j, 2), round(c[1] + r_i, 2), round(c[2] + r_j, 2),
+              score) for k in ks]
+    return Finding(finding_id, tuple(round(float(v), 2) for v in nodule.center),
+                   tuple(round(float(v), 2) for v in c), float(nodule.diameter_mm), score,
+                   (ks[0], ks[-1]), 904.8, boxes, "nodule-detector", "1.0.0")

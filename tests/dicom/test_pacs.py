@@ -299,3 +299,44 @@ def test_web_server_that_stops_mid_transfer(orthanc, small_study):
         assert time.monotonic() - t0 < 15
     finally:
         server.shutdown()
+
+
+# ------------------------------------------------------------------ SR and SEG through the PACS
+
+
+def test_sr_and_seg_stored_retrieved_and_read_back(tmp_path, small_study, small_volume):
+    """A study holding SR and SEG: sent by C-STORE and STOW-RS, retrieved by C-GET and WADO-RS."""
+    from medstation.dicom.results import export_results, read_seg, read_sr
+    from tests.conftest import nodule_finding
+
+    volume, uids = small_volume
+    server = Orthanc(tmp_path / "orthanc").start()
+    try:
+        node = make_node(server)
+        DimseClient(node).store(sorted(str(p) for p in Path(small_study.folder).rglob("*.dcm")))
+        first = [nodule_finding(volume)]
+        second = [nodule_finding(volume), nodule_finding(volume, finding_id="F2", score=0.5)]
+        second[1].boxes = [(b[0], b[1] + 8, b[2] + 8, b[3] + 8, b[4] + 8, b[5]) for b in second[1].boxes]
+        a = export_results(first, volume.sources, tmp_path / "a", voxels=volume.voxels)
+        b = export_results(second, volume.sources, tmp_path / "b", voxels=volume.voxels)
+        assert DimseClient(node).store([a.sr, a.seg]).transferred == 2
+        assert DicomWebClient(node).store([b.sr, b.seg]).transferred == 2
+        study = DimseClient(node).find_studies(study_uid=small_study.study_uid)[0]
+        assert {"1.2.840.10008.5.1.4.1.1.88.34", "1.2.840.10008.5.1.4.1.1.66.4"} <= set(study.sop_classes)
+        wanted = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): (p, f)
+                  for p, f in ((a.sr, first), (a.seg, first), (b.sr, second), (b.seg, second))}
+        for method in ("get", "wado"):
+            with StudyDatabase() as db, WorkerPool(1, timeout=20) as pool:
+                report, imported = retrieve_study(node, small_study.study_uid, db, pool, method=method)
+                assert not imported.errors
+            got = {str(dcmread(f, stop_before_pixels=True).SOPInstanceUID): f for f in report.files}
+            assert set(wanted) <= set(got), method
+            for uid, (sent, findings) in wanted.items():
+                if "SR_" in Path(sent).name:
+                    back, _ = read_sr(got[uid], uids, volume.patient_to_index)
+                    assert [f.to_dict() for f in back] == [f.to_dict() for f in findings], method
+                else:
+                    assert {k: sorted(m) for k, m in read_seg(got[uid], uids).items()} == \
+                        {k: sorted(m) for k, m in read_seg(sent, uids).items()}
+    finally:
+        server.stop()

@@ -1,0 +1,413 @@
+"""AI results and reader measurements as standard DICOM: Comprehensive 3D SR (TID 1500) and SEG.
+
+``export_results()`` writes, for one series:
+
+- a Comprehensive 3D SR holding a TID 1500 Measurement Report. Each finding
+  is one TID 1411 volumetric ROI group: its tracking identifier (the finding
+  id) and tracking UID, finding type "Nodule", the per-slice outline of the
+  lesion as a closed POLYLINE in the image coordinates of each slice it spans,
+  its centre as a SCOORD3D point (patient mm), Long Axis (mm), Volume (mm3)
+  and the detector's Score, with the model name and version as algorithm
+  identification. Each reader length measurement is a TID 1410 planar group
+  with a two-point POLYLINE and its Length.
+- a SEG (when a volume is given) with one segment per finding, linked to the
+  SR group by the same tracking UID. The mask is the part of each slice's
+  box-inscribed ellipse that is denser than the surrounding lung
+  (> ``MASK_HU``): a derived outline, not a segmentation model's output,
+  and the segment's algorithm identification says which detector drew it.
+
+``read_sr()`` and ``read_seg()`` read them back (from medstation or any TID
+1500 writer that uses the same concepts) into ``Finding`` objects and masks.
+Both are written with highdicom; the tests check them with dciodvfy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom import Dataset, dcmread
+from pydicom.sr.codedict import codes
+
+from medstation import __version__
+from medstation.core.errors import MedstationError
+from medstation.core.files import atomic_write_bytes
+from medstation.core.findings import Finding
+
+MASK_HU = -650.0
+MANUFACTURER = "medstation"
+SERIES_NUMBER_SR = 9001
+SERIES_NUMBER_SEG = 9002
+
+#: concepts used in the report (and looked for when reading one back)
+LONG_AXIS = ("103339001", "SCT")
+VOLUME = ("118565006", "SCT")
+SCORE = ("246262008", "SCT")
+LENGTH = ("410668003", "SCT")
+CENTER = ("111010", "DCM")
+TRACKING_ID = ("112039", "DCM")
+TRACKING_UID = ("112040", "DCM")
+ALGORITHM_NAME = ("111001", "DCM")
+ALGORITHM_VERSION = ("111003", "DCM")
+MEASUREMENT_GROUP = ("125007", "DCM")
+
+
+class ExportError(MedstationError):
+    """AI results or measurements could not be written or read as DICOM."""
+
+
+@dataclass
+class ExportResult:
+    sr: str
+    seg: str | None
+    findings: int
+    measurements: int
+    #: finding id -> tracking UID (shared by the SR group and the SEG segment)
+    tracking_uids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ReaderLength:
+    """A reader's length measurement read back from an SR."""
+
+    tracking_id: str
+    slice_index: int
+    points: list[tuple[float, float, float]]  # (k, i, j) voxel indices
+    length_mm: float
+
+
+def _uid(*parts: str) -> str:
+    """A UID derived from ``parts`` (2.25 + 128-bit hash), stable for the same inputs."""
+    digest = hashlib.sha256("|".join(parts).encode()).digest()[:16]
+    return "2.25." + str(int.from_bytes(digest, "big"))
+
+
+def _code(value: tuple[str, str], meaning: str):
+    import highdicom as hd
+    return hd.sr.CodedConcept(value=value[0], scheme_designator=value[1], meaning=meaning)
+
+
+def _mm():
+    import highdicom as hd
+    return hd.sr.CodedConcept("mm", "UCUM", "millimeter")
+
+
+def _source_headers(sources: Sequence[tuple[str, int]]) -> list[Dataset]:
+    headers: list[Dataset] = []
+    for path, frame in sources:
+        if frame:
+            raise ExportError(f"{path}: frame {frame + 1} of a multi-frame image",
+                              "export of results on multi-frame series is not supported yet")
+        try:
+            headers.append(dcmread(path, stop_before_pixels=True))
+        except Exception as exc:
+            raise ExportError(f"{path}: the source image could not be read ({type(exc).__name__})",
+                              "the series' files may have moved: import the study again") from exc
+    return headers
+
+
+def _polyline(i0: float, j0: float, i1: float, j1: float) -> np.ndarray:
+    # image coordinates: (column, row), the top left corner of the top left pixel is (0, 0)
+    x0, y0, x1, y1 = j0 + 0.5, i0 + 0.5, j1 + 0.5, i1 + 0.5
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32)
+
+
+def finding_mask(volume_voxels: np.ndarray, finding: Finding) -> dict[int, np.ndarray]:
+    """Per-slice boolean masks (full slice size) for a finding: dense voxels inside each box's ellipse."""
+    dense: dict[int, np.ndarray] = {}
+    ellipses: dict[int, np.ndarray] = {}
+    rows, cols = volume_voxels.shape[1:3]
+    ii, jj = np.mgrid[0:rows, 0:cols]
+    for k, i0, j0, i1, j1, _score in finding.boxes:
+        ci, cj = (i0 + i1) / 2, (j0 + j1) / 2
+        ri, rj = max((i1 - i0) / 2, 0.5), max((j1 - j0) / 2, 0.5)
+        ellipse = ((ii - ci) / ri) ** 2 + ((jj - cj) / rj) ** 2 <= 1.0
+        ellipses[int(k)] = ellipse
+        mask = ellipse & (volume_voxels[k] > MASK_HU)
+        if mask.any():
+            dense[int(k)] = mask
+    # a lesion fainter than MASK_HU everywhere (pure ground glass) keeps its ellipses
+    return dense or {k: e for k, e in ellipses.items() if e.any()}
+
+
+def export_results(
+    findings: Sequence[Finding],
+    sources: Sequence[tuple[str, int]],
+    out_dir: str | Path,
+    *,
+    voxels: np.ndarray | None = None,
+    lengths: Sequence[dict] = (),
+    spacing: tuple[float, float, float] | None = None,
+) -> ExportResult:
+    """Write the SR (and the SEG when ``voxels`` is given) for one series into ``out_dir``.
+
+    ``sources`` is the volume's ``(file, frame)`` per slice, in slice order
+    (``Volume.sources``); finding boxes and measurement points index the same
+    slices. ``lengths`` are reader measurements as stored (``Measurement.to_dict()``
+    with ``kind == "length"``); ``spacing`` (slice, row, column mm) gives their length.
+    """
+    import highdicom as hd
+
+    if not sources:
+        raise ExportError("the series has no source images", "open an image series before exporting")
+    headers = _source_headers(sources)
+    ref = headers[0]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    key = [str(ref.SeriesInstanceUID), repr([f.to_dict() for f in findings]), repr(list(lengths))]
+    tracking = {f.finding_id: _uid(*key, "track", f.finding_id) for f in findings}
+    model_names = sorted({(f.model_name, f.model_version) for f in findings})
+
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=_uid(*key, "device"), name="medstation", manufacturer_name=MANUFACTURER,
+            model_name=", ".join(f"{n} {v}" for n, v in model_names) or "reader measurements"))
+    context = hd.sr.ObservationContext(observer_device_context=device)
+
+    groups = []
+    evidence: dict[str, Dataset] = {}
+    for f in findings:
+        regions = []
+        for k, i0, j0, i1, j1, _score in f.boxes:
+            src = headers[int(k)]
+            evidence[str(src.SOPInstanceUID)] = src
+            regions.append(hd.sr.ImageRegion(
+                graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=_polyline(i0, j0, i1, j1),
+                source_image=hd.sr.SourceImageForRegion(referenced_sop_class_uid=src.SOPClassUID,
+                                                        referenced_sop_instance_uid=src.SOPInstanceUID)))
+        if not regions:
+            raise ExportError(f"finding {f.finding_id} has no outline on any slice",
+                              "run detection again before exporting")
+        algo = hd.sr.AlgorithmIdentification(name=f.model_name or "unknown", version=f.model_version or "0")
+        measurements = [
+            hd.sr.Measurement(name=_code(LONG_AXIS, "Long Axis"), value=float(f.diameter_mm), unit=_mm(),
+                              algorithm_id=algo),
+            hd.sr.Measurement(name=_code(VOLUME, "Volume"), value=float(f.volume_mm3),
+                              unit=hd.sr.CodedConcept("mm3", "UCUM", "cubic millimeter"), algorithm_id=algo),
+            hd.sr.Measurement(name=_code(SCORE, "Score"), value=float(f.score),
+                              unit=hd.sr.CodedConcept("1", "UCUM", "no units"), algorithm_id=algo),
+        ]
+        group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking[f.finding_id], identifier=f.finding_id),
+            referenced_regions=regions, finding_type=codes.SCT.Nodule,
+            finding_category=codes.SCT.MorphologicallyAbnormalStructure,
+            algorithm_id=algo, measurements=measurements)
+        if ref.get("FrameOfReferenceUID"):
+            group[0].ContentSequence.append(hd.sr.Scoord3DContentItem(
+                name=_code(CENTER, "Center"), graphic_type=hd.sr.GraphicTypeValues3D.POINT,
+                graphic_data=np.array([f.center_mm], dtype=np.float64),
+                frame_of_reference_uid=ref.FrameOfReferenceUID,
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+        groups.append(group)
+
+    n_lengths = 0
+    for m in lengths:
+        if m.get("kind") != "length" or int(m.get("axis", 0)) != 0:
+            continue  # only axial lengths have an image to refer to
+        (k, a_i, a_j), (_k2, b_i, b_j) = m["points"]
+        src = headers[int(round(k))]
+        evidence[str(src.SOPInstanceUID)] = src
+        sk, si, sj = spacing or (1.0, 1.0, 1.0)
+        length = float(np.hypot((b_i - a_i) * si, (b_j - a_j) * sj))
+        n_lengths += 1
+        tid = f"M{m.get('id', n_lengths)}"
+        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=_uid(*key, "length", tid), identifier=tid),
+            referenced_region=hd.sr.ImageRegion(
+                graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+                graphic_data=np.array([[a_j + 0.5, a_i + 0.5], [b_j + 0.5, b_i + 0.5]], dtype=np.float32),
+                source_image=hd.sr.SourceImageForRegion(referenced_sop_class_uid=src.SOPClassUID,
+                                                        referenced_sop_instance_uid=src.SOPInstanceUID)),
+            finding_type=codes.SCT.Finding,
+            measurements=[hd.sr.Measurement(name=_code(LENGTH, "Length"), value=length, unit=_mm())]))
+
+    if not groups:
+        raise ExportError("nothing to export: no findings and no axial length measurements",
+                          "run detection or measure a lesion first")
+    report = hd.sr.MeasurementReport(observation_context=context,
+                                     procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
+                                     imaging_measurements=groups)
+    sr_uid = _uid(*key, "sr")
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=list(evidence.values()), content=report, series_instance_uid=_uid(*key, "sr-series"),
+        series_number=SERIES_NUMBER_SR, sop_instance_uid=sr_uid, instance_number=1,
+        manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
+        series_description="medstation AI findings (not for clinical use)")
+    sr_path = out / f"SR_{sr_uid[-12:]}.dcm"
+    _save(sr, sr_path)
+
+    seg_path = None
+    if voxels is not None and findings:
+        seg_path = _write_seg(findings, headers, voxels, tracking, key, out)
+    return ExportResult(sr=str(sr_path), seg=seg_path, findings=len(findings), measurements=n_lengths,
+                        tracking_uids=tracking)
+
+
+def _write_seg(findings, headers, voxels, tracking, key, out: Path) -> str:
+    import highdicom as hd
+
+    masks = [finding_mask(voxels, f) for f in findings]
+    slices = sorted({k for m in masks for k in m})
+    if not slices:
+        raise ExportError("the findings have no voxels to segment", "run detection again before exporting")
+    rows, cols = voxels.shape[1:3]
+    array = np.zeros((len(slices), rows, cols, len(findings)), dtype=bool)
+    at = {k: n for n, k in enumerate(slices)}
+    for s, m in enumerate(masks):
+        for k, mask in m.items():
+            array[at[k], :, :, s] = mask
+    descriptions = []
+    for s, f in enumerate(findings, start=1):
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=s, segment_label=f"{f.finding_id} nodule",
+            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+            segmented_property_type=codes.SCT.Nodule,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=hd.AlgorithmIdentificationSequence(
+                name=f.model_name or "unknown", version=f.model_version or "0",
+                family=codes.DCM.ArtificialIntelligence,
+                source="medstation: dense voxels in the detector's boxes"),
+            tracking_uid=tracking[f.finding_id], tracking_id=f.finding_id))
+    seg_uid = _uid(*key, "seg")
+    seg = hd.seg.Segmentation(
+        source_images=[headers[k] for k in slices], pixel_array=array,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descriptions,
+        series_instance_uid=_uid(*key, "seg-series"), series_number=SERIES_NUMBER_SEG,
+        sop_instance_uid=seg_uid, instance_number=1, manufacturer=MANUFACTURER,
+        manufacturer_model_name="medstation", software_versions=__version__, device_serial_number="0",
+        series_description="medstation AI findings (not for clinical use)", omit_empty_frames=True)
+    path = out / f"SEG_{seg_uid[-12:]}.dcm"
+    _save(seg, path)
+    return str(path)
+
+
+def _save(ds: Dataset, path: Path) -> None:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def _concept(item: Dataset, seq: str = "ConceptNameCodeSequence") -> tuple[str, str]:
+    s = item.get(seq)
+    if not s:
+        return ("", "")
+    return (str(s[0].CodeValue), str(s[0].CodingSchemeDesignator))
+
+
+def _walk(items):
+    for item in items or []:
+        yield item
+        yield from _walk(item.get("ContentSequence"))
+
+
+def _num(item: Dataset) -> float:
+    return float(item.MeasuredValueSequence[0].NumericValue)
+
+
+def read_sr(path: str | Path, slice_uids: Sequence[str],
+            spacing_index_to_mm=None) -> tuple[list[Finding], list[ReaderLength]]:
+    """Findings and reader lengths of a TID 1500 SR, in the voxel indices of the series
+    whose slices have the SOP Instance UIDs ``slice_uids`` (in slice order)."""
+    try:
+        ds = dcmread(path)
+    except Exception as exc:
+        raise ExportError(f"{path}: not a readable DICOM file ({type(exc).__name__})",
+                          "choose a DICOM SR file") from exc
+    if ds.get("Modality") != "SR" or "ContentSequence" not in ds:
+        raise ExportError(f"{path}: not a structured report", "choose a DICOM SR file")
+    index = {uid: k for k, uid in enumerate(slice_uids)}
+    findings: list[Finding] = []
+    lengths: list[ReaderLength] = []
+    for item in _walk(ds.ContentSequence):
+        if item.get("ValueType") != "CONTAINER" or _concept(item) != MEASUREMENT_GROUP:
+            continue
+        group = list(item.get("ContentSequence", []))
+        values: dict[tuple[str, str], object] = {}
+        regions = []
+        algo_name = algo_version = ""
+        for child in _walk(group):
+            c = _concept(child)
+            vt = child.get("ValueType")
+            if vt == "TEXT" and c == TRACKING_ID:
+                values[TRACKING_ID] = str(child.TextValue)
+            elif vt == "UIDREF" and c == TRACKING_UID:
+                values[TRACKING_UID] = str(child.UID)
+            elif vt == "NUM" and c in (LONG_AXIS, VOLUME, SCORE, LENGTH) and "MeasuredValueSequence" in child:
+                values[c] = _num(child)
+            elif vt == "SCOORD3D" and c == CENTER:
+                values[CENTER] = tuple(float(v) for v in child.GraphicData[:3])
+            elif vt == "SCOORD":
+                refs = [r for r in _walk(child.get("ContentSequence")) if r.get("ValueType") == "IMAGE"]
+                uid = str(refs[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID) if refs else ""
+                regions.append((uid, np.asarray(child.GraphicData, dtype=float).reshape(-1, 2)))
+            elif vt == "TEXT" and c == ALGORITHM_NAME:
+                algo_name = str(child.TextValue)
+            elif vt == "TEXT" and c == ALGORITHM_VERSION:
+                algo_version = str(child.TextValue)
+        tid = str(values.get(TRACKING_ID, ""))
+        missing = [uid for uid, _ in regions if uid not in index]
+        if missing:
+            raise ExportError(f"{path}: group {tid or '?'} refers to image {missing[0]}, not in this series",
+                              "open the series the report was made on")
+        if LENGTH in values and len(regions) == 1 and len(regions[0][1]) == 2:
+            uid, pts = regions[0]
+            k = index[uid]
+            lengths.append(ReaderLength(tid, k, [(float(k), float(y - 0.5), float(x - 0.5)) for x, y in pts],
+                                        float(values[LENGTH])))
+            continue
+        if LONG_AXIS not in values or not regions:
+            continue
+        boxes = []
+        for uid, pts in regions:
+            xs, ys = pts[:, 0] - 0.5, pts[:, 1] - 0.5
+            boxes.append((index[uid], round(float(ys.min()), 2), round(float(xs.min()), 2),
+                          round(float(ys.max()), 2), round(float(xs.max()), 2), float(values.get(SCORE, 0.0))))
+        boxes.sort()
+        ks = [b[0] for b in boxes]
+        center_mm = values.get(CENTER)
+        if center_mm is not None and spacing_index_to_mm is not None:
+            center_voxel = tuple(round(float(v), 2) for v in spacing_index_to_mm(center_mm))
+        else:
+            arr = np.array(boxes, dtype=float)
+            center_voxel = (float(arr[:, 0].mean()), float(((arr[:, 1] + arr[:, 3]) / 2).mean()),
+                            float(((arr[:, 2] + arr[:, 4]) / 2).mean()))
+        findings.append(Finding(
+            finding_id=tid, center_mm=tuple(center_mm) if center_mm is not None else (0.0, 0.0, 0.0),
+            center_voxel=center_voxel, diameter_mm=float(values[LONG_AXIS]),
+            score=float(values.get(SCORE, 0.0)), slice_range=(min(ks), max(ks)),
+            volume_mm3=float(values.get(VOLUME, 0.0)), boxes=boxes,
+            model_name=algo_name, model_version=algo_version))
+    return findings, lengths
+
+
+def read_seg(path: str | Path, slice_uids: Sequence[str]) -> dict[str, dict[int, np.ndarray]]:
+    """Per tracking id (finding id), the per-slice masks of a SEG on the series with ``slice_uids``."""
+    import highdicom as hd
+    try:
+        seg = hd.seg.segread(path)
+    except Exception as exc:
+        raise ExportError(f"{path}: not a readable DICOM SEG ({type(exc).__name__})",
+                          "choose a DICOM segmentation file") from exc
+    index = {uid: k for k, uid in enumerate(slice_uids)}
+    refs = [sop for _study, _series, sop in seg.get_source_image_uids()]
+    missing = [u for u in refs if u not in index]
+    if missing:
+        raise ExportError(f"{path}: the segmentation refers to image {missing[0]}, not in this series",
+                          "open the series the segmentation was made on")
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for number in seg.get_segment_numbers():
+        desc = seg.get_segment_description(number)
+        pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=refs, segment_numbers=[number],
+                                                   ignore_spatial_locations=True, assert_missing_frames_are_empty=True)
+        masks = {index[uid]: pixels[n, :, :, 0].astype(bool) for n, uid in enumerate(refs)
+                 if pixels[n, :, :, 0].any()}
+        out[str(desc.tracking_id or desc.segment_label)] = masks
+    return out
