@@ -369,7 +369,8 @@ def read_sr(path: str | Path, slice_uids: Sequence[str],
         for uid, pts in regions:
             xs, ys = pts[:, 0] - 0.5, pts[:, 1] - 0.5
             boxes.append((index[uid], round(float(ys.min()), 2), round(float(xs.min()), 2),
-                          round(float(ys.max()), 2), round(float(xs.max()), 2), float(values.get(SCORE, 0.0))))
+                          round(float(ys.max()), 2), round(float(xs.max()), 2),
+                          float(values.get(SCORE, 0.0))))
         boxes.sort()
         ks = [b[0] for b in boxes]
         center_mm = values.get(CENTER)
@@ -405,8 +406,9 @@ def read_seg(path: str | Path, slice_uids: Sequence[str]) -> dict[str, dict[int,
     out: dict[str, dict[int, np.ndarray]] = {}
     for number in seg.get_segment_numbers():
         desc = seg.get_segment_description(number)
-        pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=refs, segment_numbers=[number],
-                                                   ignore_spatial_locations=True, assert_missing_frames_are_empty=True)
+        pixels = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=refs, segment_numbers=[number], ignore_spatial_locations=True,
+            assert_missing_frames_are_empty=True)
         masks = {index[uid]: pixels[n, :, :, 0].astype(bool) for n, uid in enumerate(refs)
                  if pixels[n, :, :, 0].any()}
         out[str(desc.tracking_id or desc.segment_label)] = masks

@@ -13,7 +13,8 @@ from medstation.dicom.results import ExportError, export_results, read_seg, read
 from tests.conftest import NODULE, nodule_finding
 
 DCIODVFY = shutil.which("dciodvfy")
-LENGTH = {"kind": "length", "axis": 0, "depth": 12, "points": [[12.0, 10.0, 10.0], [12.0, 20.0, 30.0]], "id": 7}
+LENGTH = {"kind": "length", "axis": 0, "depth": 12, "id": 7,
+          "points": [[12.0, 10.0, 10.0], [12.0, 20.0, 30.0]]}
 
 
 def export(small_volume, tmp_path, findings=None, **kw):
