@@ -77,3 +77,47 @@ def nodule_finding(volume, nodule=NODULE, finding_id="F1", score=0.91):
     return Finding(finding_id, tuple(round(float(v), 2) for v in nodule.center),
                    tuple(round(float(v), 2) for v in c), float(nodule.diameter_mm), score,
                    (ks[0], ks[-1]), 904.8, boxes, "nodule-detector", "1.0.0")
+
+
+# ------------------------------------------------------------ a real PACS (Orthanc), see tests/_orthanc.py
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    from tests._orthanc import ORTHANC, Orthanc
+
+    if not Path(ORTHANC).exists():
+        pytest.skip("Orthanc is not installed (packaging/dev-setup.sh installs it)")
+    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
+    yield server
+    server.stop()
+
+
+def make_node(server, **kw):
+    base = dict(name="test-orthanc", host="127.0.0.1", port=server.dicom_port, ae_title=server.aet,
+                calling_ae=server.client_aet, store_port=server.store_port,
+                dicomweb_url=server.dicomweb_url, username="reader", timeout=10.0, retries=0)
+    base.update(kw)
+    from medstation.dicom.pacs import PacsNode, set_node_password
+    from tests._orthanc import PASSWORD
+
+    node = PacsNode(**base)
+    set_node_password(node, PASSWORD)
+    return node
+
+
+@pytest.fixture(scope="session")
+def stored_study(orthanc, small_study):
+    """The small study, sent to Orthanc with medstation's own C-STORE."""
+    files = sorted(str(p) for p in Path(small_study.folder).rglob("*.dcm"))
+    from medstation.dicom.pacs import DimseClient
+
+    report = DimseClient(make_node(orthanc)).store(files)
+    assert report.transferred == len(files) and report.failed == 0
+    return small_study, files
+
+
+@pytest.fixture
+def node(orthanc):
+    return make_node(orthanc)
+
+

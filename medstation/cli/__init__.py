@@ -2,7 +2,8 @@
 
 With no command it opens the viewer (``--demo``: on the built-in demo study).
 Subcommands: ``open``, ``import``, ``info``, ``demo``, ``detect``, ``evaluate``,
-``train-detector``, ``bench load|render|infer``. Errors a user can
+``train-detector``, ``pacs echo|find|retrieve|send``, ``deidentify``,
+``bench load|render|infer``. Errors a user can
 cause come out as one line (``medstation: error: ...``) and exit code 2, never
 a traceback.
 """
@@ -181,7 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     _model_args(s)
     s.add_argument("--show", type=int, default=10, help="findings listed per series on stderr")
+    s.add_argument("--dicom", action="store_true",
+                   help="also write each series' findings as DICOM SR (TID 1500) and SEG into OUT/dicom")
     s.set_defaults(func=_ai("cmd_detect"))
+
+    from medstation.cli.pacs import add_parsers as add_pacs_parsers
+
+    add_pacs_parsers(sub, _pacs)
 
     s = sub.add_parser("evaluate", help="FROC and CPM of a detector on generated studies with known nodules")
     s.add_argument("--studies", type=int, default=20)
@@ -228,6 +235,15 @@ def _ai(name: str):
         from medstation.cli import ai
 
         return getattr(ai, name)(args)
+
+    return run
+
+
+def _pacs(name: str):
+    def run(args):
+        from medstation.cli import pacs
+
+        return getattr(pacs, name)(args)
 
     return run
 

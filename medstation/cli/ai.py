@@ -60,6 +60,11 @@ def cmd_detect(args) -> int:
             atomic_write_text(path, json.dumps({**entry, "model": report["model"],
                                                 "not_for_clinical_use": True}, indent=1) + "\n")
             entry["file"] = str(path)
+            if getattr(args, "dicom", False) and run.findings:
+                from medstation.dicom.results import export_results
+                exported = export_results(run.findings, loaded.volume.sources, out / "dicom",
+                                          voxels=loaded.volume.voxels)
+                entry["dicom"] = {"sr": exported.sr, "seg": exported.seg}
             report["series"].append(entry)
             _say(args, f"{h.series_description or stack.series_uid}: {len(run.findings)} findings "
                        f"in {run.seconds['total']:.1f} s -> {path}")

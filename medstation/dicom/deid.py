@@ -135,6 +135,7 @@ class DeidReport:
     date_shift_days: int = 0
     uids_remapped: int = 0
     patients: int = 0
+    skipped: list[str] = field(default_factory=list)  # not DICOM: left out
 
 
 class _Deidentifier:
@@ -217,6 +218,18 @@ class _Deidentifier:
         return out
 
 
+def _dicom_only(paths: list[str]) -> tuple[list[str], list[str]]:
+    from pydicom.errors import InvalidDicomError
+    keep, skipped = [], []
+    for p in paths:
+        try:
+            dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+            keep.append(p)
+        except (InvalidDicomError, OSError, ValueError):
+            skipped.append(p)
+    return keep, skipped
+
+
 def burned_in_suspects(paths: Sequence[str | Path]) -> list[str]:
     """Files marked ``BurnedInAnnotation = YES``, or of a usually-annotated kind without a ``NO``."""
     out = []
@@ -249,16 +262,16 @@ def deidentify(
     before writing anything if images may show identifying text and
     ``allow_burned_in`` is false.
     """
-    paths = [str(p) for p in paths]
+    paths, skipped = _dicom_only([str(p) for p in paths])
     if not paths:
-        raise MedstationError("nothing to de-identify", "choose a study or series first")
+        raise MedstationError("nothing to de-identify: no DICOM files", "choose a study or series first")
     suspects = burned_in_suspects(paths)
     if suspects and not allow_burned_in:
         raise BurnedInAnnotationError(suspects)
     shift = date_shift_days if date_shift_days is not None else -(30 + secrets.randbelow(3621))
     worker = _Deidentifier(shift, secrets.token_bytes(32), pseudonym_prefix)
     out = Path(out_dir)
-    report = DeidReport(str(out), date_shift_days=shift)
+    report = DeidReport(str(out), date_shift_days=shift, skipped=skipped)
     series_index: dict[str, int] = {}
     counts: dict[int, int] = {}
     for n, path in enumerate(paths, start=1):

@@ -20,43 +20,12 @@ from medstation.dicom.pacs import (
     pacs_folder,
     retrieve_study,
     save_nodes,
-    set_node_password,
 )
-from tests._orthanc import ORTHANC, PASSWORD, USER, Orthanc, free_port
+from tests._orthanc import ORTHANC, Orthanc, free_port
+from tests.conftest import make_node
 
 pytestmark = pytest.mark.skipif(not Path(ORTHANC).exists(),
                                 reason="Orthanc is not installed (packaging/dev-setup.sh installs it)")
-
-
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory):
-    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
-    yield server
-    server.stop()
-
-
-def make_node(server: Orthanc, **kw) -> PacsNode:
-    base = dict(name="test-orthanc", host="127.0.0.1", port=server.dicom_port, ae_title=server.aet,
-                calling_ae=server.client_aet, store_port=server.store_port,
-                dicomweb_url=server.dicomweb_url, username=USER, timeout=10.0, retries=0)
-    base.update(kw)
-    node = PacsNode(**base)
-    set_node_password(node, PASSWORD)
-    return node
-
-
-@pytest.fixture(scope="session")
-def stored_study(orthanc, small_study):
-    """The small study, sent to Orthanc with medstation's own C-STORE."""
-    files = sorted(str(p) for p in Path(small_study.folder).rglob("*.dcm"))
-    report = DimseClient(make_node(orthanc)).store(files)
-    assert report.transferred == len(files) and report.failed == 0
-    return small_study, files
-
-
-@pytest.fixture
-def node(orthanc):
-    return make_node(orthanc)
 
 
 # ------------------------------------------------------------------ echo and search
