@@ -17,7 +17,8 @@ def add_node_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calling-aet", default="MEDSTATION", help="medstation's AE title")
     p.add_argument("--store-port", type=int, default=11112, help="medstation's port for C-MOVE deliveries")
     p.add_argument("--web", dest="dicomweb_url", default="", help="DICOMweb URL (QIDO/WADO/STOW)")
-    p.add_argument("--user", default="", help="user name for DICOMweb (password from $MEDSTATION_PACS_PASSWORD)")
+    p.add_argument("--user", default="",
+                   help="user name for DICOMweb (password from $MEDSTATION_PACS_PASSWORD)")
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--json", action="store_true")
 
@@ -104,9 +105,11 @@ def cmd_retrieve(args) -> int:
 
 def cmd_send(args) -> int:
     node = node_from_args(args)
-    files = [str(p) for a in args.paths for p in (sorted(Path(a).rglob("*.dcm")) if Path(a).is_dir() else [a])]
+    files = [str(p) for a in args.paths
+             for p in (sorted(Path(a).rglob("*.dcm")) if Path(a).is_dir() else [a])]
     if not files:
-        raise PacsError(f"no DICOM files in {', '.join(args.paths)}", "give .dcm files or folders holding them")
+        raise PacsError(f"no DICOM files in {', '.join(args.paths)}",
+                        "give .dcm files or folders holding them")
     report = _client(args, node).store(files)
     print(json.dumps(report.to_dict()) if args.json
           else f"sent {report.transferred} instances to {node.name} in {report.seconds:.1f} s")
