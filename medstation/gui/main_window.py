@@ -202,6 +202,9 @@ class MainWindow(QMainWindow):
         self.recent_menu = f.addMenu("Recent series")
         self._action(f, "Show problems", self.problems.show)
         f.addSeparator()
+        self._action(f, "PACS: search and retrieve…", self.show_pacs, "Ctrl+Shift+P")
+        self._action(f, "Export this study de-identified…", self.export_deidentified)
+        f.addSeparator()
         self._action(f, "Quit", self.close, "Ctrl+Q")
 
         v = mb.addMenu("&View")
@@ -267,6 +270,9 @@ class MainWindow(QMainWindow):
         self._action(a, "Previous finding", lambda: self._step_finding(-1), ",")
         self._action(a, "Accept the selected finding", lambda: self._review_selected("accepted"), "Y")
         self._action(a, "Reject the selected finding", lambda: self._review_selected("rejected"), "X")
+        a.addSeparator()
+        self._action(a, "Export findings as DICOM SR + SEG…", self.export_results)
+        self._action(a, "Send findings to PACS (SR + SEG)", self.send_results)
 
         h = mb.addMenu("&Help")
         self._action(h, "Keyboard and mouse…", self.show_help, "F1")
@@ -658,6 +664,45 @@ class MainWindow(QMainWindow):
     def _delete_measurement(self, m: Measurement) -> None:
         if m.id is not None:
             self.db.delete_measurement(m.id)
+
+    # -- PACS and DICOM exports -------------------------------------------------------
+    def show_pacs(self):
+        from medstation.gui.pacs import PacsDialog
+        if getattr(self, "pacs_dialog", None) is None:
+            self.pacs_dialog = PacsDialog(self)
+        self.pacs_dialog.show()
+        self.pacs_dialog.raise_()
+        return self.pacs_dialog
+
+    def export_results(self, out_dir: str | None = None):
+        from medstation.gui.pacs import export_results_task
+        if out_dir is None:
+            out_dir = QFileDialog.getExistingDirectory(self, "Folder for the DICOM SR and SEG")
+            if not out_dir:
+                return None
+        return export_results_task(self, out_dir)
+
+    def send_results(self, node=None):
+        from medstation.gui.pacs import export_results_task
+        if node is None:
+            dialog = self.show_pacs()
+            node = dialog.current_node()
+            if node is None:
+                dialog.set_status("Add the PACS to send to, then choose Send again.", error=True)
+                return None
+        return export_results_task(self, None, node)
+
+    def export_deidentified(self, out_dir: str | None = None):
+        from medstation.gui.pacs import deidentify_task, study_series
+        series = study_series(self)
+        if not series:
+            self.notify("Open a study first.")
+            return None
+        if out_dir is None:
+            out_dir = QFileDialog.getExistingDirectory(self, "Empty folder for the de-identified copy")
+            if not out_dir:
+                return None
+        return deidentify_task(self, series, out_dir)
 
     def _step_finding(self, delta: int) -> None:
         items = self.state.visible_findings()
