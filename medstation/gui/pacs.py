@@ -248,8 +248,10 @@ class PacsDialog(QDialog):
         def work(progress, cancel):
             return open_client(node).echo()
 
-        self.window_.run_task(work, "pacs-echo", "PACS", show_progress=False,
-                              on_done=lambda s: self.set_status(f"{node.name} answered in {s * 1000:.0f} ms."),
+        def done(seconds: float) -> None:
+            self.set_status(f"{node.name} answered in {seconds * 1000:.0f} ms.")
+
+        self.window_.run_task(work, "pacs-echo", "PACS", show_progress=False, on_done=done,
                               on_error=self._fail)
 
     def search(self) -> None:
