@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# never read or write the developer's real keyring (PACS passwords stay in memory in the tests)
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
 import pydicom  # noqa: E402
 

@@ -286,7 +286,8 @@ class PacsDialog(QDialog):
         self.table.resizeColumnsToContents()
         if self.matches:
             self.table.selectRow(0)
-        self.set_status(f"{len(self.matches)} studies found.")
+        n = len(self.matches)
+        self.set_status(f"{n} {'study' if n == 1 else 'studies'} found.")
         self.searched.emit(self.matches)
 
     def retrieve(self) -> None:
