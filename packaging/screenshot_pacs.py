@@ -1,4 +1,6 @@
-"""Screenshot of the PACS dialog against a real Orthanc: `xvfb-run -a .venv/bin/python packaging/screenshot_pacs.py`.
+"""Screenshot of the PACS dialog against a real Orthanc.
+
+Run: `xvfb-run -a .venv/bin/python packaging/screenshot_pacs.py`.
 
 Starts Orthanc (Debian package) on loopback ports with the test suite's helper,
 stores the demo study into it with medstation's C-STORE, searches it from the
