@@ -35,7 +35,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import hmac
-import io
 import logging
 import secrets
 import threading
@@ -51,7 +50,7 @@ from pydicom.uid import UID_dictionary
 
 from medstation import __version__
 from medstation.core.errors import CancelledError, MedstationError
-from medstation.core.files import atomic_write_bytes
+from medstation.dicom._write import write_dataset
 
 log = logging.getLogger(__name__)
 
@@ -283,9 +282,7 @@ def deidentify(
         counts[s] = counts.get(s, 0) + 1
         target = out / f"S{s:03d}" / f"IM{counts[s]:05d}.dcm"
         target.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        clean.save_as(buf, enforce_file_format=True)
-        atomic_write_bytes(target, buf.getvalue())
+        write_dataset(clean, target)
         report.files.append(str(target))
         if progress is not None:
             progress(n, len(paths))

@@ -44,6 +44,7 @@ from pydicom.uid import (
 
 from medstation.core.errors import CancelledError, PacsError
 from medstation.core.files import atomic_write_bytes, atomic_write_text
+from medstation.dicom._write import write_dataset
 
 log = logging.getLogger(__name__)
 logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # it logs every PDU at INFO
@@ -790,10 +791,7 @@ class DicomWebClient:
                 for ds in self._client.iter_series(study_uid, s.series_uid):
                     _check_cancel(cancel, "the retrieve")
                     path = _instance_path(dest, ds)
-                    from io import BytesIO
-                    buf = BytesIO()
-                    ds.save_as(buf, enforce_file_format=True)
-                    atomic_write_bytes(path, buf.getvalue())
+                    write_dataset(ds, path)
                     report.files.append(str(path))
                     report.transferred = len(report.files)
                     if progress is not None:

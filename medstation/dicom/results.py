@@ -24,7 +24,6 @@ Both are written with highdicom; the tests check them with dciodvfy.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,8 @@ from pydicom.sr.codedict import codes
 
 from medstation import __version__
 from medstation.core.errors import MedstationError
-from medstation.core.files import atomic_write_bytes
 from medstation.core.findings import Finding
+from medstation.dicom._write import write_dataset
 
 MASK_HU = -650.0
 MANUFACTURER = "medstation"
@@ -239,7 +238,7 @@ def export_results(
         manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
         series_description="medstation AI findings (not for clinical use)")
     sr_path = out / f"SR_{sr_uid[-12:]}.dcm"
-    _save(sr, sr_path)
+    write_dataset(sr, sr_path)
 
     seg_path = None
     if voxels is not None and findings:
@@ -282,14 +281,8 @@ def _write_seg(findings, headers, voxels, tracking, key, out: Path) -> str:
         manufacturer_model_name="medstation", software_versions=__version__, device_serial_number="0",
         series_description="medstation AI findings (not for clinical use)", omit_empty_frames=True)
     path = out / f"SEG_{seg_uid[-12:]}.dcm"
-    _save(seg, path)
+    write_dataset(seg, path)
     return str(path)
-
-
-def _save(ds: Dataset, path: Path) -> None:
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- reading back
