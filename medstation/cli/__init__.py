@@ -183,8 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(s)
     s.add_argument("--show", type=int, default=10, help="findings listed per series on stderr")
     s.add_argument("--dicom", action="store_true",
-                   help="also write each series' findings as DICOM SR (TID 1500) and SEG into OUT/dicom")
+                   help="also write each series' findings above the model's 1-FP/scan operating point "
+                   "as DICOM SR (TID 1500) and SEG into OUT/dicom")
     s.set_defaults(func=_ai("cmd_detect"))
+
+    s = sub.add_parser("selftest",
+                       help="the whole chain on the demo study, offscreen: exit 0 if it all works")
+    s.add_argument("--gui", action="store_true", help="also open the main window and save a screenshot")
+    s.add_argument("--screenshot", help="where --gui saves its screenshot")
+    s.add_argument("--keep", help="work in this folder (kept) instead of a temporary one")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_selftest)
 
     from medstation.cli.pacs import add_parsers as add_pacs_parsers
 
@@ -237,6 +246,12 @@ def _ai(name: str):
         return getattr(ai, name)(args)
 
     return run
+
+
+def _selftest(args) -> int:
+    from medstation.cli.selftest import cmd_selftest
+
+    return cmd_selftest(args)
 
 
 def _pacs(name: str):

@@ -22,6 +22,7 @@ def _say(args, text: str) -> None:
 
 
 def cmd_detect(args) -> int:
+    from medstation.cli.selftest import operating_threshold
     from medstation.core.files import atomic_write_text
     from medstation.dicom import WorkerPool, assemble, collect, load_stack, scan
 
@@ -60,9 +61,10 @@ def cmd_detect(args) -> int:
             atomic_write_text(path, json.dumps({**entry, "model": report["model"],
                                                 "not_for_clinical_use": True}, indent=1) + "\n")
             entry["file"] = str(path)
-            if getattr(args, "dicom", False) and run.findings:
+            shown = [f for f in run.findings if f.score >= operating_threshold(detector.manifest)]
+            if getattr(args, "dicom", False) and shown:
                 from medstation.dicom.results import export_results
-                exported = export_results(run.findings, loaded.volume.sources, out / "dicom",
+                exported = export_results(shown, loaded.volume.sources, out / "dicom",
                                           voxels=loaded.volume.voxels)
                 entry["dicom"] = {"sr": exported.sr, "seg": exported.seg}
             report["series"].append(entry)

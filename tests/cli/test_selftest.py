@@ -1,0 +1,24 @@
+"""``medstation selftest``: passes on a working install, fails (exit 1, the step named) on a broken one."""
+
+from __future__ import annotations
+
+import json
+
+from medstation.cli import main
+
+
+def test_selftest_passes_and_writes_findings(capsys, tmp_path):
+    assert main(["selftest", "--json", "--keep", str(tmp_path / "st")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and [r["step"] for r in report["steps"]][:3] == [
+        "write demo study", "import and load", "render slices"]
+    findings = json.loads((tmp_path / "st" / "findings" / "findings.json").read_text())
+    assert len(findings) >= 3 and all(f["model_name"] == "nodule-detector" for f in findings)
+    assert list((tmp_path / "st" / "findings").glob("SR_*.dcm"))
+
+
+def test_selftest_fails_without_a_model(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSTATION_MODELS", str(tmp_path / "no-models"))
+    assert main(["selftest", "--keep", str(tmp_path / "st")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL run the detector" in out and out.rstrip().endswith("FAILED")
