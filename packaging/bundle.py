@@ -1,0 +1,59 @@
+"""What the PyInstaller bundle holds: read by medstation.spec and checked by tests/test_packaging.py.
+
+Kept apart from the spec so the lists can be tested without building.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: folders of the checkout shipped as data, at the same relative place in the bundle
+DATA_DIRS = ["models", "resources"]
+
+#: modules imported only at run time (plugins found by name or entry point, lazy imports)
+HIDDEN_IMPORTS = [
+    # pydicom's pixel decoders, found by name at run time
+    "pylibjpeg", "libjpeg", "openjpeg", "rle", "jpeg_ls", "_CharLS",
+    "pydicom.pixels.decoders", "pydicom.pixels.encoders",
+    # medstation's lazy imports (torch is imported on a worker thread, after the window shows)
+    "medstation.ai.detector", "medstation.ai.engine", "medstation.ai.store", "medstation.cli.ai",
+    "medstation.cli.pacs", "medstation.cli.selftest", "medstation.dicom._tasks",
+    "medstation.dicom.pacs", "medstation.dicom.results", "medstation.dicom.deid",
+    "medstation.gui.pacs", "medstation.training.card",
+    "safetensors.torch", "keyring.backends", "pynetdicom.sop_class",
+    "highdicom.sr", "highdicom.seg",
+]
+
+#: distributions whose metadata the app reads (versions in About, pylibjpeg's plugin entry points)
+METADATA = ["medstation", "pydicom", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg",
+            "pylibjpeg-rle", "numpy", "torch", "torchvision", "PySide6-Essentials", "SimpleITK",
+            "pynetdicom", "highdicom", "dicomweb-client", "keyring"]
+
+#: never bundled: build and test tools, and torch's compiler stack (eager inference needs none of it)
+EXCLUDES = ["triton", "torch._inductor.codegen.triton", "pytest", "_pytest", "PyInstaller",
+            "import_linter", "importlinter", "ruff", "tkinter", "matplotlib", "IPython",
+            "torch.utils.tensorboard", "dicomanonymizer", "sympy.plotting"]
+
+#: shared libraries torch opens only on demand. "safe": not needed by any eager CUDA op
+#: (nvrtc's alternate build; torch loads libnvrtc). "lean": also what only some CUDA ops use
+#: (cuSOLVER + torch's CUDA linalg library: torch.linalg on the GPU; cuDNN's runtime-fusion
+#: and tensor-IR engines: fused graphs). Neither level touches what libtorch_cuda links to.
+TRIM = {
+    "none": [],
+    "safe": ["libnvrtc.alt.so*"],
+    "lean": ["libnvrtc.alt.so*", "libcusolver.so*", "libcusolverMg.so*", "libtorch_cuda_linalg.so",
+             "libcudnn_engines_runtime_compiled.so*", "libcudnn_engines_tensor_ir.so*"],
+}
+
+
+def trim(binaries, level: str = "safe"):
+    """Drop the TRIM[level] libraries from PyInstaller's binaries list ((dest, src, kind) tuples)."""
+    patterns = TRIM[level]
+    return [b for b in binaries if not any(fnmatch.fnmatch(Path(b[0]).name, p) for p in patterns)]
+
+
+def data_dirs() -> list[tuple[str, str]]:
+    return [(str(ROOT / d), d) for d in DATA_DIRS if (ROOT / d).is_dir()]
