@@ -40,9 +40,21 @@ def run(db: str | None = None, open_paths: list[str] | None = None, demo: bool =
     app = create_app()
     from PySide6.QtCore import QTimer
 
+    from medstation.dicom.database import default_db_path
+
+    from .instance import attach, send_to_running, server_name
+
+    name = server_name(str(Path(db).resolve()) if db else str(default_db_path()))
+    paths = [str(Path(p).resolve()) for p in open_paths or []]
+    if send_to_running(name, paths, demo):
+        told = "opened there" if paths or demo else "brought to the front"
+        sys.stderr.write(f"medstation is already running: {told}\n")
+        return 0
+
     from .main_window import MainWindow
 
     win = MainWindow(db)
+    win.instance_server = attach(win, name)
     win.show()
     if demo:
         QTimer.singleShot(0, win.open_demo)
