@@ -72,3 +72,28 @@ def test_trim_never_drops_what_torch_links_to():
             ("libcudnn.so.9", "x", "BINARY")]
     assert [b[0] for b in bundle.trim(fake, "safe")] == ["libcusolver.so.12", "libcudnn.so.9"]
     assert [b[0] for b in bundle.trim(fake, "lean")] == ["libcudnn.so.9"]
+
+
+def test_desktop_entry_and_icons():
+    import configparser
+    entry = configparser.ConfigParser(interpolation=None)
+    entry.optionxform = str
+    entry.read(ROOT / "resources" / "medstation.desktop")
+    d = entry["Desktop Entry"]
+    assert d["Type"] == "Application" and d["Icon"] == "medstation" and "%F" in d["Exec"]
+    assert "inode/directory" in d["MimeType"] and "application/dicom" in d["MimeType"]
+    for n in (16, 32, 48, 64, 128, 256):
+        png = ROOT / "resources" / "icons" / "hicolor" / f"{n}x{n}" / "apps" / "medstation.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if shutil.which("desktop-file-validate"):
+        run = subprocess.run(["desktop-file-validate", str(ROOT / "resources" / "medstation.desktop")],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_app_metadata_and_icon(qapp):
+    from medstation import __version__
+    from medstation.gui.app import create_app
+    app = create_app()
+    assert app.applicationVersion() == __version__ and app.desktopFileName() == "medstation"
+    assert not app.windowIcon().isNull()

@@ -19,15 +19,28 @@ def check_display() -> None:
 
 
 def create_app():
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
+
+    from medstation import __version__
 
     from .theme import apply_dark_theme
 
     app = QApplication.instance()
-    if app is None:
+    new = app is None
+    if new:
         app = QApplication([sys.argv[0]])
-        app.setApplicationName("medstation")
-        app.setOrganizationName("medstation")
+    app.setApplicationName("medstation")
+    app.setApplicationDisplayName("medstation")
+    app.setApplicationVersion(__version__)
+    app.setOrganizationName("medstation")
+    app.setDesktopFileName("medstation")  # matches resources/medstation.desktop (taskbar icon, grouping)
+    icons = Path(__file__).resolve().parents[2] / "resources" / "icons" / "hicolor"
+    icon = QIcon()
+    for png in sorted(icons.glob("*/apps/medstation.png")):
+        icon.addFile(str(png))
+    app.setWindowIcon(icon)
+    if new:
         apply_dark_theme(app)
     return app
 
