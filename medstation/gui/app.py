@@ -45,6 +45,20 @@ def create_app():
     return app
 
 
+def _report_startup(app) -> None:
+    """Print seconds from process start to the first window on screen, and the memory then; quit."""
+    import time
+
+    import psutil
+    proc = psutil.Process()
+    app.processEvents()
+    seconds = time.time() - proc.create_time()
+    rss = proc.memory_info().rss / 1e6
+    sys.stderr.write(f"first window after {seconds:.2f} s; resident memory {rss:.0f} MB; "
+                     f"torch imported: {'torch' in sys.modules}\n")
+    app.quit()
+
+
 def run(db: str | None = None, open_paths: list[str] | None = None, demo: bool = False) -> int:
     missing = [p for p in open_paths or [] if not Path(p).exists()]
     if missing:
@@ -69,6 +83,8 @@ def run(db: str | None = None, open_paths: list[str] | None = None, demo: bool =
     win = MainWindow(db)
     win.instance_server = attach(win, name)
     win.show()
+    if os.environ.get("MEDSTATION_STARTUP_PROBE"):  # packaging/README.md: time to the first window
+        QTimer.singleShot(0, lambda: _report_startup(app))
     if demo:
         QTimer.singleShot(0, win.open_demo)
     if open_paths:
