@@ -35,7 +35,7 @@ METADATA = ["medstation", "pydicom", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpe
 #: never bundled: build and test tools, and torch's compiler stack (eager inference needs none of it)
 EXCLUDES = ["triton", "torch._inductor.codegen.triton", "pytest", "_pytest", "PyInstaller",
             "import_linter", "importlinter", "ruff", "tkinter", "matplotlib", "IPython",
-            "torch.utils.tensorboard", "dicomanonymizer", "sympy.plotting"]
+            "torch.utils.tensorboard", "dicomanonymizer"]
 
 #: shared libraries torch opens only on demand. "safe": not needed by any eager CUDA op
 #: (nvrtc's alternate build; torch loads libnvrtc). "lean": also what only some CUDA ops use

@@ -46,17 +46,26 @@ def create_app():
 
 
 def _report_startup(app) -> None:
-    """Print seconds from process start to the first window on screen, and the memory then; quit."""
+    """Print seconds from process start to the first window on screen, and the memory at idle; quit."""
     import time
 
     import psutil
     proc = psutil.Process()
     app.processEvents()
     seconds = time.time() - proc.create_time()
-    rss = proc.memory_info().rss / 1e6
-    sys.stderr.write(f"first window after {seconds:.2f} s; resident memory {rss:.0f} MB; "
-                     f"torch imported: {'torch' in sys.modules}\n")
-    app.quit()
+    def idle() -> None:  # after two seconds of idling with the window up
+        rss = proc.memory_info().rss / 1e6
+        peak = ""
+        status = Path("/proc/self/status")
+        if status.exists():
+            line = next((x for x in status.read_text().splitlines() if x.startswith("VmHWM")), "")
+            peak = f", peak {int(line.split()[1]) / 1e3:.0f} MB" if line else ""
+        sys.stderr.write(f"first window after {seconds:.2f} s; resident memory at idle {rss:.0f} MB{peak}; "
+                         f"torch imported: {'torch' in sys.modules}\n")
+        app.quit()
+
+    from PySide6.QtCore import QTimer
+    QTimer.singleShot(2000, idle)
 
 
 def run(db: str | None = None, open_paths: list[str] | None = None, demo: bool = False) -> int:
