@@ -27,6 +27,9 @@ HIDDEN_IMPORTS = [
     "highdicom.sr", "highdicom.seg",
 ]
 
+#: packages that read their own data files at run time (highdicom: the standard's IOD tables)
+DATA_PACKAGES = ["highdicom"]
+
 #: distributions whose metadata the app reads (versions in About, pylibjpeg's plugin entry points)
 METADATA = ["medstation", "pydicom", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg",
             "pylibjpeg-rle", "numpy", "torch", "torchvision", "PySide6-Essentials", "SimpleITK",

@@ -53,6 +53,10 @@ def test_torchvision_native_libraries_are_collected():
     spec = (ROOT / "packaging" / "medstation.spec").read_text()
     assert 'collect_dynamic_libs("torchvision", search_patterns=["*.so"])' in spec
     assert "bundle.trim(" in spec and "bundle.data_dirs()" in spec and "entry.py" in spec
+    assert "collect_data_files(package)" in spec and "highdicom" in bundle.DATA_PACKAGES
+    from PyInstaller.utils.hooks import collect_data_files
+    files = {Path(src).name for src, _dest in collect_data_files("highdicom")}
+    assert "sop_class_iod_map.json" in files  # SR and SEG writing reads it
 
 
 @pytest.mark.skipif(shutil.which("readelf") is None, reason="readelf (binutils) is not installed")
