@@ -143,6 +143,9 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
         shown = {}
 
         def opened(_uid):
+            # the detector's findings from the step before, as a reader would see them
+            win.state.set_finding_threshold(ctx["threshold"])
+            win.state.set_findings(ctx["run"].findings)
             QTimer.singleShot(1500, take)
 
         def take():

@@ -59,7 +59,7 @@ def _report_startup(app) -> None:
         status = Path("/proc/self/status")
         if status.exists():
             line = next((x for x in status.read_text().splitlines() if x.startswith("VmHWM")), "")
-            peak = f", peak {int(line.split()[1]) / 1e3:.0f} MB" if line else ""
+            peak = f", peak {int(line.split()[1]) * 1024 / 1e6:.0f} MB" if line else ""
         sys.stderr.write(f"first window after {seconds:.2f} s; resident memory at idle {rss:.0f} MB{peak}; "
                          f"torch imported: {'torch' in sys.modules}\n")
         app.quit()
