@@ -146,6 +146,9 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
             # the detector's findings from the step before, as a reader would see them
             win.state.set_finding_threshold(ctx["threshold"])
             win.state.set_findings(ctx["run"].findings)
+            visible = win.state.visible_findings()
+            if visible:
+                win.state.select_finding(visible[0], jump=True)  # the screenshot shows the top finding
             QTimer.singleShot(1500, take)
 
         def take():
