@@ -22,7 +22,7 @@ HIDDEN_IMPORTS = [
     "medstation.ai.detector", "medstation.ai.engine", "medstation.ai.store", "medstation.cli.ai",
     "medstation.cli.pacs", "medstation.cli.selftest", "medstation.dicom._tasks",
     "medstation.dicom.pacs", "medstation.dicom.results", "medstation.dicom.deid",
-    "medstation.gui.pacs", "medstation.training.card",
+    "medstation.gui.pacs", "medstation.gui.selftest", "medstation.training.card",
     "safetensors.torch", "keyring.backends", "pynetdicom.sop_class",
     "highdicom.sr", "highdicom.seg",
 ]

@@ -128,42 +128,9 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
         return f"findings.json, {Path(res.sr).name}, {Path(res.seg).name if res.seg else 'no SEG'}"
 
     def window():
-        if not os.environ.get("DISPLAY"):
-            os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        from PySide6.QtCore import QTimer
-
-        from medstation.gui.app import create_app
-        from medstation.gui.main_window import MainWindow
-        app = create_app()
-        win = MainWindow()
-        win.ai.set_auto_detect(False)
-        win.resize(1400, 900)
-        win.show()
+        from medstation.gui.selftest import window_check
         path = Path(screenshot) if screenshot else tmp / "selftest-window.png"
-        shown = {}
-
-        def opened(_uid):
-            # the detector's findings from the step before, as a reader would see them
-            win.state.set_finding_threshold(ctx["threshold"])
-            win.state.set_findings(ctx["run"].findings)
-            visible = win.state.visible_findings()
-            if visible:
-                win.state.select_finding(visible[0], jump=True)  # the screenshot shows the top finding
-            QTimer.singleShot(1500, take)
-
-        def take():
-            shown["ok"] = win.grab().save(str(path))
-            app.quit()
-
-        win.series_loaded.connect(opened)
-        QTimer.singleShot(0, lambda: win.open_series(ctx["truth"].series[0].series_uid))
-        QTimer.singleShot(60000, app.quit)  # a safety net: never hang
-        app.exec()
-        win.shutdown()
-        win.close()
-        if not shown.get("ok"):
-            raise RuntimeError("the window did not open the demo series within 60 s")
-        return f"screenshot {path}"
+        return window_check(ctx["truth"].series[0].series_uid, ctx["run"].findings, ctx["threshold"], path)
 
     steps.run("write demo study", write)
     if steps.ok:

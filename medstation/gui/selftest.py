@@ -1,0 +1,46 @@
+"""The self-test's window step: open the demo series with findings, save a screenshot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def window_check(series_uid: str, findings: list, threshold: float, path: Path) -> str:
+    """Open the main window on ``series_uid`` with ``findings`` drawn; save what it shows to ``path``."""
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QTimer
+
+    from medstation.gui.app import create_app
+    from medstation.gui.main_window import MainWindow
+
+    app = create_app()
+    win = MainWindow()
+    win.ai.set_auto_detect(False)
+    win.resize(1400, 900)
+    win.show()
+    shown = {}
+
+    def opened(_uid):
+        # the detector's findings from the step before, as a reader would see them
+        win.state.set_finding_threshold(threshold)
+        win.state.set_findings(findings)
+        visible = win.state.visible_findings()
+        if visible:
+            win.state.select_finding(visible[0], jump=True)  # the screenshot shows the top finding
+        QTimer.singleShot(1500, take)
+
+    def take():
+        shown["ok"] = win.grab().save(str(path))
+        app.quit()
+
+    win.series_loaded.connect(opened)
+    QTimer.singleShot(0, lambda: win.open_series(series_uid))
+    QTimer.singleShot(60000, app.quit)  # a safety net: never hang
+    app.exec()
+    win.shutdown()
+    win.close()
+    if not shown.get("ok"):
+        raise RuntimeError("the window did not open the demo series within 60 s")
+    return f"screenshot {path}"
