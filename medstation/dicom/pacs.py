@@ -359,11 +359,14 @@ class DimseClient:
         return ae
 
     def _associate(self, ae, *, ext_neg=None, evt_handlers=None):
+        from pynetdicom import evt
         node = self.node
         attempts = 1 + max(0, int(node.retries))
         for attempt in range(attempts):
+            answered = []  # the peer sent an A-ASSOCIATE-AC: it is reachable, whatever happens next
+            handlers = [*(evt_handlers or []), (evt.EVT_ACCEPTED, lambda _e, a=answered: a.append(True))]
             assoc = ae.associate(node.host, int(node.port), ae_title=node.ae_title,
-                                 ext_neg=ext_neg, evt_handlers=evt_handlers)
+                                 ext_neg=ext_neg, evt_handlers=handlers)
             if assoc.is_established:
                 return assoc
             if assoc.is_rejected:
@@ -371,18 +374,14 @@ class DimseClient:
                     f"{node.name} ({node.where}) rejected the association",
                     f"check the called AE title ({node.ae_title!r}) and that medstation's AE title "
                     f"({node.calling_ae!r}) is registered on the PACS")
-            if assoc.is_aborted and not self._refused(assoc):
-                raise PacsError(f"{node.name} ({node.where}) aborted the association",
-                                "the PACS accepts none of the requested services: check its configuration")
+            if answered:  # accepted, then aborted: none of the proposed services is supported
+                raise PacsError(f"{node.name} ({node.where}) accepts none of the requested services",
+                                "check that the PACS offers query/retrieve and storage to medstation")
             if attempt + 1 < attempts:
                 time.sleep(min(2.0, 0.25 * 2 ** attempt))
         raise PacsError(f"{node.name} ({node.where}) cannot be reached "
                         f"(no answer within {node.timeout:g} s, {attempts} attempts)",
                         "check the host name, port and network, and that the PACS is running")
-
-    @staticmethod
-    def _refused(assoc) -> bool:
-        return not assoc.is_rejected and not assoc.is_established
 
     def _fail(self, what: str, status: Dataset | None) -> PacsError:
         code = getattr(status, "Status", None) if status is not None else None

@@ -315,9 +315,8 @@ class PacsDialog(QDialog):
             win.browser.refresh()
             if imported.errors:
                 win.add_problems(imported.errors, f"Retrieve from {node.name}")
-            images = {uid: n for uid, n in imported.series.items()}
-            if images:
-                win.open_series(max(images, key=images.get))
+            if imported.series:
+                win.open_series(max(imported.series, key=imported.series.get))
             self.retrieved.emit(result)
 
         win.run_task(work, "pacs-retrieve", f"Retrieving from {node.name}", on_done=done, on_error=self._fail)

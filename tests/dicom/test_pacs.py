@@ -309,3 +309,21 @@ def test_sr_and_seg_stored_retrieved_and_read_back(tmp_path, small_study, small_
                         {k: sorted(m) for k, m in read_seg(sent, uids).items()}
     finally:
         server.stop()
+
+
+def test_peer_without_the_requested_service(orthanc):
+    """A reachable peer that supports only C-ECHO: a search says so instead of 'cannot be reached'."""
+    from pynetdicom import AE
+    ae = AE(ae_title="ECHOONLY")
+    ae.add_supported_context("1.2.840.10008.1.1")
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False)
+    try:
+        node = make_node(orthanc, port=port, ae_title="ECHOONLY", timeout=3.0, retries=2)
+        assert DimseClient(node).echo() < 5
+        t0 = time.monotonic()
+        with pytest.raises(PacsError, match="accepts none of the requested services"):
+            DimseClient(node).find_studies(patient_id="X")
+        assert time.monotonic() - t0 < 5  # not retried as if unreachable
+    finally:
+        server.shutdown()
