@@ -19,10 +19,12 @@ HIDDEN_IMPORTS = [
     "pylibjpeg", "libjpeg", "openjpeg", "rle", "jpeg_ls", "_CharLS",
     "pydicom.pixels.decoders", "pydicom.pixels.encoders",
     # medstation's lazy imports (torch is imported on a worker thread, after the window shows)
-    "medstation.ai.detector", "medstation.ai.engine", "medstation.ai.store", "medstation.cli.ai",
+    "medstation.ai.detector", "medstation.ai.engine", "medstation.ai.store", "medstation.ai.registry",
+    "medstation.ai.jobs", "medstation.cli.ai", "medstation.cli.models", "medstation.cli.launcher",
     "medstation.cli.pacs", "medstation.cli.selftest", "medstation.dicom._tasks",
     "medstation.dicom.pacs", "medstation.dicom.results", "medstation.dicom.deid",
-    "medstation.gui.pacs", "medstation.gui.selftest", "medstation.training.card",
+    "medstation.gui.pacs_dialog", "medstation.gui.exports", "medstation.gui.selftest",
+    "medstation.gui.child", "medstation.training.card", "medstation.training.trainer",
     "safetensors.torch", "keyring.backends", "pynetdicom.sop_class",
     "highdicom.sr", "highdicom.seg",
 ]

@@ -27,7 +27,7 @@ def main() -> int:
 
     from medstation.dicom.pacs import DimseClient, PacsNode, save_nodes, set_node_password
     from medstation.gui.app import check_display, create_app
-    from medstation.gui.main_window import MainWindow
+    from medstation.gui.app import build_window
     from medstation.synth import demo_study
     from tests._orthanc import PASSWORD, USER, Orthanc
 
@@ -42,7 +42,7 @@ def main() -> int:
         save_nodes([node])
         check_display()
         app = create_app()
-        win = MainWindow()
+        win = build_window()
         win.resize(1500, 940)
         win.show()
         dialog = win.show_pacs()

@@ -23,12 +23,12 @@ def main() -> int:
     from PySide6.QtCore import QTimer
 
     from medstation.gui.app import check_display, create_app
-    from medstation.gui.main_window import MainWindow
+    from medstation.gui.app import build_window
     from medstation.imaging import PRESETS, Measurement
 
     check_display()
     app = create_app()
-    win = MainWindow()
+    win = build_window()
     win.resize(1500, 940)
     win.show()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -44,18 +44,18 @@ def main() -> int:
         win.ai.detection_finished.disconnect(on_detected)
         truth = json.loads((Path(tmp) / "demo" / "truth.json").read_text())
         lll = next(n for n in truth["nodules"] if n["label"].startswith("LUL"))
-        target = min(win.state.visible_findings(),
+        target = min(win.state.findings.visible(),
                      key=lambda f: sum((a - b) ** 2 for a, b in zip(f.center_mm, lll["center"])))
 
         def show_ai():
             win.panels["findings"].raise_()
-            win.state.select_finding(target)
+            win.state.findings.select(target)
 
         steps.extend([
             (10, show_ai),
             (600, shot("viewer-ai-findings")),
             (10, lambda: win.set_layout("2x2")),
-            (10, lambda: win.state.select_finding(target)),
+            (10, lambda: win.state.findings.select(target)),
             (600, shot("viewer-ai-mpr-2x2")),
             (10, lambda: (win.set_layout("1x1"), win.panels["measurements"].raise_(), measure())),
         ] + later)

@@ -53,15 +53,14 @@ def small_study(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_volume(small_study, tmp_path_factory):
     """The small study's thin series loaded as a Volume, with each slice's SOP Instance UID."""
-    from medstation.dicom import StudyDatabase, import_paths
-    from medstation.dicom.loader import load_stack
-    from medstation.gui.loading import prepare_series
+    from medstation.core.series import SeriesRef
+    from medstation.dicom import StudyDatabase, import_paths, open_series
 
     with StudyDatabase(tmp_path_factory.mktemp("small_db") / "db.sqlite") as db, \
             WorkerPool(1, timeout=20) as p:
         import_paths(db, [small_study.folder], p)
-        stack, _, _ = prepare_series(db, small_study.series[0].series_uid)
-        volume = load_stack(stack, p).volume
+        ref = SeriesRef(small_study.study_uid, small_study.series[0].series_uid)
+        volume = open_series(ref, db=db, pool=p).volume
     uids = [str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID) for path, _ in volume.sources]
     return volume, uids
 

@@ -40,11 +40,10 @@ def _generate(folder: Path, slices: int, size: int) -> Path:
 
 
 def _load(folder: Path, pool):
-    from medstation.dicom import assemble, load_stack, scan
+    from medstation.dicom import open_series
 
     files = sorted(str(p) for p in folder.iterdir() if p.name != "truth.json")
-    stacks = assemble(scan(files, pool).headers)
-    return load_stack(stacks[0], pool).volume
+    return open_series(files, pool=pool).volume
 
 
 def baseline_loop(detector, volume) -> int:

@@ -20,11 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from medstation.core.errors import ModelError
 from medstation.core.files import atomic_write_bytes, atomic_write_text
+from medstation.core.paths import user_models_path
 
 WEIGHTS = "model.safetensors"
 MANIFEST = "manifest.json"
@@ -41,28 +41,9 @@ def builtin_models_dir() -> Path:
 
 
 def user_models_dir() -> Path:
-    from medstation.dicom.database import user_data_path
-
-    return Path(user_data_path()) / "models"
-
-
-@dataclass
-class ModelEntry:
-    path: Path
-    manifest: dict
-    builtin: bool
-
-    @property
-    def name(self) -> str:
-        return str(self.manifest["name"])
-
-    @property
-    def version(self) -> str:
-        return str(self.manifest["version"])
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} {self.version}" + (" (built-in)" if self.builtin else "")
+    """Where models trained here are kept (``core.paths``: ``$MEDSTATION_USER_MODELS`` or the user
+    data directory's ``models/``)."""
+    return user_models_path()
 
 
 def sha256_file(path: Path) -> str:
@@ -134,13 +115,16 @@ def load_detector(model_dir: str | Path, device: str = "cpu"):
 
 
 def open_detector(model: str | Path | None = None, device: str = "auto", threads: int = 0):
-    """``(Detector, model_dir)`` for the command line: the given or default model on the chosen
-    device (``auto``: CUDA, then MPS, then CPU); ``threads`` > 0 sets torch's CPU threads."""
+    """``(Detector, model_dir)`` for the command line: the given model (``NAME``, ``NAME@VERSION``
+    or a directory) or the one in use, on the chosen device (``auto``: CUDA, then MPS, then CPU);
+    ``threads`` > 0 sets torch's CPU threads."""
     import torch
 
     from medstation.ai.engine import choose_device
+    from medstation.ai.registry import ModelRegistry
 
-    model_dir = Path(model) if model else default_detector_dir()
+    registry = ModelRegistry()
+    model_dir = registry.resolve(model, "detection").path if model else registry.default("detection").path
     if threads:
         torch.set_num_threads(threads)
     return load_detector(model_dir, choose_device(device or "auto")), model_dir
@@ -160,39 +144,20 @@ def save_model(model_dir: str | Path, state_dict: dict, manifest: dict) -> Path:
     return model_dir
 
 
-def list_models(task: str | None = None) -> tuple[list[ModelEntry], list[ModelError]]:
-    """Every model found (built-in first, then the user's), and the problems met."""
-    entries: list[ModelEntry] = []
-    problems: list[ModelError] = []
-    for root, builtin in ((builtin_models_dir(), True), (user_models_dir(), False)):
-        if not root.is_dir():
-            continue
-        for d in sorted(p for p in root.iterdir() if p.is_dir()):
-            if not (d / MANIFEST).exists():
-                continue
-            try:
-                manifest = read_manifest(d)
-            except ModelError as exc:
-                problems.append(exc)
-                continue
-            if task is None or manifest.get("task", "detection") == task:
-                entries.append(ModelEntry(d, manifest, builtin))
-    return entries, problems
+def list_models(task: str | None = None):
+    """Every model version found (built-in first, then the user's), and the problems met
+    (see ``registry.ModelRegistry``)."""
+    from medstation.ai.registry import ModelRegistry
 
-
-def _version_key(v: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in v.replace("-", ".").split("."))
+    registry = ModelRegistry()
+    return registry.versions(task), registry.problems
 
 
 def default_detector_dir() -> Path:
-    """The newest user detector if any, else the built-in one."""
-    entries, _ = list_models("detection")
-    if not entries:
-        raise ModelError(f"no detector model found in {builtin_models_dir()} or {user_models_dir()}",
-                         "reinstall medstation or train one with `medstation train-detector`")
-    user = [e for e in entries if not e.builtin]
-    pool = user or entries
-    return max(pool, key=lambda e: _version_key(e.version)).path
+    """The detector in use: the one set with ``medstation models use``, else the built-in one."""
+    from medstation.ai.registry import ModelRegistry
+
+    return ModelRegistry().default("detection").path
 
 
 def save_metrics(model_dir: str | Path, metrics: dict) -> None:

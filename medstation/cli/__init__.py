@@ -2,8 +2,12 @@
 
 With no command it opens the viewer (``--demo``: on the built-in demo study).
 Subcommands: ``open``, ``import``, ``info``, ``demo``, ``detect``, ``evaluate``,
-``train-detector``, ``pacs echo|find|retrieve|send``, ``deidentify``,
-``bench load|render|infer``. Errors a user can
+``train-detector``, ``models list|show|use|remove``, ``pacs echo|find|retrieve|send``,
+``deidentify``, ``bench load|render|infer``.
+
+A new command: a module ``cli/<name>.py`` with its ``cmd_*`` functions (imported
+lazily, so ``medstation --help`` stays fast) and its parser added in
+``build_parser``. Only ``cli/launcher.py`` may import ``gui``. Errors a user can
 cause come out as one line (``medstation: error: ...``) and exit code 2, never
 a traceback.
 """
@@ -15,7 +19,7 @@ import sys
 from pathlib import Path
 
 from medstation import __version__
-from medstation.core.errors import MedstationError
+from medstation.core.errors import CancelledError, MedstationError
 
 
 def _progress_bar(desc: str, enabled: bool):
@@ -96,34 +100,23 @@ def cmd_demo(args) -> int:
 
 
 def cmd_gui(args) -> int:
-    from medstation.gui.app import run
+    from medstation.cli.launcher import cmd_gui as run_gui
 
-    return run(db=args.db, open_paths=getattr(args, "paths", None), demo=args.demo)
+    return run_gui(args)
 
 
 def cmd_bench(args) -> int:
     if args.bench == "render":
-        import json
+        from medstation.cli.launcher import cmd_bench_render
 
-        from medstation.gui.bench import run_render
-
-        r = run_render(args)
-        if args.json:
-            print(json.dumps(r, indent=1))
-        else:
-            print(f"scroll frame ({r['size']}x{r['size']} slice, {r['widget'][0]}x{r['widget'][1]} view, "
-                  f"text and measurements on): median {r['median_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms "
-                  f"(target {r['target_ms']:.0f} ms, ratio {r['ratio_vs_target']:.2f}); baseline (redraw of a"
-                  f" windowed slice, no overlays) {r['baseline_redraw_only_median_ms']:.2f} ms, "
-                  f"ratio {r['ratio_vs_baseline']:.2f}")
-        return 0
+        return cmd_bench_render(args)
     from medstation.cli.bench import run_bench
 
     return run_bench(args)
 
 
 def _data_dir() -> Path:
-    from medstation.dicom.database import user_data_path
+    from medstation.core.paths import user_data_path
 
     return user_data_path()
 
@@ -195,9 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_selftest)
 
+    from medstation.cli.models import add_parsers as add_models_parsers
     from medstation.cli.pacs import add_parsers as add_pacs_parsers
 
     add_pacs_parsers(sub, _pacs)
+    add_models_parsers(sub, _models)
 
     s = sub.add_parser("evaluate", help="FROC and CPM of a detector on generated studies with known nodules")
     s.add_argument("--studies", type=int, default=20)
@@ -220,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--version", default="1.0.0")
+    s.add_argument("--epoch-length", type=int, default=250, help="steps per epoch (validation and "
+                   "checkpoints happen per epoch)")
+    s.add_argument("--checkpoint", default="", help="resumable checkpoint file, written every epoch, "
+                   "at the end and when cancelled (SIGTERM / Ctrl+C)")
+    s.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    s.add_argument("--validate-every", type=int, default=0, help="epochs between FROC validations on "
+                   "held-out generated studies (0: none)")
+    s.add_argument("--val-studies", type=int, default=4, help="held-out studies per validation")
+    s.add_argument("--early-stop", type=int, default=0, help="stop after this many validations "
+                   "without a better CPM (0: never)")
     s.set_defaults(func=_ai("cmd_train_detector"))
 
     b = bsub.add_parser("infer", help="detector end to end on a 300-slice CT vs a plain slice loop")
@@ -233,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _model_args(s) -> None:
-    s.add_argument("--model", help="model directory (default: the newest user model, else the built-in one)")
+    s.add_argument("--model", help="NAME, NAME@VERSION or a model directory (default: the detection "
+                   "model in use: see `medstation models list`)")
     s.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, cuda:1, "
                    "mps or cpu")
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: medstation's choice)")
@@ -251,7 +257,21 @@ def _ai(name: str):
 def _selftest(args) -> int:
     from medstation.cli.selftest import cmd_selftest
 
-    return cmd_selftest(args)
+    window = None
+    if args.gui:
+        from medstation.cli.launcher import selftest_window
+
+        window = selftest_window
+    return cmd_selftest(args, window=window)
+
+
+def _models(name: str):
+    def run(args):
+        from medstation.cli import models
+
+        return getattr(models, name)(args)
+
+    return run
 
 
 def _pacs(name: str):
@@ -273,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         args.func = cmd_gui
     try:
         return int(args.func(args) or 0)
+    except CancelledError as exc:
+        print(f"medstation: {exc}", file=sys.stderr)
+        return 130
     except MedstationError as exc:
         print(f"medstation: error: {exc}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ def _say(args, text: str) -> None:
 def cmd_detect(args) -> int:
     from medstation.cli.selftest import operating_threshold
     from medstation.core.files import atomic_write_text
-    from medstation.dicom import WorkerPool, assemble, collect, load_stack, scan
+    from medstation.dicom import WorkerPool, list_series, open_series, stack_ref
 
     detector, model_dir = _detector(args)
     out = Path(args.out)
@@ -33,19 +33,19 @@ def cmd_detect(args) -> int:
                               "sha256": detector.manifest.get("sha256", "")},
                     "not_for_clinical_use": True, "series": [], "problems": []}
     with tempfile.TemporaryDirectory(prefix="medstation-detect-") as tmp, WorkerPool() as pool:
-        found = collect(args.paths, extract_dir=tmp)
-        scanned = scan(found.files, pool)
-        report["problems"] += [e.to_dict() for e in found.errors + scanned.errors]
-        stacks = assemble(scanned.headers)
+        listing = list_series(args.paths, pool, extract_dir=tmp)
+        report["problems"] += [e.to_dict() for e in listing.problems]
+        stacks = listing.stacks
         if not stacks:
             raise LoadError(", ".join(args.paths), "no image series found",
                             "point detect at a folder of CT files")
         for stack in stacks:
             h = stack.first
-            entry = {"series_uid": stack.series_uid, "series_description": h.series_description,
-                     "study_uid": h.study_uid, "patient_id": h.patient_id, "modality": h.modality,
+            ref = stack_ref(stack)
+            entry = {**ref.to_dict(), "series_description": h.series_description,
+                     "patient_id": h.patient_id, "modality": h.modality,
                      "slices": len(stack.slices)}
-            loaded = load_stack(stack, pool)
+            loaded = open_series(stack, pool=pool)
             report["problems"] += [e.to_dict() for e in loaded.errors]
             try:
                 run = detector.detect(loaded.volume)
@@ -115,11 +115,34 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train_detector(args) -> int:
+    import signal
+    import threading
+
+    from medstation.core.errors import CancelledError
     from medstation.training.detector import TrainConfig, train
 
+    if args.resume and not args.checkpoint:
+        raise MedstationError("--resume needs --checkpoint FILE", "name the checkpoint to continue from")
     config = TrainConfig(samples=args.samples, steps=args.steps, batch_size=args.batch_size,
-                         seed=args.seed, threads=args.threads, device=args.device, version=args.version)
-    train(config, args.out, log=sys.stdout)
+                         seed=args.seed, threads=args.threads, device=args.device, version=args.version,
+                         epoch_length=args.epoch_length, checkpoint=args.checkpoint, resume=args.resume,
+                         validate_every=args.validate_every, val_studies=args.val_studies,
+                         early_stop=args.early_stop)
+    stop = threading.Event()
+
+    def on_signal(_sig, _frame) -> None:  # the GUI's Cancel (SIGTERM) or Ctrl+C: stop after this step
+        stop.set()
+
+    def check() -> None:
+        if stop.is_set():
+            raise CancelledError("training was cancelled")
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        train(config, args.out, log=sys.stdout, check=check)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
     return 0
 
 
@@ -149,6 +172,6 @@ def print_infer(r: dict) -> None:
 
 
 def _data_dir() -> Path:
-    from medstation.dicom.database import user_data_path
+    from medstation.core.paths import user_data_path
 
     return user_data_path()

@@ -44,15 +44,13 @@ def _sitk_load(folder: Path):
 
 
 def _medstation_load(folder: Path, pool):
-    from medstation.dicom import assemble, load_stack, scan
+    from medstation.dicom import list_series, open_series
 
     files = sorted(str(p) for p in folder.iterdir())
     t0 = time.perf_counter()
-    result = scan(files, pool)
-    stacks = assemble(result.headers)
+    stack = list_series(files, pool).stacks[0]
     t_scan = time.perf_counter() - t0
-    res = load_stack(stacks[0], pool)
-    return res, t_scan, stacks[0]
+    return open_series(stack, pool=pool), t_scan, stack
 
 
 class _MemorySampler:
@@ -92,7 +90,7 @@ class _MemorySampler:
 
 
 def run_bench(args) -> int:
-    from medstation.dicom import WorkerPool, load_stack
+    from medstation.dicom import WorkerPool, open_series
 
     report: dict = {"slices": args.slices, "size": args.size, "rounds": args.rounds, "variants": {}}
     with tempfile.TemporaryDirectory(prefix="medstation-bench-") as tmp:
@@ -126,7 +124,7 @@ def run_bench(args) -> int:
                 gc.collect()
                 time.sleep(0.05)
                 with _MemorySampler(pool.pids()) as mem:
-                    res = load_stack(stack, pool)
+                    res = open_series(stack, pool=pool)
                 vol_bytes = res.volume.nbytes
                 extra = mem.peak - mem.base
                 del res

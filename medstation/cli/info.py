@@ -8,7 +8,7 @@ import tempfile
 from collections import defaultdict
 
 from medstation.core.errors import LoadError
-from medstation.dicom import WorkerPool, assemble, collect, load_stack, scan
+from medstation.dicom import WorkerPool, list_series, open_series
 from medstation.dicom.header import InstanceHeader
 
 _TS_NAMES = {
@@ -39,20 +39,19 @@ def describe(paths, *, pixels: bool = True, timeout: float = 30.0, progress=None
     """Scan (and by default load) everything under ``paths``; return a JSON-able report."""
     with tempfile.TemporaryDirectory(prefix="medstation-info-") as tmp, \
             WorkerPool(timeout=timeout) as pool:
-        found = collect(paths, extract_dir=tmp)
-        result = scan(found.files, pool, progress=progress)
-        problems: list[LoadError] = list(found.errors) + list(result.errors)
-        stacks = assemble(result.headers)
+        listing = list_series(paths, pool, progress=progress, extract_dir=tmp)
+        problems: list[LoadError] = list(listing.problems)
+        stacks = listing.stacks
         loaded: dict[int, dict] = {}
         if pixels:
             for i, stack in enumerate(stacks):
-                res = load_stack(stack, pool)
+                res = open_series(stack, pool=pool)
                 vox = res.volume.voxels
                 loaded[i] = {"loaded": not res.errors, "failed_slices": len(res.errors),
                              "seconds": round(res.seconds, 4),
                              "value_range": [float(vox.min()), float(vox.max())] if vox.size else None}
                 problems += res.errors
-        return _report(paths, result.headers, stacks, loaded, problems, result.skipped, pixels)
+        return _report(paths, listing.headers, stacks, loaded, problems, listing.skipped, pixels)
 
 
 def _report(paths, headers: list[InstanceHeader], stacks, loaded, problems, skipped, pixels) -> dict:

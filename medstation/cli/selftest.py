@@ -50,7 +50,10 @@ class _Steps:
         return bool(self.rows) and all(r["ok"] for r in self.rows)
 
 
-def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | None = None) -> dict:
+def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | None = None,
+                 window=None) -> dict:
+    """Every step on the demo study; ``window(series_uid, findings, threshold, path)`` is the GUI
+    step (``cli.launcher.selftest_window``), run when ``gui`` is set."""
     tmp = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="medstation-selftest-"))
     tmp.mkdir(parents=True, exist_ok=True)
     os.environ["MEDSTATION_DATA"] = str(tmp / "data")
@@ -65,16 +68,14 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
         return f"{len(ctx['truth'].nodules)} nodules, {len(ctx['truth'].series)} series"
 
     def load():
-        from medstation.dicom import StudyDatabase, WorkerPool, import_paths
-        from medstation.dicom.loader import load_stack
-        from medstation.gui.loading import prepare_series
+        from medstation.core.series import SeriesRef
+        from medstation.dicom import StudyDatabase, WorkerPool, import_paths, open_series
         with StudyDatabase() as db, WorkerPool(2, timeout=30) as pool:
             report = import_paths(db, [tmp / "demo"], pool)
             if report.errors:
                 raise RuntimeError(f"{len(report.errors)} files could not be imported: {report.errors[0]}")
             thin = ctx["truth"].series[0]
-            stack, _parts, _info = prepare_series(db, thin.series_uid)
-            result = load_stack(stack, pool)
+            result = open_series(SeriesRef(ctx["truth"].study_uid, thin.series_uid), db=db, pool=pool)
         if result.errors:
             raise RuntimeError(f"{len(result.errors)} slices failed: {result.errors[0]}")
         ctx["volume"] = result.volume
@@ -128,9 +129,10 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
         return f"findings.json, {Path(res.sr).name}, {Path(res.seg).name if res.seg else 'no SEG'}"
 
     def window():
-        from medstation.gui.selftest import window_check
+        if window is None:
+            raise RuntimeError("no window step was given (run `medstation selftest --gui`)")
         path = Path(screenshot) if screenshot else tmp / "selftest-window.png"
-        return window_check(ctx["truth"].series[0].series_uid, ctx["run"].findings, ctx["threshold"], path)
+        return window(ctx["truth"].series[0].series_uid, ctx["run"].findings, ctx["threshold"], path)
 
     steps.run("write demo study", write)
     if steps.ok:
@@ -149,8 +151,8 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
             "steps": steps.rows}
 
 
-def cmd_selftest(args) -> int:
-    report = run_selftest(gui=args.gui, keep=args.keep, screenshot=args.screenshot)
+def cmd_selftest(args, window=None) -> int:
+    report = run_selftest(gui=args.gui, keep=args.keep, screenshot=args.screenshot, window=window)
     if args.json:
         print(json.dumps(report, indent=1))
     else:

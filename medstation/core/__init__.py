@@ -8,6 +8,7 @@ from medstation.core.errors import (
     ModelError,
     PacsError,
 )
+from medstation.core.series import SeriesRef
 from medstation.core.volume import Volume
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "MedstationError",
     "ModelError",
     "PacsError",
+    "SeriesRef",
     "Volume",
 ]

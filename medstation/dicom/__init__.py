@@ -1,10 +1,24 @@
-"""DICOM: header scan, study database, safe loader, series assembly."""
+"""DICOM: header scan, study database, safe loader, series assembly.
+
+Open a series with :func:`open_series` (a path or a ``SeriesRef`` in, a
+``Volume`` out) and list what a path holds with :func:`list_series`; nothing
+else in medstation chains scan -> assemble -> load by hand.
+"""
 
 from medstation.dicom._pool import WorkerPool
 from medstation.dicom.database import StudyDatabase, default_db_path
 from medstation.dicom.header import InstanceHeader, NotDicomError, scan_file
 from medstation.dicom.importer import ImportReport, import_paths, rebuild
 from medstation.dicom.loader import LoadJob, LoadResult, ScanResult, load_stack, middle_out, scan
+from medstation.dicom.opening import (
+    OpenedSeries,
+    ResolvedSeries,
+    SeriesListing,
+    list_series,
+    open_series,
+    resolve_series,
+    stack_ref,
+)
 from medstation.dicom.series import SeriesStack, SliceRef, assemble
 from medstation.dicom.sources import collect
 
@@ -14,6 +28,9 @@ __all__ = [
     "LoadJob",
     "LoadResult",
     "NotDicomError",
+    "OpenedSeries",
+    "ResolvedSeries",
+    "SeriesListing",
     "ScanResult",
     "SeriesStack",
     "SliceRef",
@@ -23,9 +40,13 @@ __all__ = [
     "collect",
     "default_db_path",
     "import_paths",
+    "list_series",
     "load_stack",
     "middle_out",
+    "open_series",
     "rebuild",
+    "resolve_series",
     "scan",
     "scan_file",
+    "stack_ref",
 ]

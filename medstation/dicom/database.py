@@ -20,10 +20,11 @@ from pathlib import Path
 
 from medstation.core.errors import DatabaseError, LoadError
 from medstation.core.files import atomic_write_text
+from medstation.core.paths import ENV_DB, default_db_path, user_data_path  # noqa: F401 (re-exported)
+from medstation.core.series import SeriesRef, series_key
 from medstation.dicom.header import InstanceHeader
 
 SCHEMA_VERSION = 3  # 2: measurements; 3: AI results and finding reviews
-ENV_DB = "MEDSTATION_DB"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -104,26 +105,6 @@ CREATE TABLE IF NOT EXISTS finding_reviews (
 """
 
 
-def user_data_path() -> Path:
-    """``$MEDSTATION_DATA`` or medstation's folder in the user data directory."""
-    env = os.environ.get("MEDSTATION_DATA")
-    if env:
-        return Path(env)
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("medstation", appauthor=False))
-
-
-def default_db_path() -> Path:
-    """``$MEDSTATION_DB`` or ``studies.sqlite`` in the user data directory."""
-    env = os.environ.get(ENV_DB)
-    if env:
-        return Path(env)
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("medstation", appauthor=False)) / "studies.sqlite"
-
-
 @dataclass
 class SeriesRow:
     series_uid: str
@@ -136,6 +117,10 @@ class SeriesRow:
     description: str
     instances: int
     missing: int
+
+    @property
+    def ref(self) -> SeriesRef:
+        return SeriesRef(self.study_uid, self.series_uid)
 
 
 class StudyDatabase:
@@ -350,7 +335,10 @@ class StudyDatabase:
                 out[uid] = out.get(uid, 0) + n
         return out
 
-    def series_headers(self, series_uid: str, include_missing: bool = False) -> list[InstanceHeader]:
+    def series_headers(self, series: SeriesRef | str, include_missing: bool = False) -> list[InstanceHeader]:
+        """Headers of every instance of a series (a ``SeriesRef``'s part is ignored: parts are
+        made by assembling these)."""
+        series_uid = series.series_uid if isinstance(series, SeriesRef) else str(series).split("#")[0]
         sql = ("SELECT i.header FROM instances i JOIN series se ON i.series_ref=se.id "
                "WHERE se.series_uid=?" + ("" if include_missing else " AND i.missing=0"))
         return [InstanceHeader.from_dict(json.loads(r[0]))
@@ -361,14 +349,14 @@ class StudyDatabase:
             "SELECT path, reason, hint FROM problems WHERE kind != 'NotDicomError' ORDER BY path")]
 
     # -- measurements (reader annotations, kept per series) -------------------
-    def save_measurement(self, series_key: str, kind: str, data: dict, mid: int | None = None) -> int:
+    def save_measurement(self, series: SeriesRef | str, kind: str, data: dict, mid: int | None = None) -> int:
         """Insert (``mid`` None) or update a measurement; returns its id."""
         text = json.dumps(data)
         with self._tx():
             if mid is None:
                 cur = self._conn.execute(
                     "INSERT INTO measurements (series_key, kind, data, modified) VALUES (?, ?, ?, ?)",
-                    (series_key, kind, text, time.time()))
+                    (series_key(series), kind, text, time.time()))
                 return int(cur.lastrowid)
             self._conn.execute("UPDATE measurements SET kind=?, data=?, modified=? WHERE id=?",
                                (kind, text, time.time(), mid))
@@ -379,28 +367,28 @@ class StudyDatabase:
             self._conn.execute("DELETE FROM measurements WHERE id=?", (mid,))
 
     # -- AI results (cached per series and model version) and the reader's reviews ----------
-    def save_ai_result(self, series_key: str, model_name: str, model_version: str, model_sha256: str,
+    def save_ai_result(self, series: SeriesRef | str, model_name: str, model_version: str, model_sha256: str,
                        findings: list[dict]) -> None:
         with self._tx():
             self._conn.execute("INSERT OR REPLACE INTO ai_results VALUES (?, ?, ?, ?, ?, ?)",
-                               (series_key, model_name, model_version, model_sha256, json.dumps(findings),
-                                time.time()))
+                               (series_key(series), model_name, model_version, model_sha256,
+                                json.dumps(findings), time.time()))
 
-    def ai_result(self, series_key: str, model_name: str, model_version: str,
+    def ai_result(self, series: SeriesRef | str, model_name: str, model_version: str,
                   model_sha256: str) -> list[dict] | None:
         """Cached findings (with the reader's review status merged in), or None."""
         row = self._conn.execute(
             "SELECT findings FROM ai_results WHERE series_key=? AND model_name=? AND model_version=? "
-            "AND model_sha256=?", (series_key, model_name, model_version, model_sha256)).fetchone()
+            "AND model_sha256=?", (series_key(series), model_name, model_version, model_sha256)).fetchone()
         if row is None:
             return None
         findings = json.loads(row[0])
-        reviews = self.finding_reviews(series_key, model_name, model_version)
+        reviews = self.finding_reviews(series_key(series), model_name, model_version)
         for f in findings:
             f["status"] = reviews.get(f.get("finding_id"), "")
         return findings
 
-    def review_finding(self, series_key: str, model_name: str, model_version: str, finding: dict,
+    def review_finding(self, series: SeriesRef | str, model_name: str, model_version: str, finding: dict,
                        status: str) -> None:
         """Store a reader's accept / reject (``""`` clears it); the finding is kept as a label."""
         if status not in ("", "accepted", "rejected"):
@@ -408,17 +396,17 @@ class StudyDatabase:
         with self._tx():
             if status:
                 self._conn.execute("INSERT OR REPLACE INTO finding_reviews VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                   (series_key, model_name, model_version, finding["finding_id"], status,
-                                    json.dumps(finding), time.time()))
+                                   (series_key(series), model_name, model_version, finding["finding_id"],
+                                    status, json.dumps(finding), time.time()))
             else:
                 self._conn.execute("DELETE FROM finding_reviews WHERE series_key=? AND model_name=? AND "
                                    "model_version=? AND finding_id=?",
-                                   (series_key, model_name, model_version, finding["finding_id"]))
+                                   (series_key(series), model_name, model_version, finding["finding_id"]))
 
-    def finding_reviews(self, series_key: str, model_name: str, model_version: str) -> dict[str, str]:
+    def finding_reviews(self, series: SeriesRef | str, model_name: str, model_version: str) -> dict[str, str]:
         return dict(self._conn.execute(
             "SELECT finding_id, status FROM finding_reviews WHERE series_key=? AND model_name=? "
-            "AND model_version=?", (series_key, model_name, model_version)))
+            "AND model_version=?", (series_key(series), model_name, model_version)))
 
     def reviewed_findings(self) -> list[dict]:
         """Every accept / reject, for fine-tuning: series, model version, status, the finding."""
@@ -428,7 +416,7 @@ class StudyDatabase:
                     "SELECT series_key, model_name, model_version, status, finding, reviewed "
                     "FROM finding_reviews ORDER BY reviewed")]
 
-    def measurements(self, series_key: str) -> list[tuple[int, str, dict]]:
+    def measurements(self, series: SeriesRef | str) -> list[tuple[int, str, dict]]:
         """``(id, kind, data)`` of the measurements of one series, oldest first."""
         return [(i, k, json.loads(d)) for i, k, d in self._conn.execute(
-            "SELECT id, kind, data FROM measurements WHERE series_key=? ORDER BY id", (series_key,))]
+            "SELECT id, kind, data FROM measurements WHERE series_key=? ORDER BY id", (series_key(series),))]

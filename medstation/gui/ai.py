@@ -1,14 +1,14 @@
-"""The viewer's side of AI: the engine (started lazily, off the GUI thread), the chosen
-detector model, detection runs for the open series, the result cache and reviews.
+"""The viewer's side of AI: the detector in use, detection runs for the open series, the result
+cache, partial results drawn as they arrive, and the reader's reviews stored.
 
-torch is imported only when AI is first needed, on a worker thread, so the
-viewer starts fast and the GUI thread never waits on it.
+Jobs are ``ai.jobs.DetectJob``s on the engine service (``gui/engine.py``); their
+events arrive on the GUI thread. Findings go into the view model's findings
+layer (``state.findings``); what the reader decides there is stored here.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -19,51 +19,33 @@ from medstation.core.findings import Finding
 log = logging.getLogger(__name__)
 
 
-def cpu_threads_for_gui() -> int:
-    """torch threads of the CPU lane: one per core.
-
-    Measured with ``medstation bench infer`` on a 2-core machine (README): with a
-    GUI-like thread ticking every 10 ms beside the detector, 2 torch threads
-    detected in 3.8 s with ticks late by 3.5 ms (p95) and 30 ms (max); 1 thread
-    took 6.2 s with ticks late by 1.6 ms (p95) and 53 ms (max). Over three runs
-    one thread never gave the GUI thread better worst cases (the GIL-bound Python
-    parts of the detector, not the torch kernels, delay it, and they last longer
-    with one thread), and it is 1.6x slower.
-    """
-    return max(1, os.cpu_count() or 1)
-
-
 class AiController(QObject):
-    """Owned by the main window. Signals arrive on the main thread."""
+    """Signals arrive on the main thread."""
 
-    findings_changed = Signal()  # state.findings replaced (a run ended, a cache hit, a review)
+    findings_changed = Signal()  # the findings layer was filled (a run ended, a cache hit, partials)
     detection_started = Signal(str)  # series key
     detection_finished = Signal(str, object)  # series key, DetectionRun (or None from the cache)
     detection_failed = Signal(str, object)  # series key, the exception
     progress = Signal(int, int)
     model_changed = Signal()
-    engine_ready = Signal()
 
-    def __init__(self, window) -> None:
-        super().__init__(window)
-        self.window = window
-        self.state = window.state
-        self.db = window.db
-        self.settings = window.settings
-        self.engine = None
-        self.bridge = None
-        self.status_widget = None
-        self._engine_task = None
-        self._new_engine = None
-        self._pending: list = []  # calls waiting for the engine
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        self.ctx = ctx
+        self.state = ctx.state
+        self.findings = ctx.state.findings
+        self.db = ctx.db
+        self.settings = ctx.settings
         self.handle = None  # the running detection job
         self._handle_key = ""
-        self.model_dir: Path | None = None
-        self.manifest: dict | None = None
+        self.version = None  # registry.ModelVersion in use
         self.last_run = None
+        self.partials = 0  # partial results drawn during the last run
         self._choose_initial_model()
+        ctx.engine.failed.connect(lambda exc: self.detection_failed.emit(self.state.series_key, exc))
+        self.findings.reviewed.connect(self._store_review)
 
-    # -- settings ---------------------------------------------------------------------
+    # -- settings ---------------------------------------------------------------------------------
     @property
     def auto_detect(self) -> bool:
         return str(self.settings.value("ai/auto_detect", "true")).lower() in ("1", "true", "yes")
@@ -71,115 +53,76 @@ class AiController(QObject):
     def set_auto_detect(self, on: bool) -> None:
         self.settings.setValue("ai/auto_detect", "true" if on else "false")
 
-    @property
-    def device_preference(self) -> str:
-        return str(self.settings.value("ai/device", "auto"))
-
-    # -- model --------------------------------------------------------------------------
+    # -- model --------------------------------------------------------------------------------------
     def _choose_initial_model(self) -> None:
-        from medstation.ai.store import default_detector_dir, read_manifest
+        try:
+            self.version = self.ctx.registry.default("detection")
+        except ModelError as exc:
+            log.warning("no detector model: %s", exc)
+            self.version = None
 
-        chosen = self.settings.value("ai/model", "")
-        for candidate in ([Path(chosen)] if chosen else []) + [None]:
-            try:
-                path = candidate or default_detector_dir()
-                self.manifest = read_manifest(path)
-                self.model_dir = path
-                return
-            except ModelError as exc:
-                log.warning("model %s not usable: %s", candidate, exc)
-        self.model_dir, self.manifest = None, None
+    @property
+    def model_dir(self) -> Path | None:
+        return self.version.path if self.version is not None else None
+
+    @property
+    def manifest(self) -> dict | None:
+        return self.version.manifest.raw if self.version is not None else None
 
     @property
     def model_label(self) -> str:
-        if not self.manifest:
-            return "no detector model"
-        return f"{self.manifest['name']} {self.manifest['version']}"
+        return self.version.label if self.version is not None else "no detector model"
 
     def operating_threshold(self) -> float:
         """The score threshold at 1 false positive per scan from the model's evaluation, else 0.5."""
-        froc = ((self.manifest or {}).get("metrics") or {}).get("froc") or {}
-        return float(froc.get("threshold_at_1fp", 0.5))
+        return self.version.manifest.threshold if self.version is not None else 0.5
 
-    def set_model(self, path: str | Path) -> None:
-        """Switch to the model in ``path`` once it has loaded (hash checked, no pickle, known
-        architecture) on a worker thread; on a ``ModelError`` the previous model stays in use."""
-        path = Path(path)
+    def set_model(self, spec: str | Path) -> None:
+        """Use the model ``spec`` (a directory or ``name@version``) once it has loaded (hash checked,
+        no pickle, known architecture) on a worker thread; it becomes the registry's detection
+        model in use. On a ``ModelError`` the previous model stays in use."""
+        registry = self.ctx.registry
 
         def check(progress, cancel):
             from medstation.ai.store import load_detector
 
-            return load_detector(path, "cpu").manifest
+            version = registry.resolve(spec, "detection")
+            load_detector(version.path, "cpu")
+            return registry.use(version.path)
 
-        def done(manifest) -> None:
-            self.model_dir, self.manifest = path, manifest
-            self.settings.setValue("ai/model", str(path))
+        def done(version) -> None:
+            self.version = version
             self.model_changed.emit()
-            series_key = self.state.series_key
-            if series_key and self.state.volume is not None:
-                self.series_opened(series_key)
+            if self.state.series_key and self.state.volume is not None:
+                self.series_opened(self.state.series_key)
 
         def failed(exc) -> None:
             self.model_changed.emit()  # the panel shows the model still in use
 
-        self.window.run_task(check, "model-check", "Loading the model", on_done=done, on_error=failed)
+        self.ctx.run_task(check, "model-check", "Loading the model", on_done=done, on_error=failed)
 
-    # -- engine --------------------------------------------------------------------------
-    def _with_engine(self, call) -> None:
-        if self.engine is not None:
-            call()
-            return
-        self._pending.append(call)
-        if self._engine_task is not None:
-            return
+    # -- detection ------------------------------------------------------------------------------------
+    def _cache_key(self) -> tuple[str, str, str]:
+        m = self.version.manifest
+        return m.name, m.version, m.sha256
 
-        pref = self.device_preference
-
-        def start(progress, cancel):
-            from medstation.ai.engine import Engine, choose_device
-
-            engine = Engine([choose_device(pref)], cpu_threads=cpu_threads_for_gui())
-            self._new_engine = engine  # shutdown() finds it even if ready() never ran
-            return engine
-
-        def ready(engine) -> None:
-            from medstation.gui.bridge import EngineBridge, EngineStatus
-
-            self._engine_task = None
-            self.engine = engine
-            self.bridge = EngineBridge(engine, self)
-            self.bridge.job_event.connect(self._on_job_event)
-            self.status_widget = EngineStatus(self.bridge, self.window)
-            self.window.statusBar().addPermanentWidget(self.status_widget)
-            self.engine_ready.emit()
-            pending, self._pending = self._pending, []
-            for c in pending:
-                c()
-
-        def failed(exc) -> None:
-            self._engine_task = None
-            self._pending.clear()
-            self.detection_failed.emit(self.state.series_key, exc)
-
-        self._engine_task = self.window.run_task(start, "ai-engine", "Starting the AI engine", on_done=ready,
-                                                 show_progress=False, on_error=failed)
-
-    # -- detection ------------------------------------------------------------------------
     def cached(self, series_key: str) -> list[Finding] | None:
-        if not self.manifest or not series_key:
+        if self.version is None or not series_key:
             return None
-        rows = self.db.ai_result(series_key, self.manifest["name"], self.manifest["version"],
-                                 self.manifest["sha256"])
+        rows = self.db.ai_result(series_key, *self._cache_key())
         return None if rows is None else [Finding.from_dict(r) for r in rows]
+
+    def _show_cached(self, key: str, cached: list[Finding]) -> None:
+        self.findings.set_items(cached)
+        self.findings_changed.emit()
+        self.detection_finished.emit(key, None)
 
     def series_opened(self, series_key: str) -> None:
         """Called when a series has loaded: show cached findings, or run if the setting says so."""
         cached = self.cached(series_key)
         if cached is not None:
-            self.state.set_findings(cached)
-            self.findings_changed.emit()
-            self.detection_finished.emit(series_key, None)
-        elif self.auto_detect and self.model_dir is not None:
+            self._show_cached(series_key, cached)
+        elif self.auto_detect and self.version is not None:
             self.detect()
 
     def detect(self, force: bool = False) -> None:
@@ -188,39 +131,32 @@ class AiController(QObject):
         volume = self.state.volume
         if volume is None or not key:
             return
-        if self.model_dir is None:
+        if self.version is None:
             self.detection_failed.emit(key, ModelError("no detector model is installed",
                                                        "reinstall medstation or train one"))
             return
         if not force:
             cached = self.cached(key)
             if cached is not None:
-                self.state.set_findings(cached)
-                self.findings_changed.emit()
-                self.detection_finished.emit(key, None)
+                self._show_cached(key, cached)
                 return
         if self.handle is not None and not self.handle.done() and self._handle_key == key:
             return  # already running for this series
         self.cancel()
-        self._with_engine(lambda: self._submit(key, volume))
+        self.ctx.engine.when_ready(lambda: self._submit(key, volume))
 
     def _submit(self, key: str, volume) -> None:
+        from medstation.ai.jobs import DetectJob, ModelRef
+
         if self.state.series_key != key:  # the reader moved on while the engine started
             return
-        model_dir = self.model_dir
-        sha = self.manifest["sha256"]
-
-        def job(ctx):
-            from medstation.ai.store import load_detector
-
-            cache_key = ("detector", str(model_dir), sha)
-            detector = ctx.models.get(cache_key)
-            if detector is None:
-                detector = ctx.models[cache_key] = load_detector(model_dir, ctx.device)
-            return detector.detect(volume, progress=ctx.progress, partial=ctx.partial, check=ctx.check)
-
+        bridge = self.ctx.engine.bridge
+        if not getattr(self, "_listening", False):
+            bridge.job_event.connect(self._on_job_event)
+            self._listening = True
         self._handle_key = key
-        self.handle = self.bridge.submit(job, name="Detecting lesions")
+        self.partials = 0
+        self.handle = self.ctx.engine.submit(DetectJob(volume, ModelRef.of(self.version)))
         self.detection_started.emit(key)
 
     def cancel(self) -> None:
@@ -233,37 +169,36 @@ class AiController(QObject):
         key = self._handle_key
         if kind == "progress":
             self.progress.emit(*payload)
+        elif kind == "partial":
+            if self.state.series_key == key and not handle.cancel_requested:
+                self.partials += 1
+                self.findings.set_items(payload.findings, partial=True)
+                self.findings_changed.emit()
         elif kind == "done":
             run = payload
             self.last_run = run
-            findings = run.findings
-            if self.manifest:
-                self.db.save_ai_result(key, self.manifest["name"], self.manifest["version"],
-                                       self.manifest["sha256"], [f.to_dict() for f in findings])
+            if self.version is not None:
+                self.db.save_ai_result(key, *self._cache_key(), [f.to_dict() for f in run.findings])
             if self.state.series_key == key:
-                self.state.set_findings(findings)
+                self.findings.set_items(run.findings)
                 self.findings_changed.emit()
             self.detection_finished.emit(key, run)
         elif kind in ("failed", "cancelled"):
             if kind == "failed" and not isinstance(payload, (MedstationError, CancelledError)):
                 log.error("detection failed", exc_info=payload)
+            if self.state.series_key == key and self.findings.partial:
+                self.findings.clear()  # a stopped run's partial findings are not a result
             self.detection_failed.emit(key, payload)
 
-    # -- reviews -------------------------------------------------------------------------------
+    # -- reviews ---------------------------------------------------------------------------------------
     def review(self, finding: Finding, status: str) -> None:
         """Accept / reject (``""`` clears): stored with the model version, used for fine-tuning."""
-        if not self.manifest or not self.state.series_key:
-            return
-        finding.status = status
-        self.db.review_finding(self.state.series_key, finding.model_name or self.manifest["name"],
-                               finding.model_version or self.manifest["version"], finding.to_dict(), status)
-        self.state.changed.emit("findings")
-        self.findings_changed.emit()
+        self.findings.review(finding, status)
 
-    # -- closing ------------------------------------------------------------------------------
-    def shutdown(self) -> None:
-        if self._engine_task is not None:
-            self._engine_task.join(60)
-        for engine in {id(e): e for e in (self.engine, self._new_engine) if e is not None}.values():
-            engine.shutdown(30)
-        self.engine = self._new_engine = None
+    def _store_review(self, finding: Finding, status: str) -> None:
+        if self.version is None or not self.state.series_key or self.findings.partial:
+            return
+        m = self.version.manifest
+        self.db.review_finding(self.state.series_key, finding.model_name or m.name,
+                               finding.model_version or m.version, finding.to_dict(), status)
+        self.findings_changed.emit()

@@ -68,6 +68,18 @@ def _report_startup(app) -> None:
     QTimer.singleShot(2000, idle)
 
 
+def build_window(db: str | None = None, *, engine_factory=None):
+    """The application context and the main window on it: the one place that builds either.
+
+    ``engine_factory(device_preference)`` makes the inference engine (default: the real one;
+    tests pass a stub). Needs a ``QApplication`` (``create_app``).
+    """
+    from .context import AppContext
+    from .main_window import MainWindow
+
+    return MainWindow(AppContext(db, engine_factory=engine_factory))
+
+
 def run(db: str | None = None, open_paths: list[str] | None = None, demo: bool = False) -> int:
     missing = [p for p in open_paths or [] if not Path(p).exists()]
     if missing:
@@ -76,7 +88,7 @@ def run(db: str | None = None, open_paths: list[str] | None = None, demo: bool =
     app = create_app()
     from PySide6.QtCore import QTimer
 
-    from medstation.dicom.database import default_db_path
+    from medstation.core.paths import default_db_path
 
     from .instance import attach, send_to_running, server_name
 
@@ -87,9 +99,7 @@ def run(db: str | None = None, open_paths: list[str] | None = None, demo: bool =
         sys.stderr.write(f"medstation is already running: {told}\n")
         return 0
 
-    from .main_window import MainWindow
-
-    win = MainWindow(db)
+    win = build_window(db)
     win.instance_server = attach(win, name)
     win.show()
     if os.environ.get("MEDSTATION_STARTUP_PROBE"):  # packaging/README.md: time to the first window

@@ -31,6 +31,7 @@ class FindingsPanel(QWidget):
         super().__init__(parent)
         self.ai = ai
         self.state = ai.state
+        self.model = ai.findings  # the findings layer of the view model
         self._items: dict[int, QTreeWidgetItem] = {}
         warn = QLabel(NOT_CLINICAL, self)
         warn.setWordWrap(True)
@@ -48,16 +49,16 @@ class FindingsPanel(QWidget):
         self.auto_box.setChecked(self.ai.auto_detect)
         self.auto_box.toggled.connect(self.ai.set_auto_detect)
         self.show_box = QCheckBox("Show on images", self)
-        self.show_box.setChecked(self.state.show_findings)
-        self.show_box.toggled.connect(self.state.set_show_findings)
+        self.show_box.setChecked(self.model.show)
+        self.show_box.toggled.connect(self.model.set_show)
         self.opacity = QSlider(Qt.Horizontal, self)
         self.opacity.setRange(10, 100)
-        self.opacity.setValue(int(self.state.findings_opacity * 100))
+        self.opacity.setValue(int(self.model.opacity * 100))
         self.opacity.setToolTip("Overlay opacity")
-        self.opacity.valueChanged.connect(lambda v: self.state.set_findings_opacity(v / 100))
+        self.opacity.valueChanged.connect(lambda v: self.model.set_opacity(v / 100))
         self.threshold = QSlider(Qt.Horizontal, self)
         self.threshold.setRange(0, 100)
-        self.threshold.valueChanged.connect(lambda v: self.state.set_finding_threshold(v / 100))
+        self.threshold.valueChanged.connect(lambda v: self.model.set_threshold(v / 100))
         self.threshold_label = QLabel(self)
         self.tree = QTreeWidget(self)
         self.tree.setHeaderLabels(COLUMNS)
@@ -101,7 +102,10 @@ class FindingsPanel(QWidget):
         lay.addLayout(row)
         lay.addWidget(self.status)
 
-        self.state.changed.connect(self._on_state)
+        self.model.items_changed.connect(self.refresh)
+        self.model.selection_changed.connect(self.refresh)
+        self.model.display_changed.connect(self._sync_boxes)
+        self.state.volume_changed.connect(self.refresh)
         ai.findings_changed.connect(self.refresh)
         ai.model_changed.connect(self._refresh_models)
         ai.detection_started.connect(self._started)
@@ -113,9 +117,9 @@ class FindingsPanel(QWidget):
 
     # -- model list --------------------------------------------------------------------
     def _refresh_models(self) -> None:
-        from medstation.ai.store import list_models
-
-        entries, problems = list_models("detection")
+        registry = self.ai.ctx.registry
+        entries = registry.versions("detection")
+        problems = registry.problems
         self.model_box.clear()
         for e in entries:
             self.model_box.addItem(e.label, str(e.path))
@@ -133,21 +137,20 @@ class FindingsPanel(QWidget):
 
     def _set_threshold(self, value: float) -> None:
         self.threshold.setValue(int(round(value * 100)))
-        self.state.set_finding_threshold(value)
+        self.model.set_threshold(value)
 
     # -- list ----------------------------------------------------------------------------
-    def _on_state(self, what: str) -> None:
-        if what in ("findings", "volume"):
-            self.refresh()
-
-    def refresh(self) -> None:
-        st = self.state
-        self.threshold_label.setText(f"Confidence ≥ {st.finding_threshold:.2f}")
-        for widget, value in ((self.show_box, st.show_findings), (self.auto_box, self.ai.auto_detect)):
+    def _sync_boxes(self) -> None:
+        for widget, value in ((self.show_box, self.model.show), (self.auto_box, self.ai.auto_detect)):
             widget.blockSignals(True)
             widget.setChecked(value)
             widget.blockSignals(False)
-        visible = st.visible_findings()
+
+    def refresh(self) -> None:
+        st, model = self.state, self.model
+        self.threshold_label.setText(f"Confidence ≥ {model.threshold:.2f}")
+        self._sync_boxes()
+        visible = model.visible()
         self.tree.blockSignals(True)
         self.tree.clear()
         self._items = {}
@@ -162,20 +165,22 @@ class FindingsPanel(QWidget):
                     item.setForeground(c, QColor(140, 140, 140))
             self.tree.addTopLevelItem(item)
             self._items[id(f)] = item
-            if f is st.selected_finding:
+            if f is model.selected:
                 current = item
         if current is not None:
             self.tree.setCurrentItem(current)
         self.tree.blockSignals(False)
-        hidden = len(st.findings) - len(visible)
+        hidden = len(model.items) - len(visible)
         if st.volume is None:
             text = "Open a series to run the detector."
-        elif not st.findings and self.ai.handle is None:
+        elif not model.items and self.ai.handle is None:
             text = f"{self.ai.model_label}: no findings yet."
         else:
             text = f"{len(visible)} finding(s) at this threshold" + (f", {hidden} below" if hidden else "")
         self.status.setText(text)
-        has = st.selected_finding is not None
+        if model.partial:
+            text += " so far …"
+        has = model.selected is not None
         for b in (self.accept_button, self.reject_button, self.clear_button):
             b.setEnabled(has)
 
@@ -186,12 +191,10 @@ class FindingsPanel(QWidget):
     def _clicked(self, item: QTreeWidgetItem) -> None:
         f = item.data(0, Qt.UserRole)
         if f is not None:
-            self.state.select_finding(f, jump=True)
+            self.model.select(f, jump=True)
 
     def review(self, status: str) -> None:
-        f = self.selected()
-        if f is not None:
-            self.ai.review(f, status)
+        self.model.review(self.selected(), status)
 
     # -- run status ------------------------------------------------------------------------
     def _started(self, _key: str) -> None:

@@ -1,18 +1,16 @@
-"""The main window: study browser, viewer, panels, menus, status bar, and the work behind them.
+"""The main window: the layout of the study browser, viewer, panels, menus and status bar.
 
-Everything slow runs off the GUI thread: imports, series preparation and
-thumbnails in ``Task`` threads, pixel loading in a ``LoadJob`` (worker processes
-for compressed files). The window polls a running load 30 times a second and
-repaints the slices that arrived; the first image shows as soon as the middle
-slice lands.
+It owns no behaviour of its own beyond layout and actions: the parts get the
+application context (``gui/context.py``) and do their work there: importing
+(``Importer``), opening and streaming a series (``SeriesLoader``), AI
+(``AiController`` and the engine service), the PACS dialog and the DICOM
+exports. Only ``gui/app.py`` builds a ``MainWindow``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QImage, QKeySequence
+from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -29,30 +27,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from medstation.core.errors import CancelledError, LoadError, MedstationError
-from medstation.core.files import atomic_writer
-from medstation.dicom import WorkerPool
-from medstation.dicom.database import StudyDatabase, user_data_path
-from medstation.dicom.importer import import_paths
-from medstation.dicom.loader import LoadJob
-from medstation.imaging import PRESETS, Measurement, Window
+from medstation.imaging import PRESETS, Window
 
 from .ai import AiController
 from .browser import StudyBrowser
+from .context import AppContext
 from .dialogs import DISCLAIMER, AboutDialog, HelpDialog, ProblemsDialog
 from .findings import FindingsPanel
-from .loading import prepare_series, series_key, thumbnail_path, thumbnail_pixels
+from .importing import Importer
+from .loader import SeriesLoader
 from .panels import MeasurementPanel, TagInspector
-from .state import ViewState
-from .tasks import Task
 from .viewer import LAYOUTS, Viewer
 
 MAX_RECENT = 10
-POLL_MS = 30
-
-
-def settings_path() -> Path:
-    return user_data_path() / "settings.ini"
 
 
 class WindowDialog(QDialog):
@@ -78,63 +65,100 @@ class WindowDialog(QDialog):
 
 
 class MainWindow(QMainWindow):
-    """medstation's main window. ``db_path`` None uses the default study database."""
+    """medstation's main window on an application context (``gui.app.build_window`` makes both)."""
 
-    series_loaded = Signal(str)  # series UID, once every slice has arrived (or the load ended)
-    first_image = Signal(str)  # series UID, when the first slice can be shown
-    import_finished = Signal(object)  # ImportReport
-    open_failed = Signal(str, object)  # series UID, the error: the series could not be opened
-
-    def __init__(self, db_path: str | Path | None = None) -> None:
+    def __init__(self, ctx: AppContext) -> None:
         super().__init__()
         self.setWindowTitle("medstation")
         self.setAcceptDrops(True)
-        self.db = StudyDatabase(db_path)
-        self.data_dir = user_data_path()
-        self.settings = QSettings(str(settings_path()), QSettings.IniFormat)
-        self._load_pool: WorkerPool | None = None
-        self._scan_pool: WorkerPool | None = None
-        self.load_job: LoadJob | None = None
-        self.current_uid = ""
-        self._ready_seen = -1
-        self._window_set = False
-        self._first_sent = False
-        self._tasks: list[Task] = []
-        self.state = ViewState()
+        self.ctx = ctx
+        self.state = ctx.state
+        self.settings = ctx.settings
+        self.importer = Importer(ctx)
+        self.loader = SeriesLoader(ctx)
         self.viewer = Viewer(self.state, self)
         self.setCentralWidget(self.viewer)
-        self.browser = StudyBrowser(self.db, self)
+        self.browser = StudyBrowser(ctx.db, self)
         self.measurements = MeasurementPanel(self.state, self)
         self.tags = TagInspector(self.state, self)
         self.problems = ProblemsDialog(self)
-        self.ai = AiController(self)
+        self.ai = AiController(ctx)
         self.findings = FindingsPanel(self.ai, self)
+        self.pacs_dialog = None
         self.panels: dict[str, QDockWidget] = {}
+        # what tests and the single-instance server reach through the window
+        self.series_loaded = self.loader.series_loaded
+        self.first_image = self.loader.first_image
+        self.open_failed = self.loader.open_failed
+        self.import_finished = self.importer.import_finished
         self._build_docks()
         self._build_status()
         self._build_actions()
-        self._poll = QTimer(self, interval=POLL_MS)
-        self._poll.timeout.connect(self._poll_load)
         self._cine = QTimer(self, interval=66)
         self._cine.timeout.connect(self._cine_step)
+        self._wire()
+        self._restore_settings()
+        self.browser.refresh()
+        self.importer.thumbnails_for([r.series_uid for r in self.browser.rows])
+        if ctx.db.needs_rebuild:
+            self.notify(f"The study database was damaged; it was moved to {ctx.db.recovered_from}. "
+                        "Re-importing the folders it knew.")
+            self.import_paths(ctx.db.roots())
+
+    def _wire(self) -> None:
+        ctx, st = self.ctx, self.state
+        ctx.notified.connect(self.notify)
+        ctx.problems_found.connect(self.add_problems)
+        ctx.studies_changed.connect(self.browser.refresh)
+        ctx.open_requested.connect(self.open_series)
+        ctx.tasks.progress_shown.connect(self._show_progress)
+        ctx.tasks.progress_hidden.connect(self._hide_progress)
+        ctx.engine.ready.connect(self._engine_ready)
+        self.importer.thumbnail_ready.connect(self.browser.set_thumbnail)
         self.browser.series_activated.connect(self.open_series)
+        self.loader.opened.connect(self._series_opened)
         self.series_loaded.connect(lambda _uid: self.ai.series_opened(self.state.series_key))
         self.ai.detection_failed.connect(self._detection_failed)
         self.viewer.active_changed.connect(lambda _v: self._sync_actions())
-        self.state.changed.connect(self._on_state)
-        self.state.measurement_edited.connect(self._save_measurement)
-        self.state.measurement_deleted.connect(self._delete_measurement)
+        for sig in (st.window_changed, st.tool_changed, st.findings.display_changed):
+            sig.connect(self._sync_toggles)
         for view in self.viewer.views.values():
             view.hover.connect(self.hover_label.setText)
-        self._restore_settings()
-        self.browser.refresh()
-        self._thumbnails_for([r.series_uid for r in self.browser.rows])
-        if self.db.needs_rebuild:
-            self.notify(f"The study database was damaged; it was moved to {self.db.recovered_from}. "
-                        "Re-importing the folders it knew.")
-            self.import_paths(self.db.roots())
 
-    # -- building -------------------------------------------------------------
+    # -- what the parts do, reached from the window --------------------------------------------
+    @property
+    def db(self):
+        return self.ctx.db
+
+    @property
+    def data_dir(self):
+        return self.ctx.data_dir
+
+    @property
+    def load_job(self):
+        return self.loader.load_job
+
+    @property
+    def current_uid(self) -> str:
+        return self.loader.current_uid
+
+    @property
+    def _tasks(self):
+        return self.ctx.tasks.tasks
+
+    def open_series(self, series):
+        return self.loader.open(series)
+
+    def import_paths(self, paths: list[str], open_after: bool = False):
+        return self.importer.import_paths(paths, open_after)
+
+    def open_demo(self):
+        return self.importer.open_demo()
+
+    def run_task(self, fn, name: str, label: str, on_done=None, show_progress: bool = True, on_error=None):
+        return self.ctx.run_task(fn, name, label, on_done, show_progress, on_error)
+
+    # -- building -------------------------------------------------------------------------------
     def add_panel(self, name: str, title: str, widget: QWidget,
                   area=Qt.RightDockWidgetArea, visible: bool = True) -> QDockWidget:
         """Dock ``widget`` as a panel (the AI findings, follow-up and fine-tuning panels use this)."""
@@ -262,14 +286,15 @@ class MainWindow(QMainWindow):
         self._action(a, "Detect lesions in this series", lambda: self.ai.detect(force=True), "D")
         self._action(a, "Cancel detection", self.ai.cancel)
         self.findings_action = self._action(a, "Show AI findings on the images",
-                                            lambda on: self.state.set_show_findings(on), "Shift+F",
+                                            lambda on: self.state.findings.set_show(on), "Shift+F",
                                             checkable=True)
         self.findings_action.setChecked(True)
         a.addSeparator()
-        self._action(a, "Next finding", lambda: self._step_finding(1), ".")
-        self._action(a, "Previous finding", lambda: self._step_finding(-1), ",")
-        self._action(a, "Accept the selected finding", lambda: self._review_selected("accepted"), "Y")
-        self._action(a, "Reject the selected finding", lambda: self._review_selected("rejected"), "X")
+        findings = self.state.findings
+        self._action(a, "Next finding", lambda: findings.step(1), ".")
+        self._action(a, "Previous finding", lambda: findings.step(-1), ",")
+        self._action(a, "Accept the selected finding", lambda: findings.toggle_review("accepted"), "Y")
+        self._action(a, "Reject the selected finding", lambda: findings.toggle_review("rejected"), "X")
         a.addSeparator()
         self._action(a, "Export findings as DICOM SR + SEG…", self.export_results)
         self._action(a, "Send findings to PACS (SR + SEG)", self.send_results)
@@ -298,6 +323,132 @@ class MainWindow(QMainWindow):
 
     def show_help(self) -> None:
         HelpDialog(self.shortcuts(), self).show()
+
+    # -- status bar ------------------------------------------------------------------------------
+    def _show_progress(self, label: str, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 0))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{label} %v/%m" if total else label)
+        self.progress.show()
+        self.cancel_button.show()
+
+    def _hide_progress(self) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
+
+    def cancel_work(self) -> None:
+        """Cancel every running import, preparation and load (the cancel button)."""
+        self.ctx.tasks.cancel_all()
+        self.loader.cancel()
+        self.notify("Cancelled.")
+
+    def notify(self, text: str) -> None:
+        self.message.setText(text)
+
+    def add_problems(self, errors, context: str, show: bool = False) -> None:
+        """List files that could not be used in the (non-modal) problems window."""
+        self.problems.add(errors, context)
+        self.problems_button.setText(f"⚠ {len(self.problems.errors)} problems")
+        self.problems_button.show()
+        if show:
+            self.problems.show()
+
+    def report_error(self, exc: BaseException, context: str) -> None:
+        self.ctx.report_error(exc, context)
+
+    def _engine_ready(self, bridge) -> None:
+        from .bridge import EngineStatus
+
+        self.engine_status = EngineStatus(bridge, self)
+        self.statusBar().addPermanentWidget(self.engine_status)
+
+    def _detection_failed(self, _key: str, exc) -> None:
+        from medstation.core.errors import CancelledError
+
+        if not isinstance(exc, CancelledError):
+            self.ctx.report_error(exc, "Detection")
+
+    # -- importing and opening -----------------------------------------------------------------
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of DICOM files")
+        if folder:
+            self.import_paths([folder], open_after=True)
+
+    def choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files, a DICOMDIR or a .zip")
+        if files:
+            self.import_paths(files, open_after=True)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.import_paths(paths, open_after=True)
+            event.acceptProposedAction()
+
+    def _series_opened(self, ref, label: str) -> None:
+        self.browser.select_series(ref.series_uid)
+        self._refresh_dicom_windows()
+        self._sync_actions()
+        vol = self.state.volume
+        if vol is not None and vol.shape[0] == 1 and self.viewer.layout_name != "1x1":
+            self.set_layout("1x1")
+        self._remember(ref.series_uid, label)
+        self.setWindowTitle(f"medstation — {label}")
+
+    def _refresh_dicom_windows(self) -> None:
+        self.dicom_windows_menu.clear()
+        vol = self.state.volume
+        for c, w, name in (vol.windows if vol is not None else []):
+            act = self.dicom_windows_menu.addAction(f"{name}  (W {w:.0f} / L {c:.0f})")
+            act.triggered.connect(lambda _=False, win=Window(c, w, name): self.state.set_window(win))
+        self.dicom_windows_menu.setEnabled(bool(vol is not None and vol.windows))
+
+    # -- PACS and DICOM exports -------------------------------------------------------------------
+    def show_pacs(self):
+        from .pacs_dialog import PacsDialog
+
+        if self.pacs_dialog is None:
+            self.pacs_dialog = PacsDialog(self.ctx, self)
+        self.pacs_dialog.show()
+        self.pacs_dialog.raise_()
+        return self.pacs_dialog
+
+    def export_results(self, out_dir: str | None = None):
+        from .exports import export_results_task
+
+        if out_dir is None:
+            out_dir = QFileDialog.getExistingDirectory(self, "Folder for the DICOM SR and SEG")
+            if not out_dir:
+                return None
+        return export_results_task(self.ctx, out_dir)
+
+    def send_results(self, node=None):
+        from .exports import export_results_task
+
+        if node is None:
+            dialog = self.show_pacs()
+            node = dialog.current_node()
+            if node is None:
+                dialog.set_status("Add the PACS to send to, then choose Send again.", error=True)
+                return None
+        return export_results_task(self.ctx, None, node)
+
+    def export_deidentified(self, out_dir: str | None = None):
+        from .exports import deidentify_task, study_series
+
+        series = study_series(self.ctx)
+        if not series:
+            self.notify("Open a study first.")
+            return None
+        if out_dir is None:
+            out_dir = QFileDialog.getExistingDirectory(self, "Empty folder for the de-identified copy")
+            if not out_dir:
+                return None
+        return deidentify_task(self.ctx, series, out_dir, parent=self)
 
     # -- settings ---------------------------------------------------------------
     def _restore_settings(self) -> None:
@@ -374,353 +525,6 @@ class MainWindow(QMainWindow):
             act.triggered.connect(lambda _=False, u=uid: self.open_series(u))
         self.recent_menu.setEnabled(bool(self.recent()))
 
-    # -- pools and tasks ----------------------------------------------------------
-    @property
-    def load_pool(self) -> WorkerPool:
-        if self._load_pool is None:
-            self._load_pool = WorkerPool(2, timeout=30)
-        return self._load_pool
-
-    @property
-    def scan_pool(self) -> WorkerPool:
-        if self._scan_pool is None:
-            self._scan_pool = WorkerPool(1, timeout=30)
-        return self._scan_pool
-
-    def run_task(self, fn, name: str, label: str, on_done=None, show_progress: bool = True,
-                 on_error=None) -> Task:
-        """Run ``fn(progress, cancel)`` on a thread; every slot is connected before it starts."""
-        task = Task(fn, name)
-        self._tasks.append(task)
-        if show_progress:
-            self._show_progress(label, 0, 0)
-            task.progress.connect(lambda d, t: self._show_progress(label, d, t))
-
-        def finished():
-            self._tasks.remove(task)
-            if show_progress and not self._busy():
-                self._hide_progress()
-
-        task.finished.connect(finished)
-        task.failed.connect(lambda exc: self.report_error(exc, label))
-        if on_done is not None:
-            task.done.connect(on_done)
-        if on_error is not None:
-            task.failed.connect(on_error)
-        return task.start()
-
-    def _busy(self) -> bool:
-        return bool(self._tasks) or (self.load_job is not None and not self.load_job.done())
-
-    def _show_progress(self, label: str, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 0))
-        self.progress.setValue(done)
-        self.progress.setFormat(f"{label} %v/%m" if total else label)
-        self.progress.show()
-        self.cancel_button.show()
-
-    def _hide_progress(self) -> None:
-        self.progress.hide()
-        self.cancel_button.hide()
-
-    def cancel_work(self) -> None:
-        """Cancel every running import, preparation and load (the cancel button)."""
-        for task in list(self._tasks):
-            task.cancel()
-        if self.load_job is not None and not self.load_job.done():
-            self.load_job.cancel()
-        self.notify("Cancelled.")
-
-    def notify(self, text: str) -> None:
-        self.message.setText(text)
-
-    def add_problems(self, errors: list[LoadError], context: str, show: bool = False) -> None:
-        """List files that could not be used in the (non-modal) problems window."""
-        self.problems.add(errors, context)
-        self.problems_button.setText(f"⚠ {len(self.problems.errors)} problems")
-        self.problems_button.show()
-        if show:
-            self.problems.show()
-
-    def report_error(self, exc: BaseException, context: str) -> None:
-        if isinstance(exc, CancelledError):
-            self.notify(f"{context}: cancelled.")
-            return
-        if isinstance(exc, LoadError):
-            self.add_problems([exc], context)
-        text = str(exc) if isinstance(exc, MedstationError) else f"{type(exc).__name__}: {exc}"
-        self.notify(f"{context} failed: {text}")
-
-    # -- importing ----------------------------------------------------------------
-    def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of DICOM files")
-        if folder:
-            self.import_paths([folder], open_after=True)
-
-    def choose_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files, a DICOMDIR or a .zip")
-        if files:
-            self.import_paths(files, open_after=True)
-
-    def import_paths(self, paths: list[str], open_after: bool = False) -> Task:
-        db_path = self.db.path
-        pool = self.scan_pool
-
-        def work(progress, cancel):
-            with StudyDatabase(db_path) as db:  # its own connection, on this thread
-                return import_paths(db, paths, pool, progress=progress, cancel=cancel)
-
-        def done(report):
-            self.browser.refresh()
-            if report.errors:
-                self.add_problems(report.errors, f"Import of {', '.join(Path(p).name for p in paths)}",
-                                  show=True)
-            self.notify(f"Imported {report.files} files: {report.added} added, {report.unchanged} "
-                        f"unchanged, {report.skipped} not DICOM, {len(report.errors)} with problems.")
-            self._thumbnails_for(list(report.series))
-            self.import_finished.emit(report)
-            if open_after and report.series:
-                self.open_series(max(report.series, key=report.series.get))
-
-        return self.run_task(work, "import", "Importing", done)
-
-    def open_demo(self) -> Task:
-        """Write the built-in demo study (once), import it and open its lung series."""
-        from medstation.synth import demo_study
-
-        folder = self.data_dir / "demo"
-
-        def work(progress, cancel):
-            if not (folder / "truth.json").exists():
-                demo_study(folder, progress=progress)
-            return folder
-
-        self.notify("Writing the demo study (synthetic chest CT, not a real patient)…")
-        return self.run_task(work, "demo", "Writing demo study",
-                             lambda f: self.import_paths([str(f)], open_after=True))
-
-    def dragEnterEvent(self, event) -> None:  # noqa: N802
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:  # noqa: N802
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        if paths:
-            self.import_paths(paths, open_after=True)
-            event.acceptProposedAction()
-
-    # -- thumbnails ----------------------------------------------------------------
-    def _thumbnails_for(self, uids: list[str]) -> None:
-        todo = []
-        for uid in uids:
-            path = thumbnail_path(self.data_dir, uid)
-            image = QImage(str(path)) if path.exists() else QImage()
-            if not image.isNull():
-                self.browser.set_thumbnail(uid, image)
-            else:
-                todo.append(uid)
-        if not todo:
-            return
-        db, pool, data_dir = self.db, self.scan_pool, self.data_dir
-
-        def work(progress, cancel):
-            for uid in todo:
-                if cancel.is_set():
-                    break
-                try:
-                    pixels = thumbnail_pixels(db, pool, uid)
-                except MedstationError:
-                    continue
-                h, w = pixels.shape[:2]
-                fmt = QImage.Format_RGB888 if pixels.ndim == 3 else QImage.Format_Grayscale8
-                image = QImage(pixels.data, w, h, pixels.strides[0], fmt).copy()
-                path = thumbnail_path(data_dir, uid)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                buf = QBuffer()
-                buf.open(QIODevice.WriteOnly)
-                image.save(buf, "PNG")
-                with atomic_writer(path, "wb", fsync=False) as f:  # a cache: no fsync needed
-                    f.write(bytes(buf.data()))
-                ready.append(uid)
-            return ready
-
-        ready: list[str] = []
-        self.run_task(work, "thumbnails", "Thumbnails", show_progress=False,
-                      on_done=lambda uids: [self._thumbnail_ready(u) for u in uids])
-
-    def _thumbnail_ready(self, uid: str) -> None:
-        image = QImage(str(thumbnail_path(self.data_dir, uid)))
-        if not image.isNull():
-            self.browser.set_thumbnail(uid, image)
-
-    # -- opening and loading a series --------------------------------------------
-    def open_series(self, series_uid: str) -> Task:
-        """Prepare ``series_uid`` on a thread, then stream its slices into the viewer."""
-        if self.load_job is not None and not self.load_job.done():
-            self.load_job.cancel()
-        db = self.db
-
-        def work(progress, cancel):
-            return prepare_series(db, series_uid)
-
-        def done(result):
-            stack, parts, info = result
-            try:
-                self._start_load(series_uid, stack, parts, info)
-            except MedstationError as exc:
-                self.report_error(exc, "Opening")
-                self.open_failed.emit(series_uid, exc)
-
-        self.notify("Opening series…")
-        return self.run_task(work, "prepare", "Opening", done,
-                             on_error=lambda exc: self.open_failed.emit(series_uid, exc))
-
-    def _start_load(self, uid: str, stack, parts, info: dict) -> None:
-        self.current_uid = uid
-        self.browser.select_series(uid)
-        self.load_job = LoadJob(stack, self.load_pool)
-        key = series_key(stack)
-        self._window_set = False
-        self._first_sent = False
-        self._ready_seen = -1
-        self.state.set_volume(self.load_job.volume, self.load_job.ready, info, key)
-        vol = self.load_job.volume
-        if vol.windows:
-            self.state.reset_window()
-            self._window_set = True
-        self._load_measurements(key)
-        self._refresh_dicom_windows()
-        self._sync_actions()
-        if vol.shape[0] == 1 and self.viewer.layout_name != "1x1":
-            self.set_layout("1x1")
-        notes = [f"{len(parts)} image stacks in this series (sizes or orientations differ); "
-                 f"showing the largest"] if len(parts) > 1 else []
-        notes += vol.warnings
-        self.notify(f"{info.get('series', '')}: " + ("; ".join(notes) if notes else
-                                                      f"{vol.shape[0]} slices"))
-        self._remember(uid, f"{info.get('patient', '')} — {info.get('series', '')}")
-        self.setWindowTitle(f"medstation — {info.get('patient', '')} — {info.get('series', '')}")
-        self._show_progress("Loading", 0, vol.shape[0])
-        self._poll.start()
-
-    def _poll_load(self) -> None:
-        job = self.load_job
-        if job is None:
-            self._poll.stop()
-            return
-        done, total = job.progress
-        if done != self._ready_seen:
-            self._ready_seen = done
-            shown = job.ready[int(round(self.state.position[0]))]
-            if shown and not self._window_set:
-                self.state.reset_window()
-                self._window_set = True
-            if shown and not self._first_sent:
-                self._first_sent = True
-                self.first_image.emit(self.current_uid)
-            self.state.data_arrived()
-            self._show_progress("Loading", done, total)
-        if job.done():
-            self._poll.stop()
-            try:
-                result = job.result(0)
-            except MedstationError as exc:
-                self.report_error(exc, "Loading")
-            else:
-                if result.errors:
-                    self.add_problems(result.errors, "Loading the series")
-                self.notify(f"Loaded {total} slices in {result.seconds:.2f} s"
-                            + (f"; {len(result.errors)} could not be read" if result.errors else ""))
-            if not self._window_set:
-                self.state.reset_window()
-                self._window_set = True
-            self.state.data_arrived()
-            if not self._busy():
-                self._hide_progress()
-            self.series_loaded.emit(self.current_uid)
-
-    def _refresh_dicom_windows(self) -> None:
-        self.dicom_windows_menu.clear()
-        vol = self.state.volume
-        for c, w, name in (vol.windows if vol is not None else []):
-            act = self.dicom_windows_menu.addAction(f"{name}  (W {w:.0f} / L {c:.0f})")
-            act.triggered.connect(lambda _=False, win=Window(c, w, name): self.state.set_window(win))
-        self.dicom_windows_menu.setEnabled(bool(vol is not None and vol.windows))
-
-    # -- measurements ----------------------------------------------------------------
-    def _load_measurements(self, key: str) -> None:
-        items = []
-        for mid, _kind, data in self.db.measurements(key):
-            try:
-                items.append(Measurement.from_dict(data, mid))
-            except (KeyError, TypeError, ValueError):
-                continue  # written by a newer medstation; left in the database untouched
-        self.state.set_measurements(items)
-
-    def _save_measurement(self, m: Measurement) -> None:
-        if self.state.series_key:
-            m.id = self.db.save_measurement(self.state.series_key, m.kind, m.to_dict(), m.id)
-
-    def _delete_measurement(self, m: Measurement) -> None:
-        if m.id is not None:
-            self.db.delete_measurement(m.id)
-
-    # -- PACS and DICOM exports -------------------------------------------------------
-    def show_pacs(self):
-        from medstation.gui.pacs import PacsDialog
-        if getattr(self, "pacs_dialog", None) is None:
-            self.pacs_dialog = PacsDialog(self)
-        self.pacs_dialog.show()
-        self.pacs_dialog.raise_()
-        return self.pacs_dialog
-
-    def export_results(self, out_dir: str | None = None):
-        from medstation.gui.pacs import export_results_task
-        if out_dir is None:
-            out_dir = QFileDialog.getExistingDirectory(self, "Folder for the DICOM SR and SEG")
-            if not out_dir:
-                return None
-        return export_results_task(self, out_dir)
-
-    def send_results(self, node=None):
-        from medstation.gui.pacs import export_results_task
-        if node is None:
-            dialog = self.show_pacs()
-            node = dialog.current_node()
-            if node is None:
-                dialog.set_status("Add the PACS to send to, then choose Send again.", error=True)
-                return None
-        return export_results_task(self, None, node)
-
-    def export_deidentified(self, out_dir: str | None = None):
-        from medstation.gui.pacs import deidentify_task, study_series
-        series = study_series(self)
-        if not series:
-            self.notify("Open a study first.")
-            return None
-        if out_dir is None:
-            out_dir = QFileDialog.getExistingDirectory(self, "Empty folder for the de-identified copy")
-            if not out_dir:
-                return None
-        return deidentify_task(self, series, out_dir)
-
-    def _step_finding(self, delta: int) -> None:
-        items = self.state.visible_findings()
-        if not items:
-            return
-        cur = self.state.selected_finding
-        n = items.index(cur) + delta if cur in items else (0 if delta > 0 else len(items) - 1)
-        self.state.select_finding(items[n % len(items)])
-
-    def _review_selected(self, status: str) -> None:
-        f = self.state.selected_finding
-        if f is not None:
-            self.ai.review(f, "" if f.status == status else status)
-
-    def _detection_failed(self, _key: str, exc) -> None:
-        if not isinstance(exc, CancelledError):
-            self.report_error(exc, "Detection")
-
     # -- view actions ----------------------------------------------------------------
     def set_layout(self, name: str) -> None:
         self.viewer.set_layout(name)
@@ -752,39 +556,22 @@ class MainWindow(QMainWindow):
         d = self.state.depth(p)
         self.state.step(p, 1 if d < p.depth - 1 else -d)
 
-    def _on_state(self, what: str) -> None:
-        if what == "window":
-            self.invert_action.setChecked(self.state.invert)
-        elif what == "tool":
-            self.tool_actions[self.state.tool].setChecked(True)
-        elif what == "findings":
-            self.findings_action.setChecked(self.state.show_findings)
+    def _sync_toggles(self) -> None:
+        self.invert_action.setChecked(self.state.invert)
+        self.tool_actions[self.state.tool].setChecked(True)
+        self.findings_action.setChecked(self.state.findings.show)
 
     def _sync_actions(self) -> None:
         self.layout_actions[self.viewer.layout_name].setChecked(True)
 
-    # -- closing ------------------------------------------------------------------------
+    # -- closing ------------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
         self.save_settings()
         self.shutdown()
         super().closeEvent(event)
 
     def shutdown(self) -> None:
-        """Stop loads and tasks and the worker processes (idempotent)."""
-        self._poll.stop()
+        """Stop loads and tasks, the engine and the worker processes (idempotent)."""
         self._cine.stop()
-        self.ai.shutdown()
-        if self.load_job is not None:
-            self.load_job.cancel()
-            try:
-                self.load_job.result(10)
-            except BaseException:  # noqa: BLE001 - shutting down; the outcome no longer matters
-                pass
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            task.join(10)
-        for pool in (self._load_pool, self._scan_pool):
-            if pool is not None:
-                pool.close()
-        self._load_pool = self._scan_pool = None
+        self.loader.shutdown()
+        self.ctx.shutdown()

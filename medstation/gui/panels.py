@@ -48,16 +48,16 @@ class MeasurementPanel(QWidget):
         row.addWidget(self.delete_button)
         lay.addLayout(row)
         self.table.itemSelectionChanged.connect(self._on_select)
-        state.changed.connect(self._on_state)
+        state.volume_changed.connect(self.refresh)
+        state.measurements_changed.connect(self.refresh)
+        state.data_changed.connect(self._on_data)
         self._rows: list = []
         # slices arriving change ROI values; recompute at most a few times a second
         self._later = QTimer(self, singleShot=True, interval=250)
         self._later.timeout.connect(self.refresh)
 
-    def _on_state(self, what: str) -> None:
-        if what in ("volume", "measurements", "selection"):
-            self.refresh()
-        elif what == "data" and self.state.measurements and not self._later.isActive():
+    def _on_data(self) -> None:
+        if self.state.measurements and not self._later.isActive():
             self._later.start()
 
     def refresh(self) -> None:
@@ -124,10 +124,11 @@ class TagInspector(QWidget):
         self._timer = QTimer(self, singleShot=True, interval=120)  # follow scrolling lazily
         self._timer.timeout.connect(self.refresh)
         self.filter.textChanged.connect(self._fill)
-        state.changed.connect(self._on_state)
+        state.volume_changed.connect(self._follow)
+        state.position_changed.connect(self._follow)
 
-    def _on_state(self, what: str) -> None:
-        if what in ("volume", "position") and self.isVisible():
+    def _follow(self) -> None:
+        if self.isVisible():
             self._timer.start()
 
     def showEvent(self, event) -> None:  # noqa: N802

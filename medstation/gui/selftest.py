@@ -12,11 +12,10 @@ def window_check(series_uid: str, findings: list, threshold: float, path: Path) 
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QTimer
 
-    from medstation.gui.app import create_app
-    from medstation.gui.main_window import MainWindow
+    from medstation.gui.app import build_window, create_app
 
     app = create_app()
-    win = MainWindow()
+    win = build_window()
     win.ai.set_auto_detect(False)
     win.resize(1400, 900)
     win.show()
@@ -24,11 +23,12 @@ def window_check(series_uid: str, findings: list, threshold: float, path: Path) 
 
     def opened(_uid):
         # the detector's findings from the step before, as a reader would see them
-        win.state.set_finding_threshold(threshold)
-        win.state.set_findings(findings)
-        visible = win.state.visible_findings()
+        layer = win.state.findings
+        layer.set_threshold(threshold)
+        layer.set_items(findings)
+        visible = layer.visible()
         if visible:
-            win.state.select_finding(visible[0], jump=True)  # the screenshot shows the top finding
+            layer.select(visible[0], jump=True)  # the screenshot shows the top finding
         QTimer.singleShot(1500, take)
 
     def take():

@@ -62,21 +62,25 @@ class SliceView(QWidget):
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.setMinimumSize(120, 120)
         self.setAcceptDrops(False)
-        state.changed.connect(self._on_state)
+        state.volume_changed.connect(self._on_volume)
+        state.centre_requested.connect(lambda: self.centre_on(self.state.position))
+        state.tool_changed.connect(self._on_tool)
+        for sig in (state.data_changed, state.position_changed, state.window_changed,
+                    state.measurements_changed, state.layers_changed):
+            sig.connect(self.update)
 
     # -- model ----------------------------------------------------------------
     @property
     def plane(self) -> Plane | None:
         return self.state.planes.get(self.plane_name)
 
-    def _on_state(self, what: str) -> None:
-        if what == "volume":
-            self._scale, self._pan = None, QPointF(0, 0)
-            self._pending_angle = None
-        if what == "centre":
-            self.centre_on(self.state.position)
-        if what == "tool":
-            self.setCursor(Qt.ArrowCursor if self.state.tool == "navigate" else Qt.CrossCursor)
+    def _on_volume(self) -> None:
+        self._scale, self._pan = None, QPointF(0, 0)
+        self._pending_angle = None
+        self.update()
+
+    def _on_tool(self) -> None:
+        self.setCursor(Qt.ArrowCursor if self.state.tool == "navigate" else Qt.CrossCursor)
         self.update()
 
     def set_plane(self, name: str) -> None:
@@ -187,7 +191,7 @@ class SliceView(QWidget):
         painter.setRenderHint(QPainter.Antialiasing, True)
         if self.show_crosshair:
             self._paint_crosshair(painter, p)
-        if self.show_overlays and st.show_findings and st.findings:
+        if self.show_overlays and st.findings.show and st.findings.items:
             self._paint_findings(painter, p, depth)
         if self.show_overlays:
             self._paint_measurements(painter, p, depth)
@@ -210,7 +214,7 @@ class SliceView(QWidget):
     def finding_rects(self, p: Plane, depth: int) -> list[tuple[object, QRectF]]:
         """(finding, widget rectangle) of the findings cut by this plane at ``depth``."""
         out = []
-        for f in self.state.visible_findings():
+        for f in self.state.findings.visible():
             if p.axis == 0:
                 box = next((b for b in f.boxes if b[0] == depth), None)
                 if box is None:
@@ -230,10 +234,10 @@ class SliceView(QWidget):
     def _paint_findings(self, painter: QPainter, p: Plane, depth: int) -> None:
         st = self.state
         painter.save()
-        painter.setOpacity(st.findings_opacity)
+        painter.setOpacity(st.findings.opacity)
         for f, rect in self.finding_rects(p, depth):
             color = REJECTED if f.status == "rejected" else next(c for t, c in FINDING_COLORS if f.score >= t)
-            pen = QPen(color, 2.5 if f is st.selected_finding else 1.5)
+            pen = QPen(color, 2.5 if f is st.findings.selected else 1.5)
             if f.status == "rejected":
                 pen.setStyle(Qt.DashLine)
             painter.setPen(pen)
@@ -414,7 +418,7 @@ class SliceView(QWidget):
         elif mode == "handle":
             m, n = payload
             m.points[n] = tuple(self.index_at(pt))
-            st.changed.emit("measurements")
+            st.measurements_changed.emit()
         elif mode == "draw":
             m = payload
             m.points[1 if m.kind == "angle" else -1] = tuple(self.index_at(pt))

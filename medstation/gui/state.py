@@ -1,7 +1,26 @@
-"""What the viewer shows, shared by the three plane views: volume, cursor, window, measurements.
+"""The viewer model: what the three plane views show, with one signal per field.
 
-The views subscribe to ``changed(what)`` and never own this state (napari's
-split of a viewer model from its Qt views).
+Like napari's evented ``ViewerModel``, the state has no widgets; views and
+panels subscribe to the signals of the fields they draw and never own the state:
+
+=========================  =====================================================
+signal                     emitted when
+=========================  =====================================================
+``volume_changed``         a new series is shown (volume, planes, info, ``ref``)
+``data_changed``           more slices of the shown series arrived
+``position_changed``       the cursor moved (``position``, a fractional index)
+``centre_requested``       the views should centre on the cursor
+``window_changed``         window/level or invert changed
+``tool_changed``           the mouse tool changed
+``measurements_changed``   measurements added, edited, removed or selected
+``layers_changed``         an overlay layer changed (AI findings: items, threshold,
+                           selection, visibility, opacity)
+=========================  =====================================================
+
+Overlay layers live in ``layers`` by name; the AI findings are ``findings``
+(a :class:`~medstation.gui.findings_model.FindingsModel`). A new overlay (a
+follow-up track, a segmentation) is one more layer whose changes are forwarded
+to ``layers_changed``.
 """
 
 from __future__ import annotations
@@ -9,19 +28,27 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from medstation.core.findings import Finding
+from medstation.core.series import SeriesRef
 from medstation.core.volume import Volume
 from medstation.imaging import Measurement, Window, default_window, planes_for
 from medstation.imaging.mpr import Plane
+
+from .findings_model import FindingsModel
 
 TOOLS = ("navigate", "length", "rect", "ellipse", "angle")
 
 
 class ViewState(QObject):
-    """The viewer model. ``changed`` carries what changed: volume, position, window,
-    data (more slices arrived), measurements, tool, selection, findings, overlay (drawing only)."""
+    """The viewer model (see the module docstring for its signals)."""
 
-    changed = Signal(str)
+    volume_changed = Signal()
+    data_changed = Signal()
+    position_changed = Signal()
+    centre_requested = Signal()
+    window_changed = Signal()
+    tool_changed = Signal()
+    measurements_changed = Signal()
+    layers_changed = Signal()
     #: a measurement was added or edited (the window saves it) / deleted
     measurement_edited = Signal(object)
     measurement_deleted = Signal(object)
@@ -32,7 +59,7 @@ class ViewState(QObject):
         self.planes: dict[str, Plane] = {}
         self.ready: np.ndarray | None = None  # per slice (index axis 0): arrived yet
         self.info: dict[str, str] = {}  # patient, study, series text for the corners
-        self.series_key = ""
+        self.ref: SeriesRef | None = None
         self.position = np.zeros(3)  # cursor, fractional volume index (k, i, j)
         self.window = Window(40, 400, "Mediastinum")
         self.invert = False
@@ -40,36 +67,42 @@ class ViewState(QObject):
         self.selected: Measurement | None = None
         self.tool = "navigate"
         self.data_version = 0  # bumped when voxels change (slices arriving)
-        # AI findings of the open series
-        self.findings: list[Finding] = []
-        self.finding_threshold = 0.5
-        self.show_findings = True
-        self.findings_opacity = 0.9
-        self.selected_finding: Finding | None = None
+        self.findings = FindingsModel(self)
+        self.layers: dict[str, QObject] = {}
+        self.add_layer("findings", self.findings)
+
+    def add_layer(self, name: str, layer: QObject) -> None:
+        """Register an overlay layer; its ``changed`` signal repaints the views."""
+        self.layers[name] = layer
+        layer.changed.connect(self.layers_changed)
+
+    @property
+    def series_key(self) -> str:
+        """The database key of the shown series (``""`` when none)."""
+        return self.ref.key if self.ref is not None else ""
 
     # -- volume ---------------------------------------------------------------
     def set_volume(self, volume: Volume | None, ready: np.ndarray | None = None,
-                   info: dict | None = None, series_key: str = "") -> None:
+                   info: dict | None = None, ref: SeriesRef | None = None) -> None:
         self.volume = volume
         self.planes = planes_for(volume) if volume is not None else {}
         self.ready = ready
         self.info = dict(info or {})
-        self.series_key = series_key
+        self.ref = ref
         self.measurements = []
         self.selected = None
-        self.findings = []
-        self.selected_finding = None
         self.data_version += 1
         if volume is not None:
             self.position = (np.asarray(volume.shape[:3], float) - 1) / 2
             self.position[0] = (volume.shape[0] - 1) // 2
-        self.changed.emit("volume")
+        self.findings.clear()
+        self.volume_changed.emit()
 
     def reset_window(self) -> None:
         if self.volume is not None:
             self.window = default_window(self.volume, int(round(self.position[0])))
             self.invert = False
-        self.changed.emit("window")
+        self.window_changed.emit()
 
     @property
     def monochrome1(self) -> bool:
@@ -82,7 +115,7 @@ class ViewState(QObject):
 
     def data_arrived(self) -> None:
         self.data_version += 1
-        self.changed.emit("data")
+        self.data_changed.emit()
 
     def slice_ready(self, plane: Plane, depth: int) -> bool:
         if self.ready is None:
@@ -99,7 +132,7 @@ class ViewState(QObject):
         pos = np.clip(np.asarray(index, float), 0, top)
         if not np.allclose(pos, self.position):
             self.position = pos
-            self.changed.emit("position")
+            self.position_changed.emit()
 
     def depth(self, plane: Plane) -> int:
         return int(round(self.position[plane.axis]))
@@ -112,33 +145,38 @@ class ViewState(QObject):
     # -- window ---------------------------------------------------------------
     def set_window(self, window: Window) -> None:
         self.window = Window(float(window.center), max(1.0, float(window.width)), window.name)
-        self.changed.emit("window")
+        self.window_changed.emit()
 
     def set_invert(self, invert: bool) -> None:
         self.invert = bool(invert)
-        self.changed.emit("window")
+        self.window_changed.emit()
 
     # -- tools and measurements ---------------------------------------------------
     def set_tool(self, tool: str) -> None:
         if tool not in TOOLS:
             raise ValueError(f"unknown tool {tool!r}")
         self.tool = tool
-        self.changed.emit("tool")
+        self.tool_changed.emit()
 
     def set_measurements(self, items: list[Measurement]) -> None:
         self.measurements = list(items)
         self.selected = None
-        self.changed.emit("measurements")
+        self.measurements_changed.emit()
 
     def add_measurement(self, m: Measurement) -> None:
         self.measurements.append(m)
         self.selected = m
         self.measurement_edited.emit(m)
-        self.changed.emit("measurements")
+        self.measurements_changed.emit()
+
+    def centre_on(self, index) -> None:
+        """Move the cursor to ``index`` and centre every view on it."""
+        self.set_position(index)
+        self.centre_requested.emit()
 
     def edited(self, m: Measurement) -> None:
         self.measurement_edited.emit(m)
-        self.changed.emit("measurements")
+        self.measurements_changed.emit()
 
     def delete_measurement(self, m: Measurement | None = None) -> None:
         m = m or self.selected
@@ -148,42 +186,11 @@ class ViewState(QObject):
         if self.selected is m:
             self.selected = None
         self.measurement_deleted.emit(m)
-        self.changed.emit("measurements")
+        self.measurements_changed.emit()
 
     def select(self, m: Measurement | None) -> None:
         self.selected = m
-        self.changed.emit("selection")
+        self.measurements_changed.emit()
 
     def plane_of_axis(self, axis: int) -> Plane | None:
         return next((p for p in self.planes.values() if p.axis == axis), None)
-
-    # -- AI findings ----------------------------------------------------------------
-    def set_findings(self, items: list[Finding]) -> None:
-        self.findings = sorted(items, key=lambda f: -f.score)
-        if self.selected_finding not in self.findings:
-            self.selected_finding = None
-        self.changed.emit("findings")
-
-    def visible_findings(self) -> list[Finding]:
-        """Findings at or above the confidence threshold (rejected ones included: drawn dimmed)."""
-        return [f for f in self.findings if f.score >= self.finding_threshold]
-
-    def set_finding_threshold(self, value: float) -> None:
-        self.finding_threshold = float(min(max(value, 0.0), 1.0))
-        self.changed.emit("findings")
-
-    def set_show_findings(self, on: bool) -> None:
-        self.show_findings = bool(on)
-        self.changed.emit("findings")
-
-    def set_findings_opacity(self, value: float) -> None:
-        self.findings_opacity = float(min(max(value, 0.05), 1.0))
-        self.changed.emit("overlay")  # views repaint; the findings list stays as it is
-
-    def select_finding(self, f: Finding | None, jump: bool = True) -> None:
-        """Select ``f``; ``jump`` moves the cursor to its centre (the views centre on it)."""
-        self.selected_finding = f
-        if f is not None and jump:
-            self.set_position(f.center_voxel)
-            self.changed.emit("centre")
-        self.changed.emit("findings")

@@ -28,7 +28,8 @@ class PlaneViewer(QWidget):
         lay.addWidget(self.view, 1)
         lay.addWidget(self.bar)
         self.bar.valueChanged.connect(self._on_bar)
-        state.changed.connect(self._sync)
+        state.volume_changed.connect(self._sync)
+        state.position_changed.connect(self._sync)
 
     def _on_bar(self, value: int) -> None:
         p = self.view.plane
@@ -37,17 +38,16 @@ class PlaneViewer(QWidget):
             pos[p.axis] = value
             self.state.set_position(pos)
 
-    def _sync(self, what: str) -> None:
+    def _sync(self) -> None:
         p = self.view.plane
         if p is None:
             self.bar.setRange(0, 0)
             return
-        if what in ("volume", "position"):
-            self.bar.blockSignals(True)
-            self.bar.setRange(0, p.depth - 1)
-            self.bar.setPageStep(max(1, p.depth // 10))
-            self.bar.setValue(self.state.depth(p))
-            self.bar.blockSignals(False)
+        self.bar.blockSignals(True)
+        self.bar.setRange(0, p.depth - 1)
+        self.bar.setPageStep(max(1, p.depth // 10))
+        self.bar.setValue(self.state.depth(p))
+        self.bar.blockSignals(False)
 
 
 class Viewer(QWidget):
@@ -70,7 +70,8 @@ class Viewer(QWidget):
         self.active: SliceView = self.panes["axial"].view
         for pane in self.panes.values():
             pane.view.activated.connect(self._set_active)
-        state.changed.connect(self._on_state)
+        state.volume_changed.connect(self._update_info)
+        state.position_changed.connect(self._update_info)
         self.set_layout("1x1")
 
     @property
@@ -114,10 +115,6 @@ class Viewer(QWidget):
         """In 1x1, show ``plane_name`` (axial, coronal, sagittal)."""
         self.active = self.panes[plane_name].view
         self.set_layout(self.layout_name)
-
-    def _on_state(self, what: str) -> None:
-        if what in ("volume", "position"):
-            self._update_info()
 
     def _update_info(self) -> None:
         vol = self.state.volume

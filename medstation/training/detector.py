@@ -1,5 +1,9 @@
 """Train the 2.5D nodule detector on synthetic chest CT; progress as JSON lines.
 
+The loop is ``trainer.Trainer``: :func:`detector_step` is the iteration; the JSON-lines
+logger, LR schedule, FROC validation, checkpoints, early stop and cancel attach as
+handlers.
+
 ``medstation train-detector --out DIR`` runs :func:`train`; the same seeds and
 step count give the same samples and the same schedule (on CPU, bit-identical
 weights are not promised: torch's CPU kernels may sum in a different order).
@@ -19,7 +23,18 @@ import torch
 
 from medstation.ai.detector import ARCHITECTURE, DEFAULT_INPUT, DEFAULT_NETWORK, build_model
 from medstation.ai.store import save_model
+from medstation.core.errors import CancelledError
 from medstation.training.synthetic import make_bank
+from medstation.training.trainer import (
+    CancelFlag,
+    Checkpoint,
+    EarlyStopping,
+    JsonLinesLogger,
+    LRSchedule,
+    Trainer,
+    Validation,
+    load_checkpoint,
+)
 
 #: phantom seeds the default detector is trained on; evaluation uses seeds >= 10000
 TRAIN_SEEDS = (0, 400)
@@ -42,6 +57,13 @@ class TrainConfig:
     device: str = "cpu"
     input: dict = field(default_factory=lambda: dict(DEFAULT_INPUT))
     network: dict = field(default_factory=lambda: dict(DEFAULT_NETWORK))
+    epoch_length: int = 250  # iterations per epoch (validation and checkpoints happen per epoch)
+    validate_every: int = 0  # epochs between FROC validations (0: none)
+    val_studies: int = 0  # held-out generated studies validated on
+    val_data: str = ""  # where they are written (default: the user data folder's eval/)
+    early_stop: int = 0  # validations without a better CPM before stopping (0: never)
+    checkpoint: str = ""  # resumable checkpoint file ("" : none)
+    resume: bool = False
 
 
 def _emit(out, **event) -> None:
@@ -50,70 +72,12 @@ def _emit(out, **event) -> None:
         out.flush()
 
 
-def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
-          check: Callable[[], None] | None = None) -> dict:
-    """Render the samples, train, write the model directory; returns the manifest."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    t0 = time.perf_counter()
-    _emit(log, event="render", done=0, total=config.samples)
-    bank = make_bank(config.samples, config.input, crop=config.crop, seed=config.seed,
-                     phantom_seeds=config.phantom_seeds,
-                     progress=lambda d, t: _emit(log, event="render", done=d, total=t))
-    render_s = time.perf_counter() - t0
-    positives = sum(1 for b in bank.boxes if len(b))
-    _emit(log, event="rendered", samples=len(bank), with_nodules=positives, seconds=round(render_s, 1))
+#: TrainConfig fields that say how a run was executed, not what was trained (kept out of the manifest)
+RUNTIME_FIELDS = ("threads", "device", "checkpoint", "resume", "val_data")
 
-    device = torch.device(config.device)
-    model = build_model(ARCHITECTURE, config.input, config.network).to(device)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    warmup = max(1, config.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / config.steps))))
-    rng = np.random.default_rng(config.seed + 1)
-    images = torch.from_numpy(bank.images)
-    running: dict[str, float] = {}
-    t1 = time.perf_counter()
-    for step in range(1, config.steps + 1):
-        if check:
-            check()
-        idx = rng.integers(0, len(bank), config.batch_size)
-        batch = images[idx].float().div_(255.0)
-        targets = []
-        for b, n in enumerate(idx):
-            boxes = torch.from_numpy(bank.boxes[n]).clone()
-            img = batch[b]
-            size = img.shape[-1]
-            if rng.random() < 0.5:  # left-right
-                img = img.flip(-1)
-                boxes[:, [0, 2]] = size - boxes[:, [2, 0]]
-            if rng.random() < 0.5:  # anterior-posterior
-                img = img.flip(-2)
-                boxes[:, [1, 3]] = size - boxes[:, [3, 1]]
-            if rng.random() < 0.5:  # slice order (head-feet)
-                img = img.flip(0)
-            batch[b] = img
-            targets.append({"boxes": boxes.to(device), "labels": torch.ones(len(boxes), dtype=torch.int64,
-                                                                             device=device)})
-        losses = model(list(batch.to(device)), targets)
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        sched.step()
-        for k, v in losses.items():
-            fv = float(v.detach())
-            running[k] = 0.98 * running.get(k, fv) + 0.02 * fv
-        if step % 50 == 0 or step == config.steps:
-            _emit(log, event="step", step=step, steps=config.steps, lr=round(sched.get_last_lr()[0], 6),
-                  **{k: round(v, 4) for k, v in running.items()},
-                  seconds=round(time.perf_counter() - t1, 1))
-    train_s = time.perf_counter() - t1
-    model.eval()
-    manifest = {
+
+def _manifest(config: TrainConfig, samples: int, positives: int) -> dict:
+    return {
         "name": config.name,
         "version": config.version,
         "parent_version": config.parent_version,
@@ -125,19 +89,133 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
         "training_data": {
             "source": "medstation.synth analytic chest CT phantom (synthetic, no patient data)",
             "phantom_seeds": list(config.phantom_seeds),
-            "samples": len(bank),
+            "samples": samples,
             "samples_with_nodules": positives,
             "nodule_diameters_mm": [3.0, 30.0],
             "ground_glass_fraction": 0.3,
             "crop_px": config.crop,
         },
-        "training": {k: v for k, v in asdict(config).items() if k not in ("input", "network")},
-        "training_seconds": {"render": round(render_s, 1), "train": round(train_s, 1)},
-        "final_losses": {k: round(v, 4) for k, v in running.items()},
+        "training": {k: v for k, v in asdict(config).items()
+                     if k not in ("input", "network") + RUNTIME_FIELDS},
         "metrics": {},
         "intended_use": "Research and demonstration on synthetic data. Not for clinical use.",
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _augment(rng: np.random.Generator, img: torch.Tensor, boxes: torch.Tensor) -> tuple:
+    size = img.shape[-1]
+    if rng.random() < 0.5:  # left-right
+        img = img.flip(-1)
+        boxes[:, [0, 2]] = size - boxes[:, [2, 0]]
+    if rng.random() < 0.5:  # anterior-posterior
+        img = img.flip(-2)
+        boxes[:, [1, 3]] = size - boxes[:, [3, 1]]
+    if rng.random() < 0.5:  # slice order (head-feet)
+        img = img.flip(0)
+    return img, boxes
+
+
+def detector_step(bank, config: TrainConfig, device: torch.device):
+    """One optimisation step of the detector: a random batch from ``bank``, flipped, FCOS losses."""
+    images = torch.from_numpy(bank.images)
+
+    def step(t: Trainer, _iteration: int) -> dict[str, float]:
+        idx = t.rng.integers(0, len(bank), config.batch_size)
+        batch = images[idx].float().div_(255.0)
+        targets = []
+        for b, n in enumerate(idx):
+            batch[b], boxes = _augment(t.rng, batch[b], torch.from_numpy(bank.boxes[n]).clone())
+            targets.append({"boxes": boxes.to(device), "labels": torch.ones(len(boxes), dtype=torch.int64,
+                                                                             device=device)})
+        losses = t.model(list(batch.to(device)), targets)
+        loss = sum(losses.values())
+        t.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(t.model.parameters(), 5.0)
+        t.optimizer.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    return step
+
+
+def froc_validation(config: TrainConfig, manifest: dict, log=None):
+    """Validation for the trainer: FROC/CPM of a copy of the model on held-out generated studies."""
+    import copy
+    from pathlib import Path
+
+    from medstation.ai.detector import Detector
+    from medstation.core.paths import user_data_path
+    from medstation.training.evaluate import ensure_eval_set, evaluate
+
+    folder = Path(config.val_data) if config.val_data else user_data_path() / "eval"
+    studies = ensure_eval_set(folder, config.val_studies)
+
+    def run(t: Trainer) -> dict[str, float]:
+        detector = Detector(copy.deepcopy(t.model).cpu(), manifest, "cpu")
+        result, _extra = evaluate(detector, studies)
+        return {"cpm": result.cpm, "sensitivity_at_1fp": result.sensitivity_at.get(1.0, 0.0),
+                "threshold_at_1fp": result.threshold_at_1fp}
+
+    return run
+
+
+def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
+          check: Callable[[], None] | None = None) -> dict:
+    """Render the samples, train on the ``Trainer``, write the model directory; returns the manifest.
+
+    With ``config.checkpoint`` a resumable checkpoint is written every epoch (and on cancel);
+    ``config.resume`` continues from it. A cancel (``check`` raising ``CancelledError``) saves the
+    checkpoint and raises ``CancelledError``; no model directory is written.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    t0 = time.perf_counter()
+    _emit(log, event="render", done=0, total=config.samples)
+    bank = make_bank(config.samples, config.input, crop=config.crop, seed=config.seed,
+                     phantom_seeds=config.phantom_seeds,
+                     progress=lambda d, t: (check() if check else None,
+                                            _emit(log, event="render", done=d, total=t)))
+    render_s = time.perf_counter() - t0
+    positives = sum(1 for b in bank.boxes if len(b))
+    _emit(log, event="rendered", samples=len(bank), with_nodules=positives, seconds=round(render_s, 1))
+
+    device = torch.device(config.device)
+    model = build_model(ARCHITECTURE, config.input, config.network).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    warmup = max(1, config.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / config.steps))))
+    trainer = Trainer(detector_step(bank, config, device), model=model, optimizer=opt, scheduler=sched,
+                      max_iterations=config.steps, epoch_length=config.epoch_length or config.steps,
+                      rng=np.random.default_rng(config.seed + 1))
+    trainer.attach(LRSchedule(sched), JsonLinesLogger(log, every=50, lr=lambda: sched.get_last_lr()[0]))
+    manifest = _manifest(config, len(bank), positives)
+    if config.validate_every and config.val_studies:
+        trainer.attach(Validation(froc_validation(config, manifest, log), every=config.validate_every))
+        if config.early_stop:
+            trainer.attach(EarlyStopping(config.early_stop))
+    if config.checkpoint:
+        trainer.attach(Checkpoint(config.checkpoint))
+        if config.resume:
+            load_checkpoint(trainer, config.checkpoint)
+            _emit(log, event="resumed", step=trainer.state.iteration, epoch=trainer.state.epoch)
+    if check is not None:
+        trainer.attach(CancelFlag(check))
+    state = trainer.run()
+    if state.stop_reason == "cancelled":
+        where = f" from {config.checkpoint}" if config.checkpoint else ""
+        raise CancelledError(f"training was cancelled at step {state.iteration} of {config.steps}",
+                             f"resume with --resume{where}")
+    running = state.running
+    train_s = state.seconds
+    model.eval()
+    manifest["training_seconds"] = {"render": round(render_s, 1), "train": round(train_s, 1)}
+    manifest["final_losses"] = {k: round(v, 4) for k, v in running.items()}
+    if state.history:
+        manifest["validation"] = {"history": state.history, "best_cpm": state.best,
+                                  "best_epoch": state.best_epoch, "stopped": state.stop_reason}
+    manifest["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     save_model(out_dir, model.state_dict(), manifest)
     from medstation.training.card import write_card
 

@@ -67,7 +67,7 @@ def ensure_eval_set(folder: Path, count: int, seed0: int = EVAL_SEED0,
 def evaluate(detector, studies: list[Path], *, min_diameter: float = 6.0, pool=None,
              progress: Callable[[str], None] | None = None) -> tuple[FrocResult, dict]:
     """Run ``detector`` on every study; FROC for nodules >= ``min_diameter`` mm."""
-    from medstation.dicom import WorkerPool, assemble, load_stack, scan
+    from medstation.dicom import WorkerPool, open_series
 
     own_pool = pool is None
     pool = pool or WorkerPool()
@@ -79,8 +79,7 @@ def evaluate(detector, studies: list[Path], *, min_diameter: float = 6.0, pool=N
         for n, study in enumerate(studies):
             truth = json.loads((study / "truth.json").read_text())
             files = truth["series"][0]["files"]
-            stacks = assemble(scan(files, pool).headers)
-            volume = load_stack(stacks[0], pool).volume
+            volume = open_series(files, pool=pool).volume
             t0 = time.perf_counter()
             run = detector.detect(volume)
             seconds.append(time.perf_counter() - t0)

@@ -117,7 +117,7 @@ def test_weights_of_another_network_shape_are_refused(tmp_path):
         load_detector(path)
 
 
-def test_the_newest_user_model_is_the_default_and_broken_ones_are_listed(tmp_path, monkeypatch, tiny_model):
+def test_a_new_user_model_is_listed_but_not_used_until_chosen(tmp_path, monkeypatch, tiny_model):
     builtin = tmp_path / "builtin"
     monkeypatch.setenv("MEDSTATION_MODELS", str(builtin))
     model = tiny_model[1]
@@ -135,7 +135,8 @@ def test_the_newest_user_model_is_the_default_and_broken_ones_are_listed(tmp_pat
     assert [e.version for e in entries] == ["1.0.0", "1.0.9", "1.1.0"]
     assert entries[0].builtin and not entries[1].builtin
     assert len(problems) == 1 and "broken" in str(problems[0])
-    assert default_detector_dir().name == "nodule-detector-1.1.0"
+    # a newer version on disk does not become the default by itself
+    assert default_detector_dir() == builtin / "nodule-detector"
 
 
 def test_metrics_are_recorded_without_touching_the_weights(tiny_model):

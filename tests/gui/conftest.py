@@ -20,9 +20,9 @@ def marker_study(tmp_path_factory):
 
 @pytest.fixture
 def window(qtbot):
-    from medstation.gui.main_window import MainWindow
+    from medstation.gui.app import build_window
 
-    win = MainWindow()
+    win = build_window()
     win.ai.set_auto_detect(False)  # AI tests switch it on; the viewer tests need no torch
     qtbot.addWidget(win)
     win.resize(1400, 900)

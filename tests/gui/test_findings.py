@@ -31,24 +31,24 @@ def test_demo_findings_appear_and_a_click_jumps_to_the_lesion(qtbot, demo_window
     st = win.state
     panel = win.findings
     threshold = win.ai.operating_threshold()
-    assert st.finding_threshold == pytest.approx(threshold, abs=0.01)
+    assert st.findings.threshold == pytest.approx(threshold, abs=0.01)
     # the demo's nodules are found above the operating point (the 6 mm one may fall below it:
     # 96% sensitivity at 1 false positive per scan is not 100%)
-    found = [n["label"] for n in truth["nodules"] if _hits(st.findings, n, threshold)]
+    found = [n["label"] for n in truth["nodules"] if _hits(st.findings.items, n, threshold)]
     assert len(found) >= 3 and "RUL solid 15 mm" in found and "LUL ground-glass 11 mm" in found, found
     # the panel lists what is above the threshold, by score
     rows = panel.tree.topLevelItemCount()
-    assert rows == len(st.visible_findings()) >= 4
+    assert rows == len(st.findings.visible()) >= 4
     scores = [float(panel.tree.topLevelItem(r).text(1)) for r in range(rows)]
     assert scores == sorted(scores, reverse=True)
     # move away, then click the ground-glass nodule's row: the slice and cursor jump to it
     lul = next(n for n in truth["nodules"] if n["label"].startswith("LUL"))
-    target = _hits(st.findings, lul, threshold)[0]
+    target = _hits(st.findings.items, lul, threshold)[0]
     st.set_position((0, 0, 0))
-    row = st.visible_findings().index(target)
+    row = st.findings.visible().index(target)
     rect = panel.tree.visualItemRect(panel.tree.topLevelItem(row))
     click(panel.tree.viewport(), rect.center())
-    assert st.selected_finding is target
+    assert st.findings.selected is target
     assert int(round(st.position[0])) == target.center_slice
     axial = win.viewer.views["axial"]
     assert st.depth(axial.plane) == target.center_slice
@@ -60,7 +60,7 @@ def test_demo_findings_appear_and_a_click_jumps_to_the_lesion(qtbot, demo_window
     assert abs(centre.x() - axial.width() / 2) < 3 and abs(centre.y() - axial.height() / 2) < 3
     # the overlay colours pixels around the lesion; hiding it removes them
     img_on = axial.grab().toImage()
-    st.set_show_findings(False)
+    st.findings.set_show(False)
     img_off = axial.grab().toImage()
     r = drawn[id(target)].toRect().adjusted(-6, -6, 6, 6)
     changed = sum(img_on.pixel(x, y) != img_off.pixel(x, y)
@@ -72,19 +72,19 @@ def test_demo_findings_appear_and_a_click_jumps_to_the_lesion(qtbot, demo_window
 def test_threshold_review_and_cache(qtbot, demo_window):
     win, truth = demo_window
     st, panel = win.state, win.findings
-    n_all = len(st.findings)
+    n_all = len(st.findings.items)
     panel.threshold.setValue(99)
-    assert len(st.visible_findings()) < n_all
-    assert panel.tree.topLevelItemCount() == len(st.visible_findings())
+    assert len(st.findings.visible()) < n_all
+    assert panel.tree.topLevelItemCount() == len(st.findings.visible())
     panel.threshold.setValue(0)
     assert panel.tree.topLevelItemCount() == n_all
     panel.threshold.setValue(int(win.ai.operating_threshold() * 100))
     # accept the top finding, reject the second (keyboard: Y and X on the selected finding)
-    first, second = st.visible_findings()[:2]
-    st.select_finding(first)
+    first, second = st.findings.visible()[:2]
+    st.findings.select(first)
     win.viewer.views["axial"].setFocus()
     qtbot.keyClick(win.viewer.views["axial"], Qt.Key_Y)
-    st.select_finding(second)
+    st.findings.select(second)
     panel.reject_button.click()
     assert (first.status, second.status) == ("accepted", "rejected")
     reviews = win.db.reviewed_findings()
@@ -96,7 +96,7 @@ def test_threshold_review_and_cache(qtbot, demo_window):
     with qtbot.waitSignal(win.ai.detection_finished, timeout=60000) as sig:
         open_and_wait(qtbot, win, uid)
     assert sig.args[1] is None
-    again = {f.finding_id: f.status for f in st.findings}
+    again = {f.finding_id: f.status for f in st.findings.items}
     assert again[first.finding_id] == "accepted" and again[second.finding_id] == "rejected"
     # "Detect" runs again on demand
     with qtbot.waitSignal(win.ai.detection_finished, timeout=240000) as sig:

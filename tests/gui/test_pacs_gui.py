@@ -45,8 +45,8 @@ def test_send_findings_to_pacs_and_export_deidentified(qtbot, window, small_stud
         node = make_node(server)
         import_and_wait(qtbot, window, [small_study.folder])
         open_and_wait(qtbot, window, small_study.series[0].series_uid)
-        window.state.set_finding_threshold(0.5)
-        window.state.set_findings([nodule_finding(window.state.volume)])
+        window.state.findings.set_threshold(0.5)
+        window.state.findings.set_items([nodule_finding(window.state.volume)])
         task = window.send_results(node)
         with qtbot.waitSignal(task.finished, timeout=60000):
             pass

@@ -93,10 +93,10 @@ def test_first_image_before_the_series_has_loaded_and_cancel(qtbot, window, big_
 
 
 def test_settings_persist_across_windows(qtbot, small_study):
-    from medstation.gui.main_window import MainWindow
+    from medstation.gui.app import build_window
     from medstation.imaging import Window
 
-    win = MainWindow()
+    win = build_window()
     win.ai.set_auto_detect(False)
     qtbot.addWidget(win)
     win.show()
@@ -108,7 +108,7 @@ def test_settings_persist_across_windows(qtbot, small_study):
     win.close()
     assert not win.isVisible()
 
-    again = MainWindow()
+    again = build_window()
     qtbot.addWidget(again)
     again.show()
     try:
@@ -220,7 +220,7 @@ def test_cine_plays_through_the_slices(qtbot, window, small_study):
     open_and_wait(qtbot, window, small_study.series[0].series_uid)
     plane = window.viewer.active.plane
     seen = set()
-    window.state.changed.connect(lambda what: seen.add(window.state.depth(plane)))
+    window.state.position_changed.connect(lambda: seen.add(window.state.depth(plane)))
     window.cine_action.trigger()
     qtbot.waitUntil(lambda: len(seen) >= 5, timeout=10000)
     window.cine_action.trigger()

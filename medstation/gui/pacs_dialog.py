@@ -1,15 +1,12 @@
-"""The PACS dialog (nodes, search, retrieve) and the window's DICOM exports (SR/SEG, de-identified).
+"""The PACS dialog: nodes (with keyring passwords), search, retrieve into the study database.
 
-Every network call runs as a background ``Task`` of the main window, so the
-window never waits on a PACS; retrieves show progress in the status bar and
-stop with its Cancel button.
+Every network call runs as a background task of the application context, so
+the window never waits on a PACS; retrieves show progress in the status bar
+and stop with its Cancel button. The DICOM exports (SR/SEG, de-identified) are
+in ``gui/exports.py``.
 """
 
 from __future__ import annotations
-
-import tempfile
-from dataclasses import replace
-from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -22,7 +19,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QPushButton,
     QSpinBox,
     QTableWidget,
@@ -116,9 +112,9 @@ class PacsDialog(QDialog):
 
     COLUMNS = ["Date", "Patient ID", "Patient", "Modalities", "Series", "Images", "Description"]
 
-    def __init__(self, window, parent=None) -> None:
-        super().__init__(parent or window)
-        self.window_ = window
+    def __init__(self, ctx, parent=None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
         self.setWindowTitle("PACS")
         self.resize(900, 520)
         self.nodes: list[PacsNode] = []
@@ -251,7 +247,7 @@ class PacsDialog(QDialog):
         def done(seconds: float) -> None:
             self.set_status(f"{node.name} answered in {seconds * 1000:.0f} ms.")
 
-        self.window_.run_task(work, "pacs-echo", "PACS", show_progress=False, on_done=done,
+        self.ctx.run_task(work, "pacs-echo", "PACS", show_progress=False, on_done=done,
                               on_error=self._fail)
 
     def search(self) -> None:
@@ -267,7 +263,7 @@ class PacsDialog(QDialog):
         def work(progress, cancel):
             return open_client(node).find_studies(**query)
 
-        self.window_.run_task(work, "pacs-find", "PACS search", show_progress=False,
+        self.ctx.run_task(work, "pacs-find", "PACS search", show_progress=False,
                               on_done=self._show_matches, on_error=self._fail)
 
     def _show_matches(self, matches: list[StudyMatch]) -> None:
@@ -297,8 +293,8 @@ class PacsDialog(QDialog):
             self.set_status("Search, then choose a study.", error=True)
             return
         match = self.matches[row]
-        win = self.window_
-        db_path, pool = win.db.path, win.scan_pool
+        ctx = self.ctx
+        db_path, pool = ctx.db.path, ctx.pools.scan
         self.retrieve_button.setEnabled(False)
         self.set_status(f"Retrieving {match.n_instances or '?'} images from {node.name}…")
 
@@ -312,110 +308,11 @@ class PacsDialog(QDialog):
             report, imported = result
             self.retrieve_button.setEnabled(True)
             self.set_status(f"Retrieved {report.transferred} images in {report.seconds:.1f} s.")
-            win.browser.refresh()
+            ctx.studies_changed.emit()
             if imported.errors:
-                win.add_problems(imported.errors, f"Retrieve from {node.name}")
+                ctx.add_problems(imported.errors, f"Retrieve from {node.name}")
             if imported.series:
-                win.open_series(max(imported.series, key=imported.series.get))
+                ctx.open_requested.emit(max(imported.series, key=imported.series.get))
             self.retrieved.emit(result)
 
-        win.run_task(work, "pacs-retrieve", f"Retrieving from {node.name}", on_done=done, on_error=self._fail)
-
-
-# --------------------------------------------------------------------------- exports from the window
-
-
-def current_results(window) -> tuple[list, list[dict]]:
-    """The findings a reader would send (shown and not rejected) and the series' length measurements."""
-    state = window.state
-    findings = [f for f in state.visible_findings() if f.status != "rejected"]
-    lengths = []
-    if state.series_key:
-        for mid, kind, data in window.db.measurements(state.series_key):
-            if kind == "length":
-                lengths.append({**data, "kind": kind, "id": mid})
-    return findings, lengths
-
-
-def export_results_task(window, out_dir: str | Path | None = None, node: PacsNode | None = None,
-                        on_done=None):
-    """Write the open series' findings as SR + SEG into ``out_dir`` (or a temporary folder), and
-    send them to ``node`` when given. Returns the Task, or None when there is nothing to export."""
-    from medstation.dicom.results import export_results
-
-    state = window.state
-    volume = state.volume
-    findings, lengths = current_results(window)
-    if volume is None or (not findings and not lengths):
-        window.notify("Nothing to export: run detection (D) or measure a length first.")
-        return None
-    findings = [replace(f) for f in findings]
-    voxels = volume.voxels
-    sources = list(volume.sources)
-    spacing = volume.spacing
-
-    def work(progress, cancel):
-        if out_dir is None:
-            from medstation.dicom.database import user_data_path
-            base = user_data_path() / "exports"
-            base.mkdir(parents=True, exist_ok=True)
-            folder = tempfile.mkdtemp(prefix="results-", dir=base)
-        else:
-            folder = str(out_dir)
-        result = export_results(findings, sources, folder, voxels=voxels if findings else None,
-                                lengths=lengths, spacing=spacing)
-        sent = None
-        if node is not None:
-            files = [result.sr] + ([result.seg] if result.seg else [])
-            client = open_client(node, web=(node.retrieve == "wado"))
-            sent = client.store(files, progress=progress, cancel=cancel)
-        return result, sent
-
-    def done(out):
-        result, sent = out
-        where = f"sent to {node.name}" if node is not None else f"written to {Path(result.sr).parent}"
-        window.notify(f"{result.findings} findings and {result.measurements} measurements as DICOM SR"
-                      + (" + SEG" if result.seg else "") + f": {where}.")
-        if on_done is not None:
-            on_done(out)
-
-    label = f"Sending to {node.name}" if node is not None else "Exporting SR/SEG"
-    return window.run_task(work, "export-results", label, on_done=done)
-
-
-def deidentify_task(window, series_uids: list[str], out_dir: str | Path, allow_burned_in: bool = False,
-                    on_done=None):
-    """De-identified copy of the given series (the open study's) into ``out_dir``."""
-    from medstation.dicom.deid import BurnedInAnnotationError, deidentify
-
-    files = [h.path for uid in series_uids for h in window.db.series_headers(uid)]
-
-    def work(progress, cancel):
-        return deidentify(files, out_dir, allow_burned_in=allow_burned_in, progress=progress, cancel=cancel)
-
-    def failed(exc):
-        if isinstance(exc, BurnedInAnnotationError) and not allow_burned_in:
-            answer = QMessageBox.question(
-                window, "Burned-in annotation",
-                f"{len(exc.files)} image(s) are marked or suspected to show patient details in their pixels. "
-                "De-identification cannot remove text from pixels.\n\nExport them anyway?")
-            if answer == QMessageBox.Yes:
-                deidentify_task(window, series_uids, out_dir, allow_burned_in=True, on_done=on_done)
-
-    def done(report):
-        window.notify(f"De-identified {len(report.files)} files into {report.out_dir} "
-                      f"(dates moved by {report.date_shift_days} days).")
-        if on_done is not None:
-            on_done(report)
-
-    return window.run_task(work, "deidentify", "De-identifying", on_done=done, on_error=failed)
-
-
-def study_series(window) -> list[str]:
-    """Series UIDs of the study the open series belongs to."""
-    uid = window.state.series_key.split("#")[0] if window.state.series_key else ""
-    if not uid:
-        return []
-    rows = window.db.series()
-    study = next((r.study_uid for r in rows if r.series_uid == uid), "")
-    return [r.series_uid for r in rows if r.study_uid == study]
+        ctx.run_task(work, "pacs-retrieve", f"Retrieving from {node.name}", on_done=done, on_error=self._fail)

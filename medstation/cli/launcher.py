@@ -1,0 +1,39 @@
+"""The GUI launcher: the only CLI module that imports ``gui``.
+
+``medstation`` / ``medstation open`` / ``--demo`` start the window,
+``medstation bench render`` times the viewer, and ``selftest --gui`` gets its
+window step from here. Every other CLI module runs headless (an import-linter
+contract says so).
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def cmd_gui(args) -> int:
+    from medstation.gui.app import run
+
+    return run(db=args.db, open_paths=getattr(args, "paths", None), demo=args.demo)
+
+
+def cmd_bench_render(args) -> int:
+    from medstation.gui.bench import run_render
+
+    r = run_render(args)
+    if args.json:
+        print(json.dumps(r, indent=1))
+    else:
+        print(f"scroll frame ({r['size']}x{r['size']} slice, {r['widget'][0]}x{r['widget'][1]} view, "
+              f"text and measurements on): median {r['median_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms "
+              f"(target {r['target_ms']:.0f} ms, ratio {r['ratio_vs_target']:.2f}); baseline (redraw of a"
+              f" windowed slice, no overlays) {r['baseline_redraw_only_median_ms']:.2f} ms, "
+              f"ratio {r['ratio_vs_baseline']:.2f}")
+    return 0
+
+
+def selftest_window(series_uid: str, findings: list, threshold: float, path) -> str:
+    """The self-test's window step (open the demo series with findings, save a screenshot)."""
+    from medstation.gui.selftest import window_check
+
+    return window_check(series_uid, findings, threshold, path)

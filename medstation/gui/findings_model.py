@@ -1,0 +1,97 @@
+"""``FindingsModel``: the AI findings of the shown series as an overlay layer of the viewer model.
+
+It holds the findings, the confidence threshold, the selection, visibility and
+opacity, and the reader's decisions (accept / reject). Widgets subscribe to its
+signals; the AI controller fills it and stores what the reader decides
+(``reviewed``). Editing a finding's extent, drawing a new one and undo (the
+fine-tuning issue) become more methods here that emit ``items_changed`` and a
+signal the label store listens to.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from medstation.core.findings import STATUSES, Finding
+
+
+class FindingsModel(QObject):
+    items_changed = Signal()  # the list, the threshold or a review changed
+    selection_changed = Signal()
+    display_changed = Signal()  # visibility or opacity (repaint only)
+    reviewed = Signal(object, str)  # finding, status ("" clears): to be stored
+    changed = Signal()  # any of the above (the viewer repaints its overlays)
+
+    def __init__(self, state=None) -> None:
+        super().__init__(state)
+        self._state = state
+        self.items: list[Finding] = []
+        self.threshold = 0.5
+        self.show = True
+        self.opacity = 0.9
+        self.selected: Finding | None = None
+        self.partial = False  # items are a detector's partial result (still running)
+        for sig in (self.items_changed, self.selection_changed, self.display_changed):
+            sig.connect(self.changed)
+
+    # -- the findings -----------------------------------------------------------------------
+    def set_items(self, items: list[Finding], partial: bool = False) -> None:
+        self.items = sorted(items, key=lambda f: -f.score)
+        self.partial = bool(partial)
+        if self.selected not in self.items:
+            self.selected = None
+        self.items_changed.emit()
+
+    def clear(self) -> None:
+        self.items, self.selected, self.partial = [], None, False
+        self.items_changed.emit()
+
+    def visible(self) -> list[Finding]:
+        """Findings at or above the confidence threshold (rejected ones included: drawn dimmed)."""
+        return [f for f in self.items if f.score >= self.threshold]
+
+    def set_threshold(self, value: float) -> None:
+        self.threshold = float(min(max(value, 0.0), 1.0))
+        self.items_changed.emit()
+
+    # -- display ------------------------------------------------------------------------------
+    def set_show(self, on: bool) -> None:
+        self.show = bool(on)
+        self.display_changed.emit()
+
+    def set_opacity(self, value: float) -> None:
+        self.opacity = float(min(max(value, 0.05), 1.0))
+        self.display_changed.emit()
+
+    # -- selection and review -------------------------------------------------------------------
+    def select(self, f: Finding | None, jump: bool = True) -> None:
+        """Select ``f``; ``jump`` moves the cursor to its centre and centres the views on it."""
+        self.selected = f
+        if f is not None and jump and self._state is not None:
+            self._state.centre_on(f.center_voxel)
+        self.selection_changed.emit()
+
+    def step(self, delta: int) -> None:
+        """Select the next (``delta`` 1) or previous (-1) visible finding, wrapping around."""
+        items = self.visible()
+        if not items:
+            return
+        cur = self.selected
+        n = items.index(cur) + delta if cur in items else (0 if delta > 0 else len(items) - 1)
+        self.select(items[n % len(items)])
+
+    def review(self, f: Finding | None, status: str) -> None:
+        """Accept or reject ``f`` (``""`` clears); ``reviewed`` asks for it to be stored."""
+        if f is None:
+            return
+        if status not in STATUSES:
+            raise ValueError(f"unknown review status {status!r}")
+        f.status = status
+        self.items_changed.emit()
+        self.reviewed.emit(f, status)
+
+    def toggle_review(self, status: str) -> None:
+        """The keyboard review of the selected finding: ``status``, or clear it if it has it already."""
+        f = self.selected
+        if f is not None:
+            self.review(f, "" if f.status == status else status)
