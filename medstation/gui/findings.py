@@ -203,7 +203,8 @@ class FindingsPanel(QWidget):
         self.status.setText(f"Detecting with {self.ai.model_label} …")
 
     def _progress(self, done: int, total: int) -> None:
-        self.status.setText(f"Detecting with {self.ai.model_label}: slice {done} of {total} …")
+        so_far = f" · {len(self.model.visible())} finding(s) so far" if self.model.partial else ""
+        self.status.setText(f"Detecting with {self.ai.model_label}: slice {done} of {total} …{so_far}")
 
     def _finished(self, _key: str, run) -> None:
         self.run_button.setEnabled(True)

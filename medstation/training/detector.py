@@ -184,8 +184,10 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
     model = build_model(ARCHITECTURE, config.input, config.network).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(1, config.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / config.steps))))
+    def lr_factor(s: int) -> float:  # linear warm-up, then cosine; a float (checkpoints hold no numpy)
+        return float(min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / config.steps))))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     trainer = Trainer(detector_step(bank, config, device), model=model, optimizer=opt, scheduler=sched,
                       max_iterations=config.steps, epoch_length=config.epoch_length or config.steps,
                       rng=np.random.default_rng(config.seed + 1))

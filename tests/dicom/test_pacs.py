@@ -95,12 +95,11 @@ def test_retrieve_into_database_and_load(node, stored_study, method):
         for f in report.files[:3]:
             got = dcmread(f)
             assert (got.pixel_array == dcmread(by_uid[str(got.SOPInstanceUID)]).pixel_array).all()
-        from medstation.dicom.loader import load_stack
-        from medstation.gui.loading import prepare_series
-        stack, _parts, info = prepare_series(db, truth.series[0].series_uid)
-        volume = load_stack(stack, pool).volume
-        assert volume.voxels.shape == tuple(truth.series[0].shape)
-        assert info["patient_id"] == truth.patient_id
+        from medstation.core.series import SeriesRef
+        from medstation.dicom import open_series
+        opened = open_series(SeriesRef(truth.study_uid, truth.series[0].series_uid), db=db, pool=pool)
+        assert opened.volume.voxels.shape == tuple(truth.series[0].shape)
+        assert opened.info["patient_id"] == truth.patient_id
     assert not any((pacs_folder() / "incoming").iterdir())
 
 

@@ -43,3 +43,34 @@ def test_a_short_training_run_writes_a_loadable_model(tmp_path):
     assert "Not for clinical use" in manifest["intended_use"]
     det = load_detector(tmp_path / "m")
     assert det.version == "0.0.1-test"
+
+
+def test_detector_training_cancelled_and_resumed_gives_the_same_model(tmp_path):
+    import pytest
+
+    from medstation.ai.store import load_state
+    from medstation.core.errors import CancelledError
+
+    net = {"widths": [8, 8, 16, 16], "fpn_channels": 32, "head_convs": 1}
+
+    def config(**kw):
+        return TrainConfig(samples=16, steps=8, batch_size=2, crop=64, epoch_length=3, network=net, **kw)
+
+    train(config(), str(tmp_path / "whole"), log=None)
+    calls = {"n": 0}
+
+    def check():
+        calls["n"] += 1
+        if calls["n"] == 5 + 1:  # the render's one progress call, then five training steps
+            raise CancelledError()
+
+    ckpt = str(tmp_path / "ckpt")
+    with pytest.raises(CancelledError, match="cancelled at step 5 of 8"):
+        train(config(checkpoint=ckpt), str(tmp_path / "cut"), log=None, check=check)
+    assert not (tmp_path / "cut").exists()
+    log = io.StringIO()
+    train(config(checkpoint=ckpt, resume=True), str(tmp_path / "cut"), log=log)
+    assert {"event": "resumed", "step": 5, "epoch": 1} in [json.loads(x) for x in log.getvalue().splitlines()]
+    _, whole = load_state(tmp_path / "whole")
+    _, resumed = load_state(tmp_path / "cut")
+    assert all(np.array_equal(whole[k].numpy(), resumed[k].numpy()) for k in whole)

@@ -1,0 +1,129 @@
+"""The window driven against a stub engine (the real queue and lane, jobs answered without torch).
+
+The stub answers a DetectJob in three chunks, each a partial result; the test
+holds it between chunks to see partial findings drawn and listed before the run
+ends, the final findings cached, a cancel clear what was partial, and torch never
+imported for any of it.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+
+import pytest
+
+from medstation.ai.engine import Engine
+from medstation.ai.jobs import DetectJob, PartialFindings
+from tests.conftest import nodule_finding
+from tests.gui.conftest import import_and_wait, open_and_wait
+
+
+@dataclass
+class StubRun:
+    findings: list
+    seconds: dict = field(default_factory=lambda: {"total": 0.01})
+    device: str = "stub"
+
+
+class StubEngine(Engine):
+    """A real engine whose DetectJobs are answered by ``answer`` in chunks, a gate between them."""
+
+    def __init__(self) -> None:
+        super().__init__(["stub"])
+        self.gate = threading.Semaphore(0)
+        self.jobs: list[DetectJob] = []
+
+    def submit(self, fn, **kw):
+        if isinstance(fn, DetectJob):
+            self.jobs.append(fn)
+            fn = self._answer(fn)
+        return super().submit(fn, **kw)
+
+    def _answer(self, job: DetectJob):
+        def run(ctx):
+            volume = job.volume
+            found = [nodule_finding(volume, score=0.92), nodule_finding(volume, finding_id="F2", score=0.61)]
+            for n in range(1, 4):
+                ctx.check()
+                ctx.partial(PartialFindings(found[: min(n, 2)], n, 3))
+                ctx.progress(n, 3)
+                assert self.gate.acquire(timeout=30), "the test did not release the chunk"
+                ctx.check()
+            return StubRun(found)
+
+        return run
+
+
+@pytest.fixture
+def stub_window(qtbot, small_study):
+    from medstation.gui.app import build_window
+
+    engines: list[StubEngine] = []
+
+    def factory(_device):
+        engines.append(StubEngine())
+        return engines[-1]
+
+    win = build_window(engine_factory=factory)
+    win.ai.set_auto_detect(False)
+    qtbot.addWidget(win)
+    win.resize(1200, 800)
+    win.show()
+    import_and_wait(qtbot, win, [small_study.folder])
+    open_and_wait(qtbot, win, small_study.series[0].series_uid)
+    yield win, engines
+    for e in engines:
+        for _ in range(10):
+            e.gate.release()
+    win.shutdown()
+    win.close()
+
+
+def test_partial_findings_are_drawn_as_they_arrive_then_cached(qtbot, stub_window):
+    win, engines = stub_window
+    torch_before = "torch" in sys.modules
+    layer, panel = win.state.findings, win.findings
+    with qtbot.waitSignal(win.ai.findings_changed, timeout=30000):
+        win.ai.detect(force=True)
+    engine = engines[0]
+    assert layer.partial and [f.finding_id for f in layer.items] == ["F1"]
+    assert panel.tree.topLevelItemCount() == 1 and "so far" in panel.status.text()
+    assert engine.jobs[0].volume is win.state.volume and engine.jobs[0].model.name == "nodule-detector"
+    axial = win.viewer.views["axial"]
+    k = layer.items[0].center_slice
+    win.state.set_position((k, *win.state.position[1:]))
+    assert axial.finding_rects(axial.plane, k)  # drawn while the run goes on
+    with qtbot.waitSignal(win.ai.findings_changed, timeout=30000):
+        engine.gate.release()
+    assert [f.finding_id for f in layer.items] == ["F1", "F2"] and layer.partial
+    with qtbot.waitSignal(win.ai.detection_finished, timeout=30000) as sig:
+        engine.gate.release()
+        engine.gate.release()
+    assert sig.args[1].device == "stub" and not layer.partial and len(layer.items) == 2
+    assert win.ai.partials == 3
+    # reviews go to the database with the model version; a reopen comes from the cache
+    layer.review(layer.items[0], "accepted")
+    assert [r["status"] for r in win.db.reviewed_findings()] == ["accepted"]
+    with qtbot.waitSignal(win.ai.detection_finished, timeout=30000) as sig:
+        win.ai.detect()
+    assert sig.args[1] is None and layer.items[0].status == "accepted"
+    assert len(engine.jobs) == 1
+    assert ("torch" in sys.modules) == torch_before  # the stub engine needs no torch
+
+
+def test_cancel_stops_within_a_chunk_and_clears_partial_findings(qtbot, stub_window):
+    win, engines = stub_window
+    layer = win.state.findings
+    with qtbot.waitSignal(win.ai.findings_changed, timeout=30000):
+        win.ai.detect(force=True)
+    assert layer.partial and layer.items
+    with qtbot.waitSignal(win.ai.detection_failed, timeout=30000) as sig:
+        win.ai.cancel()
+        engines[0].gate.release()
+    assert type(sig.args[1]).__name__ == "CancelledError"
+    assert not layer.items and not layer.partial
+    assert win.findings.status.text() == "Detection cancelled."
+    assert win.db.ai_result(win.state.series_key, "nodule-detector", "1.0.0",
+                            win.ai.version.manifest.sha256) is None
