@@ -257,12 +257,12 @@ def _ai(name: str):
 def _selftest(args) -> int:
     from medstation.cli.selftest import cmd_selftest
 
-    window = None
+    window_step = None
     if args.gui:
         from medstation.cli.launcher import selftest_window
 
-        window = selftest_window
-    return cmd_selftest(args, window=window)
+        window_step = selftest_window
+    return cmd_selftest(args, window_step=window_step)
 
 
 def _models(name: str):

@@ -51,9 +51,9 @@ class _Steps:
 
 
 def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | None = None,
-                 window=None) -> dict:
-    """Every step on the demo study; ``window(series_uid, findings, threshold, path)`` is the GUI
-    step (``cli.launcher.selftest_window``), run when ``gui`` is set."""
+                 window_step=None) -> dict:
+    """Every step on the demo study; ``window_step(series_uid, findings, threshold, path)`` is the
+    GUI step (``cli.launcher.selftest_window``), run when ``gui`` is set."""
     tmp = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="medstation-selftest-"))
     tmp.mkdir(parents=True, exist_ok=True)
     os.environ["MEDSTATION_DATA"] = str(tmp / "data")
@@ -129,10 +129,10 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
         return f"findings.json, {Path(res.sr).name}, {Path(res.seg).name if res.seg else 'no SEG'}"
 
     def window():
-        if window is None:
+        if window_step is None:
             raise RuntimeError("no window step was given (run `medstation selftest --gui`)")
         path = Path(screenshot) if screenshot else tmp / "selftest-window.png"
-        return window(ctx["truth"].series[0].series_uid, ctx["run"].findings, ctx["threshold"], path)
+        return window_step(ctx["truth"].series[0].series_uid, ctx["run"].findings, ctx["threshold"], path)
 
     steps.run("write demo study", write)
     if steps.ok:
@@ -151,8 +151,8 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
             "steps": steps.rows}
 
 
-def cmd_selftest(args, window=None) -> int:
-    report = run_selftest(gui=args.gui, keep=args.keep, screenshot=args.screenshot, window=window)
+def cmd_selftest(args, window_step=None) -> int:
+    report = run_selftest(gui=args.gui, keep=args.keep, screenshot=args.screenshot, window_step=window_step)
     if args.json:
         print(json.dumps(report, indent=1))
     else:

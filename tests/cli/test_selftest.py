@@ -8,10 +8,13 @@ from medstation.cli import main
 
 
 def test_selftest_passes_and_writes_findings(capsys, tmp_path):
-    assert main(["selftest", "--json", "--keep", str(tmp_path / "st")]) == 0
+    shot = tmp_path / "window.png"
+    assert main(["selftest", "--gui", "--json", "--keep", str(tmp_path / "st"),
+                 "--screenshot", str(shot)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and [r["step"] for r in report["steps"]][:3] == [
         "write demo study", "import and load", "render slices"]
+    assert report["steps"][-1]["step"] == "main window" and shot.stat().st_size > 10000
     findings = json.loads((tmp_path / "st" / "findings" / "findings.json").read_text())
     assert len(findings) >= 3 and all(f["model_name"] == "nodule-detector" for f in findings)
     assert list((tmp_path / "st" / "findings").glob("SR_*.dcm"))
