@@ -16,6 +16,7 @@ Every caller goes through here: the CLI commands (``info``, ``detect``,
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -175,7 +176,9 @@ def open_series(source: Source, *, db=None, pool: WorkerPool | None = None,
     ``on_slice(k)`` as each slice lands, ``progress(done, total)``, ``cancel`` checked
     between slices (``CancelledError``). Slices that fail are left blank and listed
     in ``errors``; the volume's warnings say so."""
-    with _pool(pool) as p, _folder(None) as tmp:
+    with _pool(pool) as p, contextlib.ExitStack() as scratch:
+        # files from a .zip are extracted into a folder that lives as long as the load
+        tmp = None if isinstance(source, (SeriesStack, SeriesRef)) else scratch.enter_context(_folder(None))
         resolved = resolve_series(source, db=db, pool=p, series=series, extract_dir=tmp)
         total = len(resolved.stack.slices)
         done = [0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,21 +39,33 @@ def inside(root: Path, candidate: Path) -> bool:
 
 
 def collect(inputs, extract_dir: str | Path | None = None) -> Collected:
-    """Expand inputs into a sorted, de-duplicated list of candidate files."""
-    out = Collected()
-    seen: set[str] = set()
+    """Expand inputs into a sorted, de-duplicated list of candidate files.
 
-    def add(p: Path) -> None:
-        key = str(p.resolve())
+    A file named directly is read once (its first 512 bytes) to tell a DICOM file,
+    a DICOMDIR and a zip archive apart; a file is listed once however it is reached
+    (same device and inode: links and ``..`` paths included).
+    """
+    out = Collected()
+    seen: set = set()
+
+    def add(p: Path, st: os.stat_result | None = None) -> None:
+        try:
+            st = st or os.stat(p)
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:  # listed anyway: the scan reports why it cannot be read
+            key = str(p.resolve())
         if key not in seen:
             seen.add(key)
             out.files.append(str(p))
 
     for raw in inputs:
         p = Path(raw)
-        if not p.exists():
+        try:
+            st = os.stat(p)
+        except OSError:
             out.errors.append(LoadError(p, "no such file or folder", "check the path"))
-        elif p.is_dir():
+            continue
+        if stat.S_ISDIR(st.st_mode):
             for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
                 dirnames.sort()
                 for name in sorted(filenames):
@@ -63,18 +76,19 @@ def collect(inputs, extract_dir: str | Path | None = None) -> Collected:
                         _from_zip(f, extract_dir, out, add)
                     elif f.is_file():
                         add(f)
-        elif p.name.upper() == "DICOMDIR" or _is_dicomdir(p):
+            continue
+        head = read_head(p, 512)
+        dicom = head[128:132] == b"DICM"
+        if p.name.upper() == "DICOMDIR" or (dicom and _DICOMDIR_UID in head):
             _from_dicomdir(p, out, add)
-        elif zipfile.is_zipfile(p):
+        elif not dicom and zipfile.is_zipfile(p):
             _from_zip(p, extract_dir, out, add)
         else:
-            add(p)
+            add(p, st)
     return out
 
 
-def _is_dicomdir(p: Path) -> bool:
-    head = read_head(p, 512)
-    return head[128:132] == b"DICM" and b"1.2.840.10008.1.3.10" in head
+_DICOMDIR_UID = b"1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 
 
 def _from_dicomdir(p: Path, out: Collected, add) -> None:
