@@ -17,8 +17,10 @@ Every caller goes through here: the CLI commands (``info``, ``detect``,
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,18 +215,19 @@ class _pool:
 
 
 class _folder:
-    """``extract_dir``, or a temporary folder removed on exit."""
+    """``extract_dir``, or a private temporary folder removed on exit. The private one is only
+    named here: it is created when a zip archive is extracted into it (most inputs have none)."""
 
     def __init__(self, folder: str | Path | None) -> None:
         self.folder = folder
-        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._tmp: Path | None = None
 
     def __enter__(self) -> str:
         if self.folder is not None:
             return str(self.folder)
-        self._tmp = tempfile.TemporaryDirectory(prefix="medstation-series-")
-        return self._tmp.name
+        self._tmp = Path(tempfile.gettempdir()) / f"medstation-series-{uuid.uuid4().hex}"
+        return str(self._tmp)
 
     def __exit__(self, *exc) -> None:
         if self._tmp is not None:
-            self._tmp.cleanup()
+            shutil.rmtree(self._tmp, ignore_errors=True)

@@ -43,6 +43,7 @@ class AiController(QObject):
         self.partials = 0  # partial results drawn during the last run
         self._choose_initial_model()
         ctx.engine.failed.connect(lambda exc: self.detection_failed.emit(self.state.series_key, exc))
+        ctx.engine.ready.connect(lambda bridge: bridge.job_event.connect(self._on_job_event))
         self.findings.reviewed.connect(self._store_review)
 
     # -- settings ---------------------------------------------------------------------------------
@@ -150,10 +151,6 @@ class AiController(QObject):
 
         if self.state.series_key != key:  # the reader moved on while the engine started
             return
-        bridge = self.ctx.engine.bridge
-        if not getattr(self, "_listening", False):
-            bridge.job_event.connect(self._on_job_event)
-            self._listening = True
         self._handle_key = key
         self.partials = 0
         self.handle = self.ctx.engine.submit(DetectJob(volume, ModelRef.of(self.version)))

@@ -37,8 +37,11 @@ def window_check(series_uid: str, findings: list, threshold: float, path: Path) 
 
     win.series_loaded.connect(opened)
     QTimer.singleShot(0, lambda: win.open_series(series_uid))
-    QTimer.singleShot(60000, app.quit)  # a safety net: never hang
+    safety = QTimer(singleShot=True, interval=60000)  # a safety net: never hang
+    safety.timeout.connect(app.quit)
+    safety.start()
     app.exec()
+    safety.stop()  # a timer left armed would quit whatever event loop runs a minute later
     win.shutdown()
     win.close()
     if not shown.get("ok"):

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 
 from medstation.cli import main
+from tests.cli.test_cli import medstation
 
 
-def test_selftest_passes_and_writes_findings(capsys, tmp_path):
+def test_selftest_passes_and_writes_findings(tmp_path):
+    # a process of its own: the window step runs (and quits) a Qt application
     shot = tmp_path / "window.png"
-    assert main(["selftest", "--gui", "--json", "--keep", str(tmp_path / "st"),
-                 "--screenshot", str(shot)]) == 0
-    report = json.loads(capsys.readouterr().out)
+    proc = medstation("selftest", "--gui", "--json", "--keep", str(tmp_path / "st"),
+                      "--screenshot", str(shot))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
     assert report["ok"] and [r["step"] for r in report["steps"]][:3] == [
         "write demo study", "import and load", "render slices"]
     assert report["steps"][-1]["step"] == "main window" and shot.stat().st_size > 10000
