@@ -122,7 +122,9 @@ def _data_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="medstation", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="medstation", description="medstation: a desktop radiology assistant (DICOM viewer, local AI "
+        "lesion detection). With no command it opens the viewer. Not for clinical use.")
     p.add_argument("--version", action="version", version=f"medstation {__version__}")
     p.add_argument("--db", help="study database file (default: $MEDSTATION_DB or the user data folder)")
     p.add_argument("--demo", action="store_true", help="open the viewer on the built-in demo study")

@@ -67,6 +67,9 @@ class InstanceHeader:
     orientation: tuple[float, ...] | None = None
     pixel_spacing: tuple[float, float] | None = None
     slice_thickness: float | None = None
+    patient_age: str = ""  # (0010,1010), e.g. "064Y"
+    kvp: float | None = None
+    exposure_mas: float | None = None  # Exposure (0018,1152), else tube current x time
     rescale_slope: float = 1.0
     rescale_intercept: float = 0.0
     rescale_type: str = ""
@@ -334,6 +337,13 @@ def _header_from_dataset(path, ds, st) -> InstanceHeader:
     h.orientation = r.floats(0x00200037, 6)
     h.pixel_spacing = r.floats(0x00280030, 2) or r.floats(0x00181164, 2)
     h.slice_thickness = r.float(0x00180050)
+    h.patient_age = r.text(0x00101010) or ""
+    h.kvp = r.float(0x00180060)
+    mas = r.float(0x00181152)
+    if mas is None:
+        current, time_ms = r.float(0x00181151), r.float(0x00181150)
+        mas = current * time_ms / 1000.0 if current is not None and time_ms is not None else None
+    h.exposure_mas = mas
     slope, intercept = r.float(0x00281053), r.float(0x00281052)
     h.rescale_slope = 1.0 if slope is None else slope
     h.rescale_intercept = 0.0 if intercept is None else intercept

@@ -105,17 +105,35 @@ def list_series(paths: Iterable[str | Path], pool: WorkerPool | None = None, *,
                          list(found.errors) + list(scanned.errors), list(scanned.skipped))
 
 
+def patient_age(age: str, birth_date: str, study_date: str) -> str:
+    """``"64 y"``, ``"8 m"``, ... from Patient's Age, else from the birth and study dates."""
+    if len(age) == 4 and age[:3].isdigit() and age[3] in "DWMY":
+        return f"{int(age[:3])} {age[3].lower()}"
+    if len(birth_date) == 8 and len(study_date) == 8 and (birth_date + study_date).isdigit():
+        b, s = (int(birth_date[:4]), int(birth_date[4:6]), int(birth_date[6:])), \
+            (int(study_date[:4]), int(study_date[4:6]), int(study_date[6:]))
+        years = s[0] - b[0] - ((s[1], s[2]) < (b[1], b[2]))
+        return f"{years} y" if 0 <= years < 150 else ""
+    return ""
+
+
 def series_info(stack: SeriesStack) -> dict[str, str]:
     """Patient, study and series as a reader reads them (for the viewer's corners and titles)."""
     h = stack.first
     date = h.study_date
+    age_sex = " ".join(t for t in (patient_age(h.patient_age, h.birth_date, date), h.sex) if t)
+    acquisition = [f"{h.slice_thickness:g} mm" if h.slice_thickness else "",
+                   f"{h.kvp:g} kV" if h.kvp else "",
+                   f"{h.exposure_mas:.0f} mAs" if h.exposure_mas else ""]
     return {
         "patient": h.patient_name.replace("^", " ").strip(),
         "patient_id": h.patient_id,
+        "age_sex": age_sex,
         "study": (f"{date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) == 8 else date)
         + (f"  {h.study_description}" if h.study_description else ""),
         "series": f"{h.modality} #{h.series_number if h.series_number is not None else '-'} "
                   f"{h.series_description}".strip(),
+        "acquisition": "  ".join(t for t in acquisition if t),
     }
 
 

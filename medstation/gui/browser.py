@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import time
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtCore import QMimeData, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QHBoxLayout,
     QLineEdit,
@@ -20,6 +22,22 @@ from medstation.dicom.database import SeriesRow, StudyDatabase
 
 UID_ROLE = Qt.UserRole
 THUMB = 56
+SERIES_MIME = "application/x-medstation-series"  # the viewer's drop target reads it
+
+
+class _SeriesTree(QTreeWidget):
+    """The tree; a series row can be dragged onto a view (carries its UID)."""
+
+    def mimeTypes(self) -> list[str]:  # noqa: N802
+        return [SERIES_MIME]
+
+    def mimeData(self, items) -> QMimeData:  # noqa: N802
+        data = QMimeData()
+        uid = next((i.data(0, UID_ROLE) for i in items if i.data(0, UID_ROLE)), "")
+        if uid:
+            data.setData(SERIES_MIME, uid.encode())
+            data.setText(uid)
+        return data
 
 
 def _date(d: str) -> str:
@@ -39,19 +57,27 @@ def _search_text(text: str) -> str:
 
 
 class StudyBrowser(QWidget):
-    """Search over name, patient ID, date, modality and description; activate a series to open it."""
+    """Search over name, patient ID, date, modality and description; a click (or Enter) on a
+    series opens it; a series dragged onto a view opens there (the right half in 1x2)."""
 
     series_activated = Signal(str)
+    compare_requested = Signal(str)  # "Show beside the open series" from the context menu
 
     def __init__(self, db: StudyDatabase, parent=None) -> None:
         super().__init__(parent)
         self.db = db
         self.search = QLineEdit(self)
-        self.search.setPlaceholderText("Search name, patient ID, date, description")
+        self.search.setPlaceholderText("Search name, patient ID, date, description (Ctrl+F)")
+        # only a click (or Ctrl+F) puts the cursor here: single-key shortcuts stay with the views
+        self.search.setFocusPolicy(Qt.ClickFocus)
         self.search.setClearButtonEnabled(True)
         self.modality = QComboBox(self)
         self.modality.addItem("All")
-        self.tree = QTreeWidget(self)
+        self.tree = _SeriesTree(self)
+        self.tree.setDragEnabled(True)
+        self.tree.setDragDropMode(QTreeWidget.DragOnly)
+        self.tree.setFocusPolicy(Qt.ClickFocus)
+        self.tree.setContextMenuPolicy(Qt.ActionsContextMenu)
         self.tree.setHeaderLabels(["Patient / study / series", "Modality", "Images"])
         self.tree.setIconSize(QSize(THUMB, THUMB))
         self.tree.setUniformRowHeights(False)
@@ -67,8 +93,12 @@ class StudyBrowser(QWidget):
         self.rows: list[SeriesRow] = []
         self.search.textChanged.connect(self.refresh)
         self.modality.currentTextChanged.connect(self.refresh)
+        self.tree.itemClicked.connect(self._activated)
         self.tree.itemActivated.connect(self._activated)
-        self.tree.itemDoubleClicked.connect(self._activated)
+        self._last = ("", 0.0)
+        beside = QAction("Show beside the open series (1×2)", self.tree)
+        beside.triggered.connect(self._compare)
+        self.tree.addAction(beside)
 
     def refresh(self) -> None:
         rows = self.db.series(_search_text(self.search.text()))
@@ -130,5 +160,17 @@ class StudyBrowser(QWidget):
 
     def _activated(self, item: QTreeWidgetItem, _column: int = 0) -> None:
         uid = item.data(0, UID_ROLE)
+        if not uid:
+            return
+        # a double click is a click and an activation: open once
+        now = time.monotonic()
+        if self._last[0] == uid and now - self._last[1] < QApplication.doubleClickInterval() / 1000:
+            return
+        self._last = (uid, now)
+        self.series_activated.emit(uid)
+
+    def _compare(self) -> None:
+        item = self.tree.currentItem()
+        uid = item.data(0, UID_ROLE) if item is not None else ""
         if uid:
-            self.series_activated.emit(uid)
+            self.compare_requested.emit(uid)

@@ -5,7 +5,8 @@ window, so none of them knows the window and their dependencies are plain to
 see (and to test):
 
 * ``db`` the study database, ``settings`` (``settings.ini``), ``data_dir``;
-* ``state`` the viewer model (``ViewState``, with the findings layer);
+* ``state`` the viewer model (``ViewState``, with the findings layer); ``compare`` the
+  model of the series shown beside it (1x2);
 * ``registry`` the model registry (by task, with the version in use);
 * ``engine`` the inference engine service (started lazily, off the GUI thread);
 * ``tasks`` background work with progress in the status bar; ``pools`` the
@@ -137,6 +138,7 @@ class AppContext(QObject):
         self.data_dir = user_data_path()
         self.settings = QSettings(str(settings_path()), QSettings.IniFormat)
         self.state = ViewState()
+        self.compare = ViewState()  # the second series of the side-by-side (1x2) layout
         self.registry = ModelRegistry()
         self.tasks = TaskRunner(self)
         self.pools = Pools()

@@ -29,10 +29,13 @@ DISCLAIMER = ("medstation is research software. Its built-in AI models are train
 MOUSE_HELP = [
     ("Mouse wheel", "Previous / next slice"),
     ("Ctrl + wheel", "Zoom at the cursor"),
-    ("Right-drag", "Window (horizontal) and level (vertical)"),
-    ("Middle-drag, Shift + left-drag", "Pan"),
-    ("Left click / drag", "Current tool: move the crosshair, or draw a measurement"),
-    ("Drag a measurement's handle", "Edit it"),
+    ("Left-drag", "Current tool: window (horizontal) and level (vertical) by default; zoom, pan, "
+                  "crosshair or a measurement"),
+    ("Right-drag", "Zoom (drag up: in); changeable in Settings"),
+    ("Middle-drag, Shift + left-drag", "Pan; changeable in Settings"),
+    ("Click (MPR layouts)", "Move the crosshair there"),
+    ("Click a measurement", "Select it; drag a handle to reshape it, the line to move it"),
+    ("Drag a series from Studies", "Open it there (the right half in 1×2: side by side)"),
     ("Up / Down, PgUp / PgDn, Home / End", "Slice by 1, by 10, first / last"),
     ("Delete", "Delete the selected measurement"),
     ("Esc", "Stop drawing an angle; clear the selection"),

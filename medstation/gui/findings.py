@@ -8,6 +8,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -23,7 +24,7 @@ from medstation.core.findings import Finding
 
 NOT_CLINICAL = ("Research model trained on synthetic CT only. Not for clinical use: "
                 "every finding needs a reader's review.")
-COLUMNS = ("Finding", "Score", "Diameter", "Slice", "Review")
+COLUMNS = ("Finding", "Score", "Diameter", "Slice", "Review", "Also in")
 
 
 class FindingsPanel(QWidget):
@@ -58,8 +59,18 @@ class FindingsPanel(QWidget):
         self.opacity.valueChanged.connect(lambda v: self.model.set_opacity(v / 100))
         self.threshold = QSlider(Qt.Horizontal, self)
         self.threshold.setRange(0, 100)
+        self.threshold.setPageStep(1)  # a click beside the handle moves 0.01, not 0.10
+        self.threshold.setFocusPolicy(Qt.ClickFocus)
         self.threshold.valueChanged.connect(lambda v: self.model.set_threshold(v / 100))
-        self.threshold_label = QLabel(self)
+        self.threshold_label = QLabel("Confidence ≥", self)
+        self.threshold_box = QDoubleSpinBox(self, minimum=0.0, maximum=1.0, singleStep=0.01, decimals=2)
+        self.threshold_box.setToolTip("The lowest score shown")
+        self.threshold_box.setFocusPolicy(Qt.ClickFocus)
+        self.threshold_box.valueChanged.connect(self._box_changed)
+        self.reset_button = QPushButton("↺ operating point", self)
+        self.reset_button.setToolTip("Back to the model's operating point (1 false positive per scan in "
+                                     "its evaluation); Ctrl+0")
+        self.reset_button.clicked.connect(self.reset_threshold)
         self.tree = QTreeWidget(self)
         self.tree.setHeaderLabels(COLUMNS)
         self.tree.setRootIsDecorated(False)
@@ -92,7 +103,9 @@ class FindingsPanel(QWidget):
         lay.addLayout(row)
         row = QHBoxLayout()
         row.addWidget(self.threshold_label)
+        row.addWidget(self.threshold_box)
         row.addWidget(self.threshold, 1)
+        row.addWidget(self.reset_button)
         lay.addLayout(row)
         lay.addWidget(self.tree, 1)
         row = QHBoxLayout()
@@ -139,6 +152,16 @@ class FindingsPanel(QWidget):
         self.threshold.setValue(int(round(value * 100)))
         self.model.set_threshold(value)
 
+    def reset_threshold(self) -> None:
+        self._set_threshold(self.ai.operating_threshold())
+
+    def _box_changed(self, value: float) -> None:
+        if abs(value - self.model.threshold) > 1e-9:
+            self.threshold.blockSignals(True)
+            self.threshold.setValue(int(round(value * 100)))
+            self.threshold.blockSignals(False)
+            self.model.set_threshold(value)
+
     # -- list ----------------------------------------------------------------------------
     def _sync_boxes(self) -> None:
         for widget, value in ((self.show_box, self.model.show), (self.auto_box, self.ai.auto_detect)):
@@ -148,7 +171,9 @@ class FindingsPanel(QWidget):
 
     def refresh(self) -> None:
         st, model = self.state, self.model
-        self.threshold_label.setText(f"Confidence ≥ {model.threshold:.2f}")
+        self.threshold_box.blockSignals(True)
+        self.threshold_box.setValue(model.threshold)
+        self.threshold_box.blockSignals(False)
         self._sync_boxes()
         visible = model.visible()
         self.tree.blockSignals(True)
@@ -158,7 +183,8 @@ class FindingsPanel(QWidget):
         for f in visible:
             item = QTreeWidgetItem([f.finding_id, f"{f.score:.2f}", f"{f.diameter_mm:.1f} mm",
                                     str(f.center_slice + 1), {"accepted": "accepted ✓",
-                                                              "rejected": "rejected ✗"}.get(f.status, "")])
+                                                              "rejected": "rejected ✗"}.get(f.status, ""),
+                                    ", ".join(model.links.get(f.finding_id, []))])
             item.setData(0, Qt.UserRole, f)
             if f.status == "rejected":
                 for c in range(len(COLUMNS)):

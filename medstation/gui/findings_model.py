@@ -31,6 +31,9 @@ class FindingsModel(QObject):
         self.opacity = 0.9
         self.selected: Finding | None = None
         self.partial = False  # items are a detector's partial result (still running)
+        #: finding id -> the same lesion found in the study's other series ("#3 F2"): thin and
+        #: thick reconstructions of one acquisition show the same nodules
+        self.links: dict[str, list[str]] = {}
         for sig in (self.items_changed, self.selection_changed, self.display_changed):
             sig.connect(self.changed)
 
@@ -38,12 +41,17 @@ class FindingsModel(QObject):
     def set_items(self, items: list[Finding], partial: bool = False) -> None:
         self.items = sorted(items, key=lambda f: -f.score)
         self.partial = bool(partial)
+        self.links = {}
         if self.selected not in self.items:
             self.selected = None
         self.items_changed.emit()
 
     def clear(self) -> None:
-        self.items, self.selected, self.partial = [], None, False
+        self.items, self.selected, self.partial, self.links = [], None, False, {}
+        self.items_changed.emit()
+
+    def set_links(self, links: dict[str, list[str]]) -> None:
+        self.links = dict(links)
         self.items_changed.emit()
 
     def visible(self) -> list[Finding]:
@@ -86,9 +94,23 @@ class FindingsModel(QObject):
             return
         if status not in STATUSES:
             raise ValueError(f"unknown review status {status!r}")
+        before = f.status
         f.status = status
         self.items_changed.emit()
         self.reviewed.emit(f, status)
+        history = getattr(self._state, "history", None)
+        if history is not None and before != status:
+            history.record(f"{status or 'clear'} {f.finding_id}", lambda: self.review(f, before),
+                           lambda: self.review(f, status))
+
+    def review_and_next(self, status: str) -> None:
+        """Y / X: accept or reject the selected finding (again: clear it), then go to the next one."""
+        f = self.selected
+        if f is None:
+            return
+        self.review(f, "" if f.status == status else status)
+        if f.status:
+            self.step(1)
 
     def toggle_review(self, status: str) -> None:
         """The keyboard review of the selected finding: ``status``, or clear it if it has it already."""

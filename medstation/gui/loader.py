@@ -29,10 +29,10 @@ class SeriesLoader(QObject):
     opened = Signal(object, str)  # SeriesRef, "patient — series" (recent list, window title)
     notes = Signal(str)  # what a reader should know about the series (parts, geometry)
 
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx, state=None) -> None:
         super().__init__(ctx)
         self.ctx = ctx
-        self.state = ctx.state
+        self.state = state if state is not None else ctx.state
         self.load_job: LoadJob | None = None
         self.ref: SeriesRef | None = None
         self._ready_seen = -1
@@ -157,3 +157,4 @@ class SeriesLoader(QObject):
     def _delete_measurement(self, m: Measurement) -> None:
         if m.id is not None:
             self.ctx.db.delete_measurement(m.id)
+            m.id = None  # an undo stores it again as a new row

@@ -9,8 +9,7 @@ exports. Only ``gui/app.py`` builds a ``MainWindow``.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, QTimer
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -27,16 +26,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medstation.core.files import atomic_writer
 from medstation.imaging import PRESETS, Window
 
+from .actions import build_menus, refocus
 from .ai import AiController
 from .browser import StudyBrowser
 from .context import AppContext
-from .dialogs import DISCLAIMER, AboutDialog, HelpDialog, ProblemsDialog
+from .dialogs import HelpDialog, ProblemsDialog
 from .findings import FindingsPanel
 from .importing import Importer
 from .loader import SeriesLoader
 from .panels import MeasurementPanel, TagInspector
+from .settings import SettingsDialog, apply_settings, read
 from .viewer import LAYOUTS, Viewer
 
 MAX_RECENT = 10
@@ -76,7 +78,9 @@ class MainWindow(QMainWindow):
         self.settings = ctx.settings
         self.importer = Importer(ctx)
         self.loader = SeriesLoader(ctx)
-        self.viewer = Viewer(self.state, self)
+        self.compare_loader = SeriesLoader(ctx, ctx.compare)
+        apply_settings(ctx.settings, self.state)
+        self.viewer = Viewer(self.state, self, compare=ctx.compare)
         self.setCentralWidget(self.viewer)
         self.browser = StudyBrowser(ctx.db, self)
         self.measurements = MeasurementPanel(self.state, self)
@@ -99,6 +103,7 @@ class MainWindow(QMainWindow):
         self._wire()
         self._restore_settings()
         self.browser.refresh()
+        self._empty_hint()
         self.importer.thumbnails_for([r.series_uid for r in self.browser.rows])
         if ctx.db.needs_rebuild:
             self.notify(f"The study database was damaged; it was moved to {ctx.db.recovered_from}. "
@@ -110,18 +115,24 @@ class MainWindow(QMainWindow):
         ctx.notified.connect(self.notify)
         ctx.problems_found.connect(self.add_problems)
         ctx.studies_changed.connect(self.browser.refresh)
+        ctx.studies_changed.connect(self._empty_hint)
         ctx.open_requested.connect(self.open_series)
         ctx.tasks.progress_shown.connect(self._show_progress)
         ctx.tasks.progress_hidden.connect(self._hide_progress)
         ctx.engine.ready.connect(self._engine_ready)
         self.importer.thumbnail_ready.connect(self.browser.set_thumbnail)
         self.browser.series_activated.connect(self.open_series)
+        self.browser.compare_requested.connect(self.open_beside)
+        self.viewer.series_dropped.connect(lambda uid, right: self.open_beside(uid) if right
+                                           else self.open_series(uid))
         self.loader.opened.connect(self._series_opened)
         self.series_loaded.connect(lambda _uid: self.ai.series_opened(self.state.series_key))
         self.ai.detection_failed.connect(self._detection_failed)
         self.viewer.active_changed.connect(lambda _v: self._sync_actions())
         for sig in (st.window_changed, st.tool_changed, st.findings.display_changed):
             sig.connect(self._sync_toggles)
+        st.history.changed.connect(self._sync_history)
+        self._sync_history()
         for view in self.viewer.views.values():
             view.hover.connect(self.hover_label.setText)
 
@@ -148,6 +159,11 @@ class MainWindow(QMainWindow):
 
     def open_series(self, series):
         return self.loader.open(series)
+
+    def open_beside(self, series):
+        """Show ``series`` in the right half of the 1x2 layout, beside the open one."""
+        self.set_layout("1x2")
+        return self.compare_loader.open(series)
 
     def import_paths(self, paths: list[str], open_after: bool = False):
         return self.importer.import_paths(paths, open_after)
@@ -204,125 +220,26 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_button)
 
-    def _action(self, menu, text: str, slot, shortcut: str | None = None, checkable: bool = False,
-                group: QActionGroup | None = None) -> QAction:
-        act = QAction(text, self)
-        if shortcut:
-            act.setShortcut(QKeySequence(shortcut))
-            act.setShortcutContext(Qt.ApplicationShortcut)
-        act.setCheckable(checkable)
-        act.triggered.connect(slot)
-        if group is not None:
-            group.addAction(act)
-        menu.addAction(act)
-        self.addAction(act)
-        return act
-
     def _build_actions(self) -> None:
-        mb = self.menuBar()
-        f = mb.addMenu("&File")
-        self._action(f, "Open folder…", self.choose_folder, "Ctrl+O")
-        self._action(f, "Open files…", self.choose_files, "Ctrl+Shift+O")
-        self.recent_menu = f.addMenu("Recent series")
-        self._action(f, "Show problems", self.problems.show)
-        f.addSeparator()
-        self._action(f, "PACS: search and retrieve…", self.show_pacs, "Ctrl+Shift+P")
-        self._action(f, "Export this study de-identified…", self.export_deidentified)
-        f.addSeparator()
-        self._action(f, "Quit", self.close, "Ctrl+Q")
-
-        v = mb.addMenu("&View")
-        self.layout_actions = {}
-        group = QActionGroup(self)
-        for name, key in zip(LAYOUTS, ("Ctrl+1", "Ctrl+3", "Ctrl+4")):
-            self.layout_actions[name] = self._action(
-                v, f"Layout {name.replace('x', '×')}", lambda _=False, n=name: self.set_layout(n), key,
-                checkable=True, group=group)
-        v.addSeparator()
-        for name, key in (("axial", "A"), ("coronal", "C"), ("sagittal", "S")):
-            self._action(v, f"{name.capitalize()} (1×1)", lambda _=False, n=name: self.show_plane(n), key)
-        v.addSeparator()
-        self._action(v, "Zoom to fit", lambda: self.viewer.active.fit(), "F")
-        self._action(v, "Zoom 1:1 (one image pixel per screen pixel)",
-                     lambda: self.viewer.active.one_to_one(), "=")
-        self._action(v, "Zoom in", lambda: self.viewer.active.zoom_by(1.25), "+")
-        self._action(v, "Zoom out", lambda: self.viewer.active.zoom_by(0.8), "-")
-        self._action(v, "Reset view (window, zoom, pan, invert)", self.reset_view, "Ctrl+R")
-        self.overlay_action = self._action(v, "Show text and measurements", self._toggle_overlays, "T",
-                                           checkable=True)
-        self.overlay_action.setChecked(True)
-        self.cine_action = self._action(v, "Cine (play slices)", self.toggle_cine, "Space", checkable=True)
-        v.addSeparator()
-        self.panels_menu = v.addMenu("Panels")
-        for dock in self.panels.values():
-            self.panels_menu.addAction(dock.toggleViewAction())
-
-        w = mb.addMenu("&Window")
-        for n, (name, preset) in enumerate(PRESETS.items(), start=1):
-            self._action(w, f"{name}  (W {preset.width:.0f} / L {preset.center:.0f})",
-                         lambda _=False, p=preset: self.state.set_window(p), str(n))
-        self.dicom_windows_menu = w.addMenu("Stored in the DICOM")
-        self._action(w, "Default for this series", self.state.reset_window, "0")
-        w.addSeparator()
-        self.custom_menu = w.addMenu("Custom presets")
-        self._action(w, "New custom preset…", self.new_custom_preset)
-        w.addSeparator()
-        self.invert_action = self._action(w, "Invert", lambda c: self.state.set_invert(c), "I",
-                                          checkable=True)
-
-        t = mb.addMenu("&Tools")
-        self.tool_actions = {}
-        group = QActionGroup(self)
-        for tool, text, key in (("navigate", "Navigate / crosshair", "N"), ("length", "Length", "L"),
-                                ("rect", "Rectangle ROI", "R"), ("ellipse", "Ellipse ROI", "O"),
-                                ("angle", "Angle", "G")):
-            self.tool_actions[tool] = self._action(t, text, lambda _=False, x=tool: self.state.set_tool(x),
-                                                   key, checkable=True, group=group)
-        self.tool_actions["navigate"].setChecked(True)
-        t.addSeparator()
-        self._action(t, "Delete selected measurement", lambda: self.state.delete_measurement())
-
-        a = mb.addMenu("&AI")
-        self._action(a, "Detect lesions in this series", lambda: self.ai.detect(force=True), "D")
-        self._action(a, "Cancel detection", self.ai.cancel)
-        self.findings_action = self._action(a, "Show AI findings on the images",
-                                            lambda on: self.state.findings.set_show(on), "Shift+F",
-                                            checkable=True)
-        self.findings_action.setChecked(True)
-        a.addSeparator()
-        findings = self.state.findings
-        self._action(a, "Next finding", lambda: findings.step(1), ".")
-        self._action(a, "Previous finding", lambda: findings.step(-1), ",")
-        self._action(a, "Accept the selected finding", lambda: findings.toggle_review("accepted"), "Y")
-        self._action(a, "Reject the selected finding", lambda: findings.toggle_review("rejected"), "X")
-        a.addSeparator()
-        self._action(a, "Export findings as DICOM SR + SEG…", self.export_results)
-        self._action(a, "Send findings to PACS (SR + SEG)", self.send_results)
-
-        h = mb.addMenu("&Help")
-        self._action(h, "Keyboard and mouse…", self.show_help, "F1")
-        self._action(h, "About medstation…", lambda: AboutDialog(self).exec())
-
-        tb = self.addToolBar("Tools")
-        tb.setObjectName("toolbar-main")
-        for a in self.tool_actions.values():
-            tb.addAction(a)
-        tb.addSeparator()
-        for a in self.layout_actions.values():
-            tb.addAction(a)
-        tb.addSeparator()
-        tb.addAction(self.invert_action)
-        disclaimer = QLabel("  Research software — not for clinical use  ", self)
-        disclaimer.setStyleSheet("color: #e0a040;")
-        disclaimer.setToolTip(DISCLAIMER)
-        tb.addWidget(disclaimer)
+        build_menus(self)
 
     def shortcuts(self) -> list[tuple[str, str]]:
-        return [(a.text().split("  (")[0].replace("&", ""), a.shortcut().toString())
+        return [(a.text().split("  (")[0].replace("&", ""), ", ".join(k.toString() for k in a.shortcuts()))
                 for a in self.actions() if not a.shortcut().isEmpty()]
 
-    def show_help(self) -> None:
-        HelpDialog(self.shortcuts(), self).show()
+    def show_help(self):
+        dialog = HelpDialog(self.shortcuts(), self)
+        dialog.finished.connect(lambda _r: (self.activateWindow(), refocus(self)))
+        dialog.show()
+        return dialog
+
+    def _empty_hint(self) -> None:
+        listed = bool(self.browser.rows)
+        self.state.empty_hint = ("Click a series in Studies to open it, or drag it here" if listed else
+                                 "Open a study: File ▸ Open folder, or drop a folder here")
+        self.ctx.compare.empty_hint = "Drag a series here from Studies to compare"
+        for view in [*self.viewer.views.values(), self.viewer.compare.view]:
+            view.update()
 
     # -- status bar ------------------------------------------------------------------------------
     def _show_progress(self, label: str, done: int, total: int) -> None:
@@ -397,15 +314,18 @@ class MainWindow(QMainWindow):
         if vol is not None and vol.shape[0] == 1 and self.viewer.layout_name != "1x1":
             self.set_layout("1x1")
         self._remember(ref.series_uid, label)
-        self.setWindowTitle(f"medstation — {label}")
+        self.setWindowTitle(label)  # Qt adds " — medstation" (the application display name)
 
     def _refresh_dicom_windows(self) -> None:
         self.dicom_windows_menu.clear()
         vol = self.state.volume
-        for c, w, name in (vol.windows if vol is not None else []):
+        builtin = {(p.center, p.width) for p in PRESETS.values()} | {n.lower() for n in PRESETS}
+        shown = [(c, w, name) for c, w, name in (vol.windows if vol is not None else [])
+                 if (c, w) not in builtin and name.lower() not in builtin]  # "LUNG" is the Lung preset
+        for c, w, name in shown:
             act = self.dicom_windows_menu.addAction(f"{name}  (W {w:.0f} / L {c:.0f})")
             act.triggered.connect(lambda _=False, win=Window(c, w, name): self.state.set_window(win))
-        self.dicom_windows_menu.setEnabled(bool(vol is not None and vol.windows))
+        self.dicom_windows_menu.setEnabled(bool(shown))
 
     # -- PACS and DICOM exports -------------------------------------------------------------------
     def show_pacs(self):
@@ -534,27 +454,105 @@ class MainWindow(QMainWindow):
         self.viewer.show_plane(name)
         self.set_layout("1x1")
 
+    def set_sync(self, on: bool) -> None:
+        self.viewer.set_sync(on)
+
     def reset_view(self) -> None:
         self.state.reset_window()
         self.invert_action.setChecked(False)
-        for view in self.viewer.views.values():
+        for view in [*self.viewer.views.values(), self.viewer.compare.view]:
             view.fit()
 
-    def _toggle_overlays(self, on: bool) -> None:
-        for view in self.viewer.views.values():
+    def toggle_overlays(self, on: bool) -> None:
+        for view in [*self.viewer.views.values(), self.viewer.compare.view]:
             view.show_overlays = on
             view.update()
 
     def toggle_cine(self, on: bool) -> None:
+        self._cine.setInterval(int(1000 / max(1, read(self.settings, "viewer/cine_fps", 15, int))))
         self._cine.start() if on else self._cine.stop()
+
+    def cine_speed(self, factor: float) -> None:
+        fps = min(60, max(1, round(read(self.settings, "viewer/cine_fps", 15, int) * factor)))
+        if fps == read(self.settings, "viewer/cine_fps", 15, int):
+            fps = fps + (1 if factor > 1 else -1)
+        fps = min(60, max(1, fps))
+        self.settings.setValue("viewer/cine_fps", fps)
+        self._cine.setInterval(int(1000 / fps))
+        self.notify(f"Cine: {fps} images per second.")
 
     def _cine_step(self) -> None:
         view = self.viewer.active
         p = view.plane
         if p is None:
             return
-        d = self.state.depth(p)
-        self.state.step(p, 1 if d < p.depth - 1 else -d)
+        state = view.state
+        d = state.depth(p)
+        state.step(p, 1 if d < p.depth - 1 else -d)
+
+    def toggle_fullscreen(self, on: bool) -> None:
+        self.showFullScreen() if on else self.showNormal()
+
+    def toggle_panels(self, hide: bool) -> None:
+        """Tab: hide the panels and the toolbar for the largest image; again: bring them back."""
+        if hide:
+            self._hidden = [d for d in self.panels.values() if d.isVisible()]
+            for d in self._hidden:
+                d.hide()
+            self.toolbar.hide()
+        else:
+            for d in getattr(self, "_hidden", []):
+                d.show()
+            self.toolbar.show()
+
+    def undo(self) -> None:
+        text = self.state.history.undo()
+        self.notify(f"Undone: {text}." if text else "Nothing to undo.")
+
+    def redo(self) -> None:
+        text = self.state.history.redo()
+        self.notify(f"Redone: {text}." if text else "Nothing to redo.")
+
+    def _sync_history(self) -> None:
+        h = self.state.history
+        self.undo_action.setEnabled(h.can_undo())
+        self.redo_action.setEnabled(h.can_redo())
+        self.undo_action.setText(f"Undo {h.undo_text()}".strip())
+        self.redo_action.setText(f"Redo {h.redo_text()}".strip())
+
+    def find_study(self) -> None:
+        self.panels["browser"].show()
+        self.panels["browser"].raise_()
+        self.browser.search.setFocus(Qt.ShortcutFocusReason)
+        self.browser.search.selectAll()
+
+    def show_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, LAYOUTS, self)
+        if dialog.exec():
+            apply_settings(self.settings, self.state)
+            self.findings.auto_box.setChecked(self.ai.auto_detect)
+            self._sync_toggles()
+        refocus(self)
+
+    def view_image(self):
+        """What the viewer shows now (every visible view with its overlays), as a QImage."""
+        return self.viewer.grab().toImage()
+
+    def save_view_image(self, path: str | None = None) -> str:
+        from PySide6.QtWidgets import QFileDialog
+
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save the view as an image", "view.png",
+                                                  "PNG (*.png)")
+            if not path:
+                return ""
+        buf = QBuffer()
+        buf.open(QIODevice.WriteOnly)
+        self.view_image().save(buf, "PNG")
+        with atomic_writer(path, "wb") as f:
+            f.write(bytes(buf.data()))
+        self.notify(f"View saved to {path}.")
+        return path
 
     def _sync_toggles(self) -> None:
         self.invert_action.setChecked(self.state.invert)
@@ -574,4 +572,5 @@ class MainWindow(QMainWindow):
         """Stop loads and tasks, the engine and the worker processes (idempotent)."""
         self._cine.stop()
         self.loader.shutdown()
+        self.compare_loader.shutdown()
         self.ctx.shutdown()

@@ -1,10 +1,13 @@
 """One plane of the viewer: the image, its corner text, orientation letters, scale bar,
 crosshair and measurements, and the mouse and keyboard conventions of reading viewers.
 
-Mouse: wheel scrolls slices (Ctrl+wheel zooms at the cursor); right-drag changes
-window (horizontal) and level (vertical); middle-drag or Shift+left-drag pans;
-left button uses the current tool (navigate moves the crosshair; length,
-rectangle, ellipse, angle draw). Dragging a measurement's handle edits it.
+Mouse, as in RadiAnt, Horos and OHIF: the left button does the current tool (window/level
+by default: horizontal drag = width, vertical = level; zoom; pan; crosshair; length,
+rectangle, ellipse, angle draw); right-drag zooms and middle-drag pans (both can be changed
+in Settings); Shift+left-drag pans; the wheel scrolls slices and Ctrl+wheel zooms at the
+cursor. In the MPR layouts a click that does not drag moves the crosshair. Clicking a
+measurement (its line or a handle) selects it; dragging a handle reshapes it, dragging the
+line moves it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from medstation.imaging import KINDS, Measurement, Window, render
@@ -51,6 +54,8 @@ class SliceView(QWidget):
         self._qimage: QImage | None = None
         self._rgb: np.ndarray | None = None
         self._drag: tuple | None = None  # (mode, start point, payload)
+        self._mouse: QPointF | None = None  # last cursor position over the view (for the readout)
+        self._views: dict[str, tuple] = {}  # layout name -> (scale, pan) kept while in another layout
         self._pending_angle: Measurement | None = None
         self._hover_text = ""
         self._labels: dict[tuple, str] = {}  # measurement label cache: ROI statistics are not free
@@ -63,11 +68,14 @@ class SliceView(QWidget):
         self.setMinimumSize(120, 120)
         self.setAcceptDrops(False)
         state.volume_changed.connect(self._on_volume)
-        state.centre_requested.connect(lambda: self.centre_on(self.state.position))
+        state.centre_requested.connect(lambda: self.reveal(self.state.position))
         state.tool_changed.connect(self._on_tool)
+        state.position_changed.connect(self._refresh_hover)
+        state.data_changed.connect(self._refresh_hover)
         for sig in (state.data_changed, state.position_changed, state.window_changed,
                     state.measurements_changed, state.layers_changed):
             sig.connect(self.update)
+        self._on_tool()
 
     # -- model ----------------------------------------------------------------
     @property
@@ -76,11 +84,25 @@ class SliceView(QWidget):
 
     def _on_volume(self) -> None:
         self._scale, self._pan = None, QPointF(0, 0)
+        self._views.clear()
         self._pending_angle = None
+        self._hover_text = ""
+        self.hover.emit("")
         self.update()
 
     def _on_tool(self) -> None:
-        self.setCursor(Qt.ArrowCursor if self.state.tool == "navigate" else Qt.CrossCursor)
+        cursors = {"window": Qt.SizeAllCursor, "zoom": Qt.SizeVerCursor, "pan": Qt.OpenHandCursor,
+                   "navigate": Qt.ArrowCursor}
+        self.setCursor(cursors.get(self.state.tool, Qt.CrossCursor))
+        self.update()
+
+    def keep_view(self, layout: str) -> None:
+        """Remember this view's zoom and pan for ``layout`` (each layout keeps its own)."""
+        self._views[layout] = (self._scale, QPointF(self._pan))
+
+    def restore_view(self, layout: str) -> None:
+        self._scale, pan = self._views.get(layout, (None, QPointF(0, 0)))
+        self._pan = QPointF(pan)
         self.update()
 
     def set_plane(self, name: str) -> None:
@@ -143,6 +165,17 @@ class SliceView(QWidget):
         self._pan += QPointF(self.width() / 2, self.height() / 2) - self.to_widget(r, c)
         self.update()
 
+    def reveal(self, index, margin: float = 40.0) -> None:
+        """Pan only if voxel ``index`` is off-screen (or within ``margin`` px of the edge); keep the zoom."""
+        p = self.plane
+        if p is None or self.width() <= 0 or not self.isVisible():
+            return
+        r, c, _ = p.to_plane(index)
+        pt = self.to_widget(r, c)
+        inside = QRectF(self.rect()).adjusted(margin, margin, -margin, -margin)
+        if not inside.contains(pt):
+            self.centre_on(index)
+
     def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
         if self.plane is None:
             return
@@ -176,8 +209,8 @@ class SliceView(QWidget):
         p, st = self.plane, self.state
         if p is None or st.volume is None:
             painter.setPen(QColor(150, 150, 150))
-            painter.drawText(self.rect(), Qt.AlignCenter,
-                             "Open a study: File ▸ Open folder, or drop a folder here")
+            painter.drawText(self.rect().adjusted(10, 10, -10, -10), Qt.AlignCenter | Qt.TextWordWrap,
+                             st.empty_hint)
             painter.end()
             return
         depth = st.depth(p)
@@ -275,9 +308,14 @@ class SliceView(QWidget):
             painter.setBrush(Qt.NoBrush)
             if m is not self._pending_angle:
                 label = self._label(m, p, units)
+                size = painter.fontMetrics().boundingRect(0, 0, 320, 60, Qt.AlignLeft | Qt.AlignTop, label)
                 anchor = max(pts, key=lambda q: q.x()) + QPointF(8, -4)
-                self._shadow_text(painter, QRectF(anchor, anchor + QPointF(320, 60)),
-                                  Qt.AlignLeft | Qt.AlignTop, label, color)
+                if anchor.x() + size.width() > self.width() - 24:  # no room on the right: the left side
+                    anchor = QPointF(min(q.x() for q in pts) - 8 - size.width(), anchor.y())
+                anchor = QPointF(max(4.0, anchor.x()),
+                                 min(max(22.0, anchor.y()), self.height() - 24 - size.height()))
+                box = QRectF(anchor, anchor + QPointF(size.width() + 4, size.height() + 2))
+                self._shadow_text(painter, box, Qt.AlignLeft | Qt.AlignTop, label, color)
 
     def _label(self, m: Measurement, p: Plane, units: str) -> str:
         key = (id(m), tuple(m.points), m.depth, self.state.data_version, units)
@@ -289,41 +327,62 @@ class SliceView(QWidget):
         return label
 
     def _shadow_text(self, painter: QPainter, rect: QRectF, flags, text: str, color=TEXT) -> None:
+        """Text with a dark outline, readable over bright pixels and on inverted images."""
         painter.setPen(QColor(0, 0, 0))
-        painter.drawText(rect.translated(1, 1), flags, text)
+        for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
+            painter.drawText(rect.translated(dx, dy), flags, text)
         painter.setPen(color)
         painter.drawText(rect, flags, text)
 
-    def _paint_text(self, painter: QPainter, p: Plane, depth: int) -> None:
+    def corner_text(self, p: Plane, depth: int) -> dict[str, list[str]]:
+        """The four corners' lines; fewer and shorter in a small view."""
         st, vol = self.state, self.state.volume
         info = st.info
-        m = 6
-        box = QRectF(m, m, self.width() - 2 * m, self.height() - 2 * m)
-        top_left = "\n".join(t for t in (info.get("patient", ""), info.get("patient_id", ""),
-                                          info.get("study", "")) if t)
+        small = self.width() < 420 or self.height() < 300
         pos = vol.index_to_patient(p.to_index(0, 0, depth)) if vol.has_geometry else None
         loc = ""
         if pos is not None:
             axis = int(np.argmax(np.abs(p.normal)))
-            loc = f"\n{'XYZ'[axis]}: {pos[axis]:.1f} mm"
+            loc = f"{'XYZ'[axis]}: {pos[axis]:.1f} mm"
         where = f"{p.name.capitalize()}  " if vol.has_geometry else ""  # no geometry: no plane name
-        top_right = "\n".join(t for t in (info.get("series", ""), f"{where}Im {depth + 1}/{p.depth}{loc}")
-                               if t)
         w = st.window
-        wl = "" if vol.is_color else f"W {w.width:.0f}  L {w.center:.0f}  {w.name}"
+        wl = "" if vol.is_color else (f"W {w.width:.0f}  L {w.center:.0f}" + ("" if small else f"  {w.name}"))
         if st.invert:
-            wl += "  inverted"
-        bottom_left = f"{wl}\nZoom {self.zoom_factor():.2f}×"
-        self._shadow_text(painter, box, Qt.AlignLeft | Qt.AlignTop, top_left)
-        self._shadow_text(painter, box, Qt.AlignRight | Qt.AlignTop, top_right)
-        self._shadow_text(painter, box, Qt.AlignLeft | Qt.AlignBottom, bottom_left)
-        if self._hover_text:
-            self._shadow_text(painter, box, Qt.AlignRight | Qt.AlignBottom, self._hover_text)
-        if vol.has_geometry:
-            labels = p.edge_labels()
-            big = QFont(self._font)
-            big.setPixelSize(15)
-            big.setBold(True)
+            wl += "  inv" if small else "  inverted"
+        if small:
+            return {"tl": [info.get("patient", "")],
+                    "tr": [f"Im {depth + 1}/{p.depth}"],
+                    "bl": [wl], "br": [self._hover_text]}
+        return {"tl": [info.get("patient", ""),
+                       "  ".join(t for t in (info.get("patient_id", ""), info.get("age_sex", "")) if t),
+                       info.get("study", "")],
+                "tr": [info.get("series", ""), info.get("acquisition", ""),
+                       f"{where}Im {depth + 1}/{p.depth}", loc],
+                "bl": [wl, f"Zoom {self.zoom_factor():.2f}×"],
+                "br": [self._hover_text]}
+
+    def _paint_text(self, painter: QPainter, p: Plane, depth: int) -> None:
+        vol = self.state.volume
+        m = 6
+        box = QRectF(m, m, self.width() - 2 * m, self.height() - 2 * m)
+        fm = painter.fontMetrics()
+        big = QFont(self._font)
+        big.setPixelSize(15)
+        big.setBold(True)
+        labels = p.edge_labels() if vol.has_geometry else {}
+        # the corner texts share each edge with an orientation letter in its middle: each corner
+        # gets half of what the letter leaves, and the blocks stop short of the side letters
+        letter_w = max((QFontMetrics(big).horizontalAdvance(t) for t in labels.values()), default=0) + 16
+        half = max(20.0, (box.width() - letter_w) / 2 - 4)
+        max_lines = max(1, int((box.height() / 2 - 14) // fm.height()))
+        corners = self.corner_text(p, depth)
+        flags = {"tl": Qt.AlignLeft | Qt.AlignTop, "tr": Qt.AlignRight | Qt.AlignTop,
+                 "bl": Qt.AlignLeft | Qt.AlignBottom, "br": Qt.AlignRight | Qt.AlignBottom}
+        for corner, lines in corners.items():
+            lines = [fm.elidedText(t, Qt.ElideRight, int(half)) for t in lines if t][:max_lines]
+            if lines:
+                self._shadow_text(painter, box, flags[corner], "\n".join(lines))
+        if labels:
             painter.setFont(big)
             self._shadow_text(painter, box, Qt.AlignHCenter | Qt.AlignTop, labels["top"])
             self._shadow_text(painter, box, Qt.AlignHCenter | Qt.AlignBottom, labels["bottom"])
@@ -356,22 +415,61 @@ class SliceView(QWidget):
                     return m, n
         return None
 
+    def _measurement_at(self, pt: QPointF) -> Measurement | None:
+        """The measurement whose line or outline passes within a few pixels of ``pt``."""
+        p = self.plane
+        for m in reversed(self.visible_measurements(p, self.state.depth(p))):
+            pts = [self.to_widget(*p.to_plane(q)[:2]) for q in m.points]
+            if m.kind in ("length", "angle"):
+                segments = list(zip(pts, pts[1:]))
+                if any(_distance_to_segment(pt, a, b) <= HANDLE_PX for a, b in segments):
+                    return m
+            else:
+                rect = QRectF(pts[0], pts[1]).normalized()
+                if m.kind == "rect":
+                    outer = rect.adjusted(-HANDLE_PX, -HANDLE_PX, HANDLE_PX, HANDLE_PX)
+                    inner = rect.adjusted(HANDLE_PX, HANDLE_PX, -HANDLE_PX, -HANDLE_PX)
+                    if outer.contains(pt) and not inner.contains(pt):
+                        return m
+                elif rect.width() > 0 and rect.height() > 0:
+                    dx = (pt.x() - rect.center().x()) / (rect.width() / 2)
+                    dy = (pt.y() - rect.center().y()) / (rect.height() / 2)
+                    scale = min(rect.width(), rect.height()) / 2
+                    if abs(math.hypot(dx, dy) - 1.0) * scale <= HANDLE_PX:
+                        return m
+        return None
+
+    def role_of(self, button, mods) -> str:
+        """What a drag with ``button`` does: the current tool (left), or the right/middle binding."""
+        if button == Qt.LeftButton:
+            return "pan" if mods & Qt.ShiftModifier else self.state.tool
+        if button == Qt.RightButton:
+            return self.state.bindings["right"]
+        if button == Qt.MiddleButton:
+            return self.state.bindings["middle"]
+        return ""
+
     def mousePressEvent(self, event) -> None:  # noqa: N802
         self.setFocus()
         self.activated.emit(self)
         if self.plane is None or self.state.volume is None:
             return
         pt = event.position()
-        button, mods = event.button(), event.modifiers()
-        if button == Qt.RightButton:
+        role = self.role_of(event.button(), event.modifiers())
+        if event.button() == Qt.LeftButton and role in ("window", "zoom", "navigate") and \
+                (self._handle_at(pt) is not None or self._measurement_at(pt) is not None):
+            role = "select"  # a click on a measurement selects (and a drag edits) it, whatever the tool
+        if role == "window":
             self._drag = ("window", pt, self.state.window)
-        elif button == Qt.MiddleButton or (button == Qt.LeftButton and mods & Qt.ShiftModifier):
+        elif role == "zoom":
+            self._drag = ("zoom", pt, (self.scale(), QPointF(self._pan)))
+        elif role == "pan":
             self._drag = ("pan", pt, QPointF(self._pan))
-        elif button == Qt.LeftButton:
-            self._left_press(pt)
+        elif role:
+            self._left_press(pt, role)
         event.accept()
 
-    def _left_press(self, pt: QPointF) -> None:
+    def _left_press(self, pt: QPointF, tool: str) -> None:
         st, p = self.state, self.plane
         idx = self.index_at(pt)
         if self._pending_angle is not None:  # third click fixes the angle's second arm
@@ -382,20 +480,26 @@ class SliceView(QWidget):
         hit = self._handle_at(pt)
         if hit is not None:
             st.select(hit[0])
-            self._drag = ("handle", pt, hit)
+            self._drag = ("handle", pt, (hit[0], hit[1], list(hit[0].points)))
             return
-        if st.tool == "navigate":
+        body = self._measurement_at(pt)
+        if body is not None:
+            st.select(body)
+            self._drag = ("move", pt, (body, list(body.points), idx))
+            return
+        if tool == "navigate":
             st.select(None)
             st.set_position(idx)
             self._drag = ("navigate", pt, None)
             return
-        m = Measurement(st.tool, p.axis, st.depth(p), [tuple(idx)] * KINDS[st.tool])
+        m = Measurement(tool, p.axis, st.depth(p), [tuple(idx)] * KINDS[tool])
         self._drag = ("draw", pt, m)
         if m.kind == "angle":
             self._pending_angle = m
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
         pt = event.position()
+        self._mouse = pt
         self._update_hover(pt)
         if self._pending_angle is not None and self._drag is None:
             self._pending_angle.points[2] = tuple(self.index_at(pt))
@@ -410,14 +514,23 @@ class SliceView(QWidget):
             w = payload
             step = max(w.width, 20.0) / 250.0
             st.set_window(Window(w.center + d.y() * step, max(1.0, w.width + d.x() * step), "custom"))
+        elif mode == "zoom":  # drag up zooms in, about the point pressed
+            scale, pan = payload
+            self._scale, self._pan = scale, QPointF(pan)
+            self.zoom_by(1.01 ** (-d.y()), start)
         elif mode == "pan":
             self._pan = payload + d
             self.update()
         elif mode == "navigate":
             st.set_position(self.index_at(pt))
         elif mode == "handle":
-            m, n = payload
+            m, n, _before = payload
             m.points[n] = tuple(self.index_at(pt))
+            st.measurements_changed.emit()
+        elif mode == "move":
+            m, before, origin = payload
+            shift = self.index_at(pt) - origin
+            m.points[:] = [tuple(np.asarray(q) + shift) for q in before]
             st.measurements_changed.emit()
         elif mode == "draw":
             m = payload
@@ -434,13 +547,17 @@ class SliceView(QWidget):
         mode, start, payload = self._drag
         self._drag = None
         st = self.state
+        moved = (event.position() - start).manhattanLength() >= 3
         if mode == "handle":
-            st.edited(payload[0])
+            st.edited(payload[0], payload[2])
+        elif mode == "move":
+            st.edited(payload[0], payload[1])
+        elif mode in ("window", "zoom", "pan") and not moved and self.show_crosshair:
+            st.set_position(self.index_at(event.position()))  # a click in MPR moves the crosshair
         elif mode == "draw":
             m = payload
             if m in st.measurements:
                 st.measurements.remove(m)
-            moved = (event.position() - start).manhattanLength() >= 3
             if m.kind == "angle":
                 if not moved:
                     self._pending_angle = None
@@ -485,8 +602,15 @@ class SliceView(QWidget):
         event.accept()
 
     def leaveEvent(self, event) -> None:  # noqa: N802
+        self._mouse = None
         self._hover_text = ""
+        self.hover.emit("")
         self.update()
+
+    def _refresh_hover(self) -> None:
+        """The slice under the cursor changed (scrolling, more slices arrived): read it again."""
+        if self._mouse is not None and self.isVisible():
+            self._update_hover(self._mouse)
 
     def _update_hover(self, pt: QPointF) -> None:
         st, p = self.state, self.plane
@@ -495,13 +619,27 @@ class SliceView(QWidget):
         row, col = self.to_plane(pt)
         r, c = int(math.floor(row + 0.5)), int(math.floor(col + 0.5))
         if 0 <= r < p.shape[0] and 0 <= c < p.shape[1]:
-            v = p.image(st.volume.voxels, st.depth(p))[r, c]
-            value = " ".join(f"{x:g}" for x in np.ravel(v))
-            idx = p.to_index(r, c, st.depth(p))
-            text = f"({int(idx[2])}, {int(idx[1])}, {int(idx[0])})  {value} {st.volume.units}"
+            depth = st.depth(p)
+            if st.slice_ready(p, depth):
+                v = p.image(st.volume.voxels, depth)[r, c]
+                value = " ".join(f"{x:g}" for x in np.ravel(v)) + (f" {st.volume.units}" if st.volume.units
+                                                                    else "")
+            else:
+                value = "…"
+            # x, y: the pixel's column and row in this view (from 0, as DICOM counts them);
+            # Im: the image number shown in the corner (from 1)
+            text = f"x {c}  y {r}  Im {depth + 1}:  {value}"
         else:
             text = ""
         if text != self._hover_text:
             self._hover_text = text
             self.hover.emit(text)
             self.update()
+
+
+def _distance_to_segment(p: QPointF, a: QPointF, b: QPointF) -> float:
+    ab = b - a
+    length2 = ab.x() ** 2 + ab.y() ** 2
+    t = 0.0 if length2 == 0 else max(0.0, min(1.0, ((p - a).x() * ab.x() + (p - a).y() * ab.y()) / length2))
+    q = a + ab * t
+    return math.hypot(p.x() - q.x(), p.y() - q.y())

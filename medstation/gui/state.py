@@ -34,8 +34,14 @@ from medstation.imaging import Measurement, Window, default_window, planes_for
 from medstation.imaging.mpr import Plane
 
 from .findings_model import FindingsModel
+from .history import History
 
-TOOLS = ("navigate", "length", "rect", "ellipse", "angle")
+#: left-button tools: window/level, zoom, pan, crosshair, and the measurements
+TOOLS = ("window", "zoom", "pan", "navigate", "length", "rect", "ellipse", "angle")
+#: what the right and middle buttons do (the left button does the current tool), as in
+#: RadiAnt, Horos and OHIF: left W/L, right zoom, middle pan; changed in Settings
+DEFAULT_BINDINGS = {"right": "zoom", "middle": "pan"}
+DRAG_ROLES = ("window", "zoom", "pan", "navigate")
 
 
 class ViewState(QObject):
@@ -65,8 +71,12 @@ class ViewState(QObject):
         self.invert = False
         self.measurements: list[Measurement] = []
         self.selected: Measurement | None = None
-        self.tool = "navigate"
+        self.tool = "window"
+        self.bindings = dict(DEFAULT_BINDINGS)
         self.data_version = 0  # bumped when voxels change (slices arriving)
+        #: what an empty view says (the window says which: open a folder, or pick a listed series)
+        self.empty_hint = "Open a study: File ▸ Open folder, or drop a folder here"
+        self.history = History(self)
         self.findings = FindingsModel(self)
         self.layers: dict[str, QObject] = {}
         self.add_layer("findings", self.findings)
@@ -96,6 +106,7 @@ class ViewState(QObject):
             self.position = (np.asarray(volume.shape[:3], float) - 1) / 2
             self.position[0] = (volume.shape[0] - 1) // 2
         self.findings.clear()
+        self.history.clear()
         self.volume_changed.emit()
 
     def reset_window(self) -> None:
@@ -158,6 +169,13 @@ class ViewState(QObject):
         self.tool = tool
         self.tool_changed.emit()
 
+    def set_bindings(self, right: str, middle: str) -> None:
+        """What right-drag and middle-drag do: one of ``DRAG_ROLES``."""
+        for b in (right, middle):
+            if b not in DRAG_ROLES:
+                raise ValueError(f"unknown mouse binding {b!r}; one of {', '.join(DRAG_ROLES)}")
+        self.bindings = {"right": right, "middle": middle}
+
     def set_measurements(self, items: list[Measurement]) -> None:
         self.measurements = list(items)
         self.selected = None
@@ -168,15 +186,28 @@ class ViewState(QObject):
         self.selected = m
         self.measurement_edited.emit(m)
         self.measurements_changed.emit()
+        self.history.record(f"draw {m.kind}", lambda: self.delete_measurement(m),
+                            lambda: self.add_measurement(m))
 
     def centre_on(self, index) -> None:
-        """Move the cursor to ``index`` and centre every view on it."""
+        """Move the cursor to ``index``; views where it is off-screen pan to show it (zoom kept)."""
         self.set_position(index)
         self.centre_requested.emit()
 
-    def edited(self, m: Measurement) -> None:
+    def edited(self, m: Measurement, before: list | None = None) -> None:
+        """``m`` was changed (its points were ``before``: recorded for undo)."""
         self.measurement_edited.emit(m)
         self.measurements_changed.emit()
+        if before is not None and list(before) != list(m.points):
+            after = list(m.points)
+
+            def put(points):
+                def apply():
+                    m.points[:] = points
+                    self.edited(m)
+                return apply
+
+            self.history.record(f"edit {m.kind}", put(list(before)), put(after))
 
     def delete_measurement(self, m: Measurement | None = None) -> None:
         m = m or self.selected
@@ -187,6 +218,8 @@ class ViewState(QObject):
             self.selected = None
         self.measurement_deleted.emit(m)
         self.measurements_changed.emit()
+        self.history.record(f"delete {m.kind}", lambda: self.add_measurement(m),
+                            lambda: self.delete_measurement(m))
 
     def select(self, m: Measurement | None) -> None:
         self.selected = m

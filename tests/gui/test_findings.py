@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, QRectF, Qt
 
 from tests.gui.conftest import click, open_and_wait
 
@@ -52,12 +52,23 @@ def test_demo_findings_appear_and_a_click_jumps_to_the_lesion(qtbot, demo_window
     assert int(round(st.position[0])) == target.center_slice
     axial = win.viewer.views["axial"]
     assert st.depth(axial.plane) == target.center_slice
-    # drawn on the axial view at that slice, at the lesion (widget centre after the jump)
+    # drawn on the axial view at that slice, on screen; the view did not pan (it was visible)
     rects = axial.finding_rects(axial.plane, target.center_slice)
     drawn = dict((id(f), r) for f, r in rects)
     assert id(target) in drawn
     centre = drawn[id(target)].center()
+    assert QRectF(axial.rect()).contains(centre) and axial._pan == QPointF(0, 0)
+    # zoomed in far, a jump to a lesion off-screen pans to it and keeps the zoom
+    axial.zoom_by(4.0, QPointF(5, 5))
+    zoom = axial.zoom_factor()
+    st.findings.select(None)
+    st.set_position((0, 0, 0))
+    click(panel.tree.viewport(), rect.center())
+    rects = dict((id(f), r) for f, r in axial.finding_rects(axial.plane, target.center_slice))
+    centre = rects[id(target)].center()
     assert abs(centre.x() - axial.width() / 2) < 3 and abs(centre.y() - axial.height() / 2) < 3
+    assert axial.zoom_factor() == pytest.approx(zoom)
+    axial.fit()
     # the overlay colours pixels around the lesion; hiding it removes them
     img_on = axial.grab().toImage()
     st.findings.set_show(False)

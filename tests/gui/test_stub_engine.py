@@ -111,6 +111,16 @@ def test_partial_findings_are_drawn_as_they_arrive_then_cached(qtbot, stub_windo
     assert sig.args[1] is None and layer.items[0].status == "accepted"
     assert len(engine.jobs) == 1
     assert ("torch" in sys.modules) == torch_before  # the stub engine needs no torch
+    # the thick series of the same study: its findings are linked to the thin series' ones
+    open_and_wait(qtbot, win, win.db.series()[1].series_uid)
+    with qtbot.waitSignal(win.ai.detection_finished, timeout=30000):
+        win.ai.detect(force=True)
+        for _ in range(3):
+            engine.gate.release()
+    thin_number = win.db.series()[0].series_number
+    both = [f"#{thin_number} F1", f"#{thin_number} F2"]  # the stub puts both at the same nodule
+    assert layer.links == {"F1": both, "F2": both}
+    assert win.findings.tree.topLevelItem(0).text(5) == ", ".join(both)
 
 
 def test_cancel_stops_within_a_chunk_and_clears_partial_findings(qtbot, stub_window):

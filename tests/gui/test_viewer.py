@@ -58,11 +58,12 @@ def test_import_browse_open_scroll_window_and_layouts(qtbot, window, small_study
     win.viewer.panes["axial"].bar.setValue(5)
     assert win.state.depth(plane) == 5
 
-    # window/level: a preset, then a right-drag (horizontal = width, vertical = level)
+    # window/level: a preset, then a left-drag with the default tool (horizontal = width,
+    # vertical = level), as in RadiAnt, Horos and OHIF
     lung = next(a for a in win.actions() if a.text().startswith("Lung"))
     lung.trigger()
-    assert win.state.window == PRESETS["Lung"]
-    drag(view, center, center + QPointF(100, 50), Qt.RightButton)
+    assert win.state.window == PRESETS["Lung"] and win.state.tool == "window"
+    drag(view, center, center + QPointF(100, 50))
     assert win.state.window.width > PRESETS["Lung"].width
     assert win.state.window.center > PRESETS["Lung"].center
     before = view.grab().toImage()
