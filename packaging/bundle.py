@@ -60,5 +60,22 @@ def trim(binaries, level: str = "safe"):
     return [b for b in binaries if not any(fnmatch.fnmatch(Path(b[0]).name, p) for p in patterns)]
 
 
+#: folders of DATA_DIRS the app never reads (the README's screenshots): left out of the bundle
+NOT_SHIPPED = {"resources/screenshots"}
+
+
 def data_dirs() -> list[tuple[str, str]]:
-    return [(str(ROOT / d), d) for d in DATA_DIRS if (ROOT / d).is_dir()]
+    """(source, destination) folders for PyInstaller's datas: models/ and resources/ without
+    what the app never reads."""
+    out = []
+    for d in DATA_DIRS:
+        root = ROOT / d
+        if not root.is_dir():
+            continue
+        subs = [p for p in sorted(root.iterdir()) if p.is_dir()]
+        if any(f"{d}/{p.name}" in NOT_SHIPPED for p in subs):
+            out += [(str(p), f"{d}/{p.name}") for p in subs if f"{d}/{p.name}" not in NOT_SHIPPED]
+            out += [(str(f), d) for f in sorted(root.iterdir()) if f.is_file()]
+        else:
+            out.append((str(root), d))
+    return out

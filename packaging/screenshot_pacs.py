@@ -26,8 +26,7 @@ def main() -> int:
     from PySide6.QtCore import QTimer
 
     from medstation.dicom.pacs import DimseClient, PacsNode, save_nodes, set_node_password
-    from medstation.gui.app import check_display, create_app
-    from medstation.gui.app import build_window
+    from medstation.gui.app import build_window, check_display, create_app
     from medstation.synth import demo_study
     from tests._orthanc import PASSWORD, USER, Orthanc
 

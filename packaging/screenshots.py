@@ -22,8 +22,7 @@ def main() -> int:
     os.environ["MEDSTATION_DB"] = str(Path(tmp) / "studies.sqlite")
     from PySide6.QtCore import QTimer
 
-    from medstation.gui.app import check_display, create_app
-    from medstation.gui.app import build_window
+    from medstation.gui.app import build_window, check_display, create_app
     from medstation.imaging import PRESETS, Measurement
 
     check_display()
@@ -91,8 +90,22 @@ def main() -> int:
             (400, shot("viewer-mpr-1x3-mediastinum")),
             (10, lambda: (win.panels["tags"].show(), win.panels["tags"].raise_(), win.set_layout("1x1"))),
             (600, shot("viewer-tags")),
-            (10, win.close),
-        ])
+            (10, lambda: (win.panels["findings"].raise_(), win.state.set_window(PRESETS["Lung"]))),
+        ] + reading_sizes() + [(10, win.close)])
+
+    def reading_sizes():
+        """The reading layouts at two screen sizes, inverted and not (issue 14's review set)."""
+        out = []
+        for w, h in ((1280, 720), (1920, 1080)):
+            out.append((10, lambda w=w, h=h: win.resize(w, h)))
+            for layout in ("1x1", "2x2", "1x3"):
+                for inverted in (False, True):
+                    name = f"reading-{w}x{h}-{layout}" + ("-inverted" if inverted else "")
+                    out += [(10, lambda lay=layout, inv=inverted: (win.set_layout(lay),
+                                                                    win.state.set_invert(inv))),
+                            (500, shot(name))]
+        out.append((10, lambda: (win.state.set_invert(False), win.resize(1500, 940))))
+        return out
 
     def run_next():
         if steps:

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unset QT_QPA_PLATFORM
-exec xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python packaging/screenshots.py
+exec xvfb-run -a -s "-screen 0 2000x1200x24" .venv/bin/python packaging/screenshots.py

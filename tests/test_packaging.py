@@ -27,6 +27,8 @@ def test_data_covers_models_and_resources():
     for name in ("model.safetensors", "manifest.json", "MODEL_CARD.md"):
         assert Path("models/nodule-detector") / name in shipped
     assert any(p.parts[0] == "resources" for p in shipped)
+    assert not any("screenshots" in p.parts for p in shipped)  # README pictures stay out of the bundle
+    assert ("resources" in {d for _s, d in bundle.data_dirs()})  # medstation.desktop
     # the app finds its models at <bundle>/models: next to the medstation package
     from medstation.ai.store import builtin_models_dir
     assert builtin_models_dir() == ROOT / "models"

@@ -88,8 +88,10 @@ def build_menus(win) -> None:
             f"Layout {name.replace('x', '×')}"
         win.layout_actions[name] = action(win, v, text, lambda _=False, n=name: win.set_layout(n),
                                           LAYOUT_KEYS[name], checkable=True, group=group)
+        win.layout_actions[name].setIconText(name.replace("x", "×"))  # short on the toolbar
     win.sync_action = action(win, v, "Scroll side by side together (by patient position)", win.set_sync,
                              "Ctrl+L", checkable=True)
+    win.sync_action.setIconText("Sync")
     v.addSeparator()
     for name, key in (("axial", "A"), ("coronal", "C"), ("sagittal", "S")):
         action(win, v, f"{name.capitalize()} (1×1)", lambda _=False, n=name: win.show_plane(n), key)
@@ -163,8 +165,9 @@ def build_menus(win) -> None:
     tb.addAction(win.sync_action)
     tb.addSeparator()
     tb.addAction(win.invert_action)
-    tb.addAction(win.undo_action)
-    tb.addAction(win.redo_action)
+    for act, short in ((win.undo_action, "↶"), (win.redo_action, "↷")):
+        act.setIconText(short)
+        tb.addAction(act)
     disclaimer = QLabel("  Research software — not for clinical use  ", win)
     disclaimer.setStyleSheet("color: #e0a040;")
     disclaimer.setToolTip(DISCLAIMER)

@@ -197,7 +197,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.panels["findings"], self.panels["measurements"])
         self.tabifyDockWidget(self.panels["measurements"], self.panels["tags"])
         self.panels["findings"].raise_()
-        self.resizeDocks([self.panels["browser"], self.panels["measurements"]], [340, 380], Qt.Horizontal)
+        self.resizeDocks([self.panels["browser"], self.panels["measurements"]], [250, 330], Qt.Horizontal)
 
     def _build_status(self) -> None:
         sb = self.statusBar()

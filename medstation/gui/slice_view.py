@@ -338,7 +338,7 @@ class SliceView(QWidget):
         """The four corners' lines; fewer and shorter in a small view."""
         st, vol = self.state, self.state.volume
         info = st.info
-        small = self.width() < 420 or self.height() < 300
+        small = self.width() < 330 or self.height() < 260
         pos = vol.index_to_patient(p.to_index(0, 0, depth)) if vol.has_geometry else None
         loc = ""
         if pos is not None:
@@ -350,7 +350,8 @@ class SliceView(QWidget):
         if st.invert:
             wl += "  inv" if small else "  inverted"
         if small:
-            return {"tl": [info.get("patient", "")],
+            narrow = self.width() < 260  # the image number matters more than the name there
+            return {"tl": [] if narrow else [info.get("patient", "")],
                     "tr": [f"Im {depth + 1}/{p.depth}"],
                     "bl": [wl], "br": [self._hover_text]}
         return {"tl": [info.get("patient", ""),
@@ -372,8 +373,8 @@ class SliceView(QWidget):
         labels = p.edge_labels() if vol.has_geometry else {}
         # the corner texts share each edge with an orientation letter in its middle: each corner
         # gets half of what the letter leaves, and the blocks stop short of the side letters
-        letter_w = max((QFontMetrics(big).horizontalAdvance(t) for t in labels.values()), default=0) + 16
-        half = max(20.0, (box.width() - letter_w) / 2 - 4)
+        letter_w = max((QFontMetrics(big).horizontalAdvance(t) for t in labels.values()), default=0) + 8
+        half = max(20.0, (box.width() - letter_w) / 2)
         max_lines = max(1, int((box.height() / 2 - 14) // fm.height()))
         corners = self.corner_text(p, depth)
         flags = {"tl": Qt.AlignLeft | Qt.AlignTop, "tr": Qt.AlignRight | Qt.AlignTop,

@@ -191,7 +191,7 @@ class Viewer(QWidget):
                  f"{vol.shape[2]} × {vol.shape[1]} × {vol.shape[0]} voxels "
                  f"({vol.modality or '?'}, {vol.voxels.dtype})",
                  f"spacing {vol.spacing[2]:.3g} × {vol.spacing[1]:.3g} × {vol.spacing[0]:.3g} mm",
-                 f"cursor voxel ({j:.0f}, {i:.0f}, {k:.0f})",
+                 f"cursor x {j:.0f}, y {i:.0f} (from 0), axial Im {k + 1:.0f}",
                  "cursor patient (LPS) {:.1f}, {:.1f}, {:.1f} mm".format(*pt)]
         lines += [f"⚠ {w}" for w in vol.warnings]
         self.info.setText("\n".join(x for x in lines if x))
