@@ -92,6 +92,8 @@ def build_menus(win) -> None:
     win.sync_action = action(win, v, "Scroll side by side together (by patient position)", win.set_sync,
                              "Ctrl+L", checkable=True)
     win.sync_action.setIconText("Sync")
+    win.reference_action = action(win, v, "Reference lines in 1×1 (where the other planes cut)",
+                                  lambda on: win.viewer.set_reference_lines(on), "Shift+L", checkable=True)
     v.addSeparator()
     for name, key in (("axial", "A"), ("coronal", "C"), ("sagittal", "S")):
         action(win, v, f"{name.capitalize()} (1×1)", lambda _=False, n=name: win.show_plane(n), key)

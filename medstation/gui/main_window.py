@@ -311,8 +311,11 @@ class MainWindow(QMainWindow):
         self._refresh_dicom_windows()
         self._sync_actions()
         vol = self.state.volume
+        default = str(self.settings.value("viewer/default_layout", ""))
         if vol is not None and vol.shape[0] == 1 and self.viewer.layout_name != "1x1":
             self.set_layout("1x1")
+        elif default in LAYOUTS and default != self.viewer.layout_name:  # Settings: layout for a new series
+            self.set_layout(default)
         self._remember(ref.series_uid, label)
         self.setWindowTitle(label)  # Qt adds " — medstation" (the application display name)
 

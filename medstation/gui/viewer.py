@@ -68,6 +68,7 @@ class Viewer(QWidget):
         self.compare = PlaneViewer(self.compare_state, "axial", self)
         self.compare.view.activated.connect(self._set_active)
         self.sync = False  # scroll the compare series with the shown one, by patient position
+        self.reference_lines = False  # in 1x1 and 1x2: where the other two planes cut this one
         self._syncing = False
         state.position_changed.connect(lambda: self._follow(self.state, self.compare_state))
         self.compare_state.position_changed.connect(lambda: self._follow(self.compare_state, self.state))
@@ -131,7 +132,7 @@ class Viewer(QWidget):
             w.show()
         mpr = name in ("1x3", "2x2")
         for pane in self.panes.values():
-            pane.view.show_crosshair = mpr
+            pane.view.show_crosshair = mpr or self.reference_lines
             if pane.isVisible():
                 pane.view.restore_view(name)
         if self.compare.isVisible():
@@ -145,6 +146,10 @@ class Viewer(QWidget):
         self.set_layout(self.layout_name)
 
     # -- side by side -----------------------------------------------------------------------------
+    def set_reference_lines(self, on: bool) -> None:
+        self.reference_lines = bool(on)
+        self.set_layout(self.layout_name)
+
     def set_sync(self, on: bool) -> None:
         self.sync = bool(on)
         self._follow(self.state, self.compare_state)

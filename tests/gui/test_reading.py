@@ -193,3 +193,49 @@ def test_corner_texts_do_not_overlap(qtbot, opened, size):
                 assert all(fm.horizontalAdvance(t) <= half for t in elided), (name, corner)
             if view.width() < 420:
                 assert len([t for t in corners["tr"] if t]) == 1  # abbreviated in a small view
+
+
+def test_reference_lines_title_presets_and_help(qtbot, opened):
+    win = opened
+    view = win.viewer.active
+    assert not view.show_crosshair
+    win.reference_action.trigger()
+    assert view.show_crosshair and win.viewer.layout_name == "1x1"
+    before = view.grab().toImage()
+    win.reference_action.trigger()
+    assert not view.show_crosshair and view.grab().toImage() != before
+    # the title names the series once; Qt adds the application name
+    assert "medstation" not in win.windowTitle() and win.state.info["series"] in win.windowTitle()
+    # a window stored in the DICOM that repeats a built-in preset is not listed twice
+    names = [a.text().split("  (")[0].lower() for a in win.dicom_windows_menu.actions()]
+    assert not set(names) & {n.lower() for n in PRESETS}
+
+
+def test_help_text_names_the_program_not_its_structure():
+    from medstation.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "composition root" not in text and "radiology assistant" in text
+
+
+def test_settings_dialog_changes_bindings_and_the_layout_for_a_new_series(qtbot, opened, small_study):
+    from medstation.gui.settings import SettingsDialog
+
+    win = opened
+    dialog = SettingsDialog(win.settings, ("1x1", "1x2", "1x3", "2x2"), win)
+    qtbot.addWidget(dialog)
+    dialog.tool.setCurrentIndex(dialog.tool.findData("navigate"))
+    dialog.right.setCurrentIndex(dialog.right.findData("pan"))
+    dialog.middle.setCurrentIndex(dialog.middle.findData("window"))
+    dialog.layout_box.setCurrentText("2x2")
+    dialog.cine.setValue(25)
+    dialog.accept()
+    from medstation.gui.settings import apply_settings
+
+    apply_settings(win.settings, win.state)
+    assert win.state.tool == "navigate" and win.state.bindings == {"right": "pan", "middle": "window"}
+    open_and_wait(qtbot, win, small_study.series[1].series_uid)
+    assert win.viewer.layout_name == "2x2"
+    win.toggle_cine(True)
+    assert win._cine.interval() == 40
+    win.toggle_cine(False)
