@@ -147,6 +147,13 @@ def _check_volume(volume: Volume, input_spec: dict) -> None:
     if volume.shape[0] < 3:
         raise ModelError(f"{where}: {volume.shape[0]} slice(s); the detector needs a stack of axial slices",
                          "open a thin-slice chest CT series")
+    if volume.geometry_errors or not volume.has_geometry:
+        why = "; ".join(volume.geometry_errors) or "no slice positions or orientation in the files"
+        raise ModelError(f"{where}: the series has no valid patient geometry ({why})",
+                         "the detector measures in mm: fix or re-export the series with its geometry")
+    if not all(math.isfinite(s) and s > 0 for s in volume.spacing):
+        raise ModelError(f"{where}: impossible voxel spacing {volume.spacing}",
+                         "re-export the series from the scanner or PACS")
     if abs(float(volume.direction[0][2])) < 0.9:
         raise ModelError(f"{where}: the slices are not axial; the detector reads axial chest CT",
                          "open the axial series of the study")

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from medstation import __version__
+from medstation.core import jsonout
 from medstation.core.errors import CancelledError, MedstationError
 
 
@@ -49,8 +50,6 @@ def _open_db(args):
 
 
 def cmd_import(args) -> int:
-    import json
-
     from medstation.dicom import WorkerPool, import_paths, rebuild
 
     with _open_db(args) as db, WorkerPool(timeout=args.timeout) as pool:
@@ -64,7 +63,7 @@ def cmd_import(args) -> int:
         missing = db.check_files()
         counts = db.counts()
     if args.json:
-        print(json.dumps({"report": report.to_dict(), "database": str(db.path), "counts": counts},
+        print(jsonout.dumps({"report": report.to_dict(), "database": str(db.path), "counts": counts},
                          indent=1))
         return 0
     print(f"{report.files} files: {report.added} added, {report.unchanged} unchanged, "
@@ -304,3 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medstation: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `medstation info --json | head`: the reader went away; end quietly
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit must not raise again
+        return 141

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 
+from medstation.core import jsonout
 from medstation.core.errors import LoadError, MedstationError
 
 
@@ -58,7 +58,7 @@ def cmd_detect(args) -> int:
                           "slices_run": run.slices_run, "device": run.device})
             name = f"{stack.series_uid}-{stack.part}.json" if stack.part > 1 else f"{stack.series_uid}.json"
             path = out / name
-            atomic_write_text(path, json.dumps({**entry, "model": report["model"],
+            atomic_write_text(path, jsonout.dumps({**entry, "model": report["model"],
                                                 "not_for_clinical_use": True}, indent=1) + "\n")
             entry["file"] = str(path)
             shown = [f for f in run.findings if f.score >= operating_threshold(detector.manifest)]
@@ -74,9 +74,9 @@ def cmd_detect(args) -> int:
                 _say(args, f"  {f.finding_id}: score {f.score:.2f}, {f.diameter_mm:.1f} mm at "
                            f"({f.center_mm[0]:.1f}, {f.center_mm[1]:.1f}, {f.center_mm[2]:.1f}) mm, "
                            f"slice {f.center_slice + 1}")
-    atomic_write_text(out / "detect-report.json", json.dumps(report, indent=1) + "\n")
+    atomic_write_text(out / "detect-report.json", jsonout.dumps(report, indent=1) + "\n")
     if args.json:
-        print(json.dumps(report, indent=1))
+        print(jsonout.dumps(report, indent=1))
     return 0
 
 
@@ -91,7 +91,7 @@ def cmd_evaluate(args) -> int:
     out = {"model": {"name": detector.name, "version": detector.version, "path": str(model_dir)},
            **result.to_dict(), **extra}
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(jsonout.dumps(out, indent=1))
     else:
         print(f"{detector.name} {detector.version} on {result.scans} generated studies (seeds "
               f"{args.seed0}..{args.seed0 + args.studies - 1}), {result.nodules} nodules "
@@ -151,7 +151,7 @@ def cmd_bench_infer(args) -> int:
 
     r = run_infer(args)
     if args.json:
-        print(json.dumps(r, indent=1))
+        print(jsonout.dumps(r, indent=1))
     else:
         print_infer(r)
     return 0

@@ -10,7 +10,6 @@ are medstation / SimpleITK (lower is better).
 from __future__ import annotations
 
 import gc
-import json
 import statistics
 import tempfile
 import threading
@@ -18,6 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from medstation.core import jsonout
 
 TARGETS = {"none": 0.5, "rle": 0.2}
 FIRST_SLICE_TARGET_S = 0.2
@@ -148,7 +149,7 @@ def run_bench(args) -> int:
         r["ratio"] <= r["target_ratio"] and r["first_slice_s"] <= FIRST_SLICE_TARGET_S
         and r["memory_ratio"] <= MEMORY_TARGET and r["identical_to_simpleitk"] for r in v.values())
     if args.json:
-        print(json.dumps(report, indent=1))
+        print(jsonout.dumps(report, indent=1))
     else:
         print(f"load {args.slices} x {args.size} x {args.size} CT to a sorted HU volume, "
               f"median of {args.rounds} interleaved rounds")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from collections import defaultdict
 
+from medstation.core import jsonout
 from medstation.core.errors import LoadError
 from medstation.dicom import WorkerPool, list_series, open_series
 from medstation.dicom.header import InstanceHeader
@@ -145,8 +145,7 @@ def run_info(args) -> int:
     finally:
         close()
     if args.json:
-        json.dump(rep, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        sys.stdout.write(jsonout.dumps(rep, indent=1) + "\n")
     else:
         print(format_report(rep, args.verbose))
     return 0

@@ -8,7 +8,7 @@ contract says so).
 
 from __future__ import annotations
 
-import json
+from medstation.core import jsonout
 
 
 def cmd_gui(args) -> int:
@@ -22,7 +22,7 @@ def cmd_bench_render(args) -> int:
 
     r = run_render(args)
     if args.json:
-        print(json.dumps(r, indent=1))
+        print(jsonout.dumps(r, indent=1))
     else:
         print(f"scroll frame ({r['size']}x{r['size']} slice, {r['widget'][0]}x{r['widget'][1]} view, "
               f"text and measurements on): median {r['median_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms "

@@ -8,7 +8,7 @@ the one in use. Each takes ``--json``.
 
 from __future__ import annotations
 
-import json
+from medstation.core import jsonout
 
 
 def add_parsers(sub, run) -> None:
@@ -38,7 +38,7 @@ def cmd_list(args) -> int:
     versions = registry.versions(args.task)
     rows = [v.to_dict(in_use=registry.is_default(v)) for v in versions]
     if args.json:
-        print(json.dumps({"models": rows, "problems": [p.to_dict() for p in registry.problems]}, indent=1))
+        print(jsonout.dumps({"models": rows, "problems": [p.to_dict() for p in registry.problems]}, indent=1))
         return 0
     if not rows:
         print("no models found" + (f" for {args.task}" if args.task else ""))
@@ -61,20 +61,20 @@ def cmd_show(args) -> int:
     info = {**version.to_dict(in_use=registry.is_default(version)), "manifest": version.manifest.raw,
             "card": version.manifest.card}
     if args.json:
-        print(json.dumps(info, indent=1))
+        print(jsonout.dumps(info, indent=1))
         return 0
     for key in ("id", "task", "architecture", "parent_version", "created", "builtin", "in_use", "path",
                 "sha256", "operating_point", "intended_use", "card"):
         print(f"{key:<16} {info[key]}")
-    print(f"{'training data':<16} {json.dumps(info['training_data'])}")
-    print(f"{'metrics':<16} {json.dumps(info['metrics'])}")
+    print(f"{'training data':<16} {jsonout.dumps(info['training_data'])}")
+    print(f"{'metrics':<16} {jsonout.dumps(info['metrics'])}")
     return 0
 
 
 def cmd_use(args) -> int:
     version = _registry().use(args.model)
     if args.json:
-        print(json.dumps({"in_use": version.id, "task": version.task, "path": str(version.path)}))
+        print(jsonout.dumps({"in_use": version.id, "task": version.task, "path": str(version.path)}))
     else:
         print(f"{version.task}: now using {version.id} ({version.path})")
     return 0
@@ -83,7 +83,7 @@ def cmd_use(args) -> int:
 def cmd_remove(args) -> int:
     version = _registry().remove(args.model)
     if args.json:
-        print(json.dumps({"removed": version.id, "path": str(version.path)}))
+        print(jsonout.dumps({"removed": version.id, "path": str(version.path)}))
     else:
         print(f"removed {version.id} ({version.path})")
     return 0

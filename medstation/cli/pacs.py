@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from medstation.core import jsonout
 from medstation.core.errors import PacsError
 
 
@@ -52,7 +52,7 @@ def _client(args, node):
 def cmd_echo(args) -> int:
     node = node_from_args(args)
     seconds = _client(args, node).echo()
-    print(json.dumps({"node": node.name, "seconds": seconds}) if args.json
+    print(jsonout.dumps({"node": node.name, "seconds": seconds}) if args.json
           else f"{node.name} ({node.where}) answered in {seconds * 1000:.0f} ms")
     return 0
 
@@ -68,7 +68,7 @@ def cmd_find(args) -> int:
             patient_id=args.patient_id, patient_name=args.patient_name, date_from=args.date_from,
             date_to=args.date_to, accession=args.accession, modality=args.modality)]
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(jsonout.dumps(rows, indent=1))
         return 0
     for r in rows:
         if "series_uid" in r:
@@ -96,7 +96,7 @@ def cmd_retrieve(args) -> int:
         finally:
             close()
     if args.json:
-        print(json.dumps({"transfer": report.to_dict(), "import": imported.to_dict()}, indent=1))
+        print(jsonout.dumps({"transfer": report.to_dict(), "import": imported.to_dict()}, indent=1))
     else:
         print(f"{report.transferred} instances in {report.seconds:.1f} s by {args.method or node.retrieve}; "
               f"{len(imported.series)} series in the study database")
@@ -111,7 +111,7 @@ def cmd_send(args) -> int:
         raise PacsError(f"no DICOM files in {', '.join(args.paths)}",
                         "give .dcm files or folders holding them")
     report = _client(args, node).store(files)
-    print(json.dumps(report.to_dict()) if args.json
+    print(jsonout.dumps(report.to_dict()) if args.json
           else f"sent {report.transferred} instances to {node.name} in {report.seconds:.1f} s")
     return 0
 
@@ -125,7 +125,7 @@ def cmd_deidentify(args) -> int:
                         allow_burned_in=args.allow_burned_in)
     summary = {"out": report.out_dir, "files": len(report.files), "date_shift_days": report.date_shift_days,
                "uids_remapped": report.uids_remapped, "patients": report.patients}
-    print(json.dumps(summary) if args.json else
+    print(jsonout.dumps(summary) if args.json else
           f"{len(report.files)} files de-identified into {report.out_dir} "
           f"({report.patients} patient(s), dates moved by {report.date_shift_days} days)")
     return 0

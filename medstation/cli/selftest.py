@@ -9,13 +9,14 @@ screenshot. Runs the same from the source tree and from the packaged app.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
+
+from medstation.core import jsonout
 
 #: the demo nodules the default detector must find above its 1-FP/scan operating point
 #: (the 6 mm one is below the size a 0.97-sensitivity detector reliably finds)
@@ -123,7 +124,7 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
         findings = [f for f in ctx["run"].findings if f.score >= ctx["threshold"]]
         out = tmp / "findings"
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "findings.json", json.dumps([f.to_dict() for f in findings], indent=1))
+        atomic_write_text(out / "findings.json", jsonout.dumps([f.to_dict() for f in findings], indent=1))
         volume = ctx["volume"]
         res = export_results(findings, volume.sources, out, voxels=volume.voxels)
         return f"findings.json, {Path(res.sr).name}, {Path(res.seg).name if res.seg else 'no SEG'}"
@@ -154,7 +155,7 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
 def cmd_selftest(args, window_step=None) -> int:
     report = run_selftest(gui=args.gui, keep=args.keep, screenshot=args.screenshot, window_step=window_step)
     if args.json:
-        print(json.dumps(report, indent=1))
+        print(jsonout.dumps(report, indent=1))
     else:
         print(f"medstation {report['version']} self-test ({'bundle' if report['frozen'] else 'source'}, "
               f"Python {report['python']}), in {report['folder']}")

@@ -53,6 +53,8 @@ class Volume:
     sources: list[tuple[str, int]] = field(default_factory=list)
     #: DICOM PhotometricInterpretation of the stored pixels (MONOCHROME1 displays inverted)
     photometric: str = ""
+    #: why the geometry is unknown or impossible (empty: spacing, orientation and positions are real)
+    geometry_errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)

@@ -120,6 +120,7 @@ def empty_volume(stack: SeriesStack) -> Volume:
         has_geometry=stack.has_geometry,
         sources=[(s.header.path, s.frame) for s in stack.slices],
         photometric=h.photometric,
+        geometry_errors=list(stack.geometry_errors),
     )
 
 

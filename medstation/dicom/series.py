@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medstation.core.volume import AXIAL
+from medstation.dicom.geometry import check_pixel_spacing, check_stack
 from medstation.dicom.header import InstanceHeader
 
 _TILT_DEGREES = 0.1  # below this, slices count as stacked along the normal
@@ -56,6 +57,8 @@ class SeriesStack:
     dtype: str
     warnings: list[str] = field(default_factory=list)
     slice_positions: np.ndarray | None = None
+    #: impossible or missing geometry (the stack is shown as plain images; nothing measures in mm)
+    geometry_errors: list[str] = field(default_factory=list)
 
     @property
     def first(self) -> InstanceHeader:
@@ -119,8 +122,12 @@ def assemble(headers: list[InstanceHeader]) -> list[SeriesStack]:
             by_series[h.series_uid or f"(no series UID) {h.path}"].append(h)
     stacks: list[SeriesStack] = []
     for uid, members in by_series.items():
+        members, duplicates = _drop_duplicates(members)
         groups = _split(members)
         notes = []
+        if duplicates:
+            notes.append(f"{duplicates} file(s) repeat an instance already in the series (same SOP "
+                         "Instance UID): each instance is used once, from its most readable copy")
         if len(groups) > 1:
             notes.append(f"series holds {len(groups)} stacks of different orientation, size, "
                          "echo or phase; split into parts")
@@ -132,6 +139,38 @@ def assemble(headers: list[InstanceHeader]) -> list[SeriesStack]:
                                s.first.series_number if s.first.series_number is not None else 1 << 30,
                                s.series_uid, s.part))
     return stacks
+
+
+#: transfer syntaxes from the most to the least dependable to decode (lossless, then lossy)
+_DECODE_RANK = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
+                "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.70",
+                "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.201",
+                "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.91",
+                "1.2.840.10008.1.2.4.51"]
+
+
+def _drop_duplicates(members: list[InstanceHeader]) -> tuple[list[InstanceHeader], int]:
+    """One header per SOP Instance UID: the copy that decodes most dependably (uncompressed first)."""
+    best: dict[str, InstanceHeader] = {}
+    keep: list[InstanceHeader] = []
+    dropped = 0
+
+    def rank(h: InstanceHeader) -> tuple:
+        ts = _DECODE_RANK.index(h.transfer_syntax) if h.transfer_syntax in _DECODE_RANK else len(_DECODE_RANK)
+        return (not h.fast_native, ts, h.path)
+
+    for h in members:
+        uid = h.sop_instance_uid
+        if not uid:
+            keep.append(h)
+            continue
+        if uid in best:
+            dropped += 1
+            if rank(h) < rank(best[uid]):
+                best[uid] = h
+        else:
+            best[uid] = h
+    return keep + list(best.values()), dropped
 
 
 def _orientation_key(h: InstanceHeader):
@@ -193,11 +232,19 @@ def _normal(orientation) -> np.ndarray:
 def _build_stack(series_uid: str, part: int, slices: list[SliceRef]) -> SeriesStack:
     h0 = slices[0].header
     warnings: list[str] = []
-    ps = h0.pixel_spacing or (1.0, 1.0)
-    if h0.pixel_spacing is None:
-        warnings.append("no pixel spacing in the file: distances are in pixels, not mm")
     orientation = h0.orientation
     positions = [s.position for s in slices]
+    check = check_stack(orientation, positions, h0.pixel_spacing, h0.slice_thickness)
+    warnings += [f"geometry error: {e}" for e in check.errors] + check.warnings
+    spacing_ok = h0.pixel_spacing is not None and not check_pixel_spacing(h0.pixel_spacing)
+    ps = h0.pixel_spacing if spacing_ok else (1.0, 1.0)
+    if h0.pixel_spacing is None:
+        warnings.append("no pixel spacing in the file: distances are in pixels, not mm")
+    thickness = h0.slice_thickness if h0.slice_thickness and math.isfinite(h0.slice_thickness) and \
+        0 < h0.slice_thickness <= 1e3 else None
+    if not check.ok:  # impossible orientation or positions: shown as plain images, in file order
+        orientation = None
+        positions = [None] * len(slices)
     has_geometry = orientation is not None and all(p is not None for p in positions)
     if has_geometry:
         row = np.asarray(orientation[:3], float)
@@ -209,7 +256,7 @@ def _build_stack(series_uid: str, part: int, slices: list[SliceRef]) -> SeriesSt
         slices = [slices[i] for i in order]
         pos, dist = pos[order], dist[order]
         step_dir = normal
-        dk = float(h0.slice_thickness or 1.0)
+        dk = float(thickness or 1.0)
         if len(slices) > 1:
             gaps = np.diff(dist)
             positive = gaps[gaps > 1e-3]
@@ -244,12 +291,16 @@ def _build_stack(series_uid: str, part: int, slices: list[SliceRef]) -> SeriesSt
             warnings.append("no slice positions: ordered by Instance Number")
         direction = AXIAL.copy()
         origin = (0.0, 0.0, 0.0)
-        dk = float(h0.slice_thickness or 1.0)
+        dk = float(thickness or 1.0)
         slice_positions = None
         if orientation is not None:
             direction = np.vstack([_normal(orientation), orientation[3:], orientation[:3]])
-    return SeriesStack(series_uid, part, slices, (dk, float(ps[0]), float(ps[1])), origin,
-                       direction, has_geometry, _output_dtype(slices), warnings, slice_positions)
+    stack = SeriesStack(series_uid, part, slices, (dk, float(ps[0]), float(ps[1])), origin,
+                        direction, has_geometry, _output_dtype(slices), warnings, slice_positions)
+    stack.geometry_errors = list(check.errors)
+    if h0.pixel_spacing is None:
+        stack.geometry_errors.append("no pixel spacing: sizes in mm are unknown")
+    return stack
 
 
 def _output_dtype(slices: list[SliceRef]) -> str:

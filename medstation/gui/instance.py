@@ -36,8 +36,17 @@ def send_to_running(name: str, paths: list[str], demo: bool = False, timeout_ms:
     return bool(ok)
 
 
+#: the longest request line taken (a few hundred paths); longer ones are refused unread
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_PATHS = 1000
+
+
 class InstanceServer(QObject):
-    """Listens for later starts; emits ``request(paths, demo)`` on the GUI thread."""
+    """Listens for later starts; emits ``request(paths, demo)`` on the GUI thread.
+
+    The socket is the user's alone (``UserAccessOption``: mode 0600 whatever the umask), and a
+    request is one JSON line of at most ``MAX_REQUEST_BYTES`` with at most ``MAX_PATHS`` paths.
+    """
 
     request = Signal(list, bool)
 
@@ -45,6 +54,7 @@ class InstanceServer(QObject):
         super().__init__(parent)
         self.server = QLocalServer(self)
         QLocalServer.removeServer(name)  # a stale socket left by a crash
+        self.server.setSocketOptions(QLocalServer.UserAccessOption)
         self.listening = self.server.listen(name)
         self.server.newConnection.connect(self._accept)
 
@@ -55,17 +65,31 @@ class InstanceServer(QObject):
 
     def _read(self, sock: QLocalSocket) -> None:
         if not sock.canReadLine():
+            if sock.bytesAvailable() > MAX_REQUEST_BYTES:  # no end in sight: refuse, do not buffer it
+                self._refuse(sock)
             return
+        line = bytes(sock.readLine(MAX_REQUEST_BYTES + 1).data())
         try:
-            msg = json.loads(bytes(sock.readLine().data()).decode())
+            if len(line) > MAX_REQUEST_BYTES:
+                raise ValueError("request too long")
+            msg = json.loads(line.decode())
             paths = [str(p) for p in msg.get("open", [])]
             demo = bool(msg.get("demo", False))
-        except (ValueError, AttributeError):
-            sock.write(QByteArray(b"bad\n"))
+            if len(paths) > MAX_PATHS or any(len(p) > 4096 or "\0" in p for p in paths):
+                raise ValueError("too many or too long paths")
+        except (ValueError, AttributeError, UnicodeDecodeError, TypeError):
+            self._refuse(sock)
             return
         sock.write(QByteArray(b"ok\n"))
         sock.flush()
         self.request.emit(paths, demo)
+
+
+    @staticmethod
+    def _refuse(sock: QLocalSocket) -> None:
+        sock.write(QByteArray(b"bad\n"))
+        sock.flush()
+        sock.disconnectFromServer()
 
 
 def attach(window, name: str) -> InstanceServer:
