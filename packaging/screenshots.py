@@ -118,6 +118,9 @@ def main() -> int:
     QTimer.singleShot(300_000, win.close)  # never hang a CI job
     app.exec()
     win.shutdown()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -147,6 +147,10 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
     if gui and steps.ok:
         steps.run("main window", window)
     from medstation import __version__
+    if not keep:  # a throw-away folder goes away (the screenshot too, unless --screenshot put it elsewhere)
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
     return {"version": __version__, "python": sys.version.split()[0],
             "frozen": bool(getattr(sys, "frozen", False)), "folder": str(tmp), "ok": steps.ok,
             "steps": steps.rows}

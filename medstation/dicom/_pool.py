@@ -48,6 +48,7 @@ def _context():
 def _worker_main(conn, memory_cap: int) -> None:
     """Loop of a worker process: receive (task id, function, args), send back a result."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _quiet_stderr()
     _cap_memory(memory_cap)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     conn.send(("ready", os.getpid()))  # task deadlines start only once a worker is up
@@ -78,6 +79,21 @@ def _worker_main(conn, memory_cap: int) -> None:
             conn.send((task_id, *result))
         except Exception as exc:  # result could not be pickled / sent
             conn.send((task_id, "err", LoadError(_path_of(args), f"internal error: {exc}")))
+
+
+def _quiet_stderr() -> None:
+    """Decoder libraries print to stderr on bad data (a Rust panic prints a whole backtrace): every
+    failure already comes back as a typed LoadError, so a worker's stderr goes nowhere.
+    ``MEDSTATION_WORKER_STDERR=1`` keeps it, for debugging a decoder."""
+    if os.environ.get("MEDSTATION_WORKER_STDERR") == "1":
+        return
+    os.environ["RUST_BACKTRACE"] = "0"
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def _path_of(args) -> str:

@@ -49,7 +49,15 @@ def decode(task: DecodeTask) -> np.ndarray:
     """Return the requested frames as ``(n, rows, columns[, 3])`` in ``task.out_dtype``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(task.path)
+        ds = pydicom.dcmread(task.path, force=True)
+        if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):  # no File Meta: read as the scan did
+            from pydicom.dataset import FileMetaDataset
+            from pydicom.uid import ImplicitVRLittleEndian
+
+            meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+            meta.TransferSyntaxUID = ImplicitVRLittleEndian
+            ds.file_meta = meta
+        check_decodable(task.path, str(ds.file_meta.TransferSyntaxUID))
         photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
         out_shape = (len(task.frames), task.rows, task.columns) + ((3,) if task.color else ())
         out = np.empty(out_shape, dtype=task.out_dtype)
@@ -74,6 +82,36 @@ def decode(task: DecodeTask) -> np.ndarray:
         else:
             out[n] = apply_rescale(arr, slope, intercept, out.dtype)
     return out
+
+
+#: transfer syntaxes no installed decoder reads (pydicom's plugins: pylibjpeg, openjpeg, rle, jpeg-ls)
+UNSUPPORTED = {
+    "1.2.840.10008.1.2.4.52": "JPEG Extended (processes 3 and 5, retired)",
+    "1.2.840.10008.1.2.4.53": "JPEG Spectral Selection, non-hierarchical (retired)",
+    "1.2.840.10008.1.2.4.54": "JPEG Spectral Selection (retired)",
+    "1.2.840.10008.1.2.4.55": "JPEG Full Progression, non-hierarchical (retired)",
+    "1.2.840.10008.1.2.4.56": "JPEG Full Progression (retired)",
+    "1.2.840.10008.1.2.4.58": "JPEG Lossless, hierarchical (retired)",
+    "1.2.840.10008.1.2.4.92": "JPEG 2000 Part 2 multi-component lossless",
+    "1.2.840.10008.1.2.4.93": "JPEG 2000 Part 2 multi-component",
+    "1.2.840.10008.1.2.4.94": "JPIP referenced",
+    "1.2.840.10008.1.2.4.95": "JPIP referenced deflate",
+    "1.2.840.10008.1.2.4.100": "MPEG2 video", "1.2.840.10008.1.2.4.101": "MPEG2 video",
+    "1.2.840.10008.1.2.4.102": "MPEG-4 video", "1.2.840.10008.1.2.4.103": "MPEG-4 video",
+    "1.2.840.10008.1.2.4.104": "MPEG-4 video", "1.2.840.10008.1.2.4.105": "MPEG-4 video",
+    "1.2.840.10008.1.2.4.106": "MPEG-4 video", "1.2.840.10008.1.2.4.107": "HEVC video",
+    "1.2.840.10008.1.2.4.108": "HEVC video",
+}
+
+
+def check_decodable(path: str, transfer_syntax: str) -> None:
+    """A typed error for a transfer syntax nothing here decodes (before a decoder raises untyped)."""
+    name = UNSUPPORTED.get(transfer_syntax)
+    if name:
+        raise LoadError(path, f"unsupported transfer syntax {transfer_syntax} ({name}): no decoder "
+                              "for it is installed",
+                        "ask the sender for the images in an uncompressed or JPEG-LS/JPEG 2000/RLE "
+                        "transfer syntax")
 
 
 def apply_rescale(arr: np.ndarray, slope: float, intercept: float, dtype) -> np.ndarray:

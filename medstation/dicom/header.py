@@ -139,6 +139,54 @@ def has_preamble(path: str) -> bool:
     return read_head(path, 132)[128:132] == b"DICM"
 
 
+DEFLATED = "1.2.840.10008.1.2.1.99"
+#: a deflated dataset may inflate to this much before its ratio is looked at ...
+INFLATE_FREE_BYTES = 64 * 1024**2
+#: ... and past that, to at most this many times its compressed size (the zip import's guard)
+MAX_INFLATE_RATIO = 200
+
+
+def check_deflate(path: str, size: int) -> None:
+    """Refuse a Deflated Explicit VR file that would inflate past the guards, by streaming the
+    inflation in 1 MiB steps (nothing is kept) before any library inflates it at once."""
+    import zlib
+
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        meta = read_file_meta_info(path)
+    except Exception:  # no readable meta: the scan reports the file as it finds it
+        return
+    if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
+        return
+    with open(path, "rb") as f:
+        f.seek(132)
+        group_length = meta.get("FileMetaInformationGroupLength")
+        if group_length is None:
+            return
+        f.seek(132 + 12 + int(group_length))  # the (0002,0000) element is 12 bytes
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        compressed = max(1, size - f.tell())
+        out = 0
+        while True:
+            chunk = f.read(1 << 20)
+            data = inflater.decompress(chunk, 1 << 20) if chunk else b""
+            while True:
+                out += len(data)
+                ratio_exceeded = out > INFLATE_FREE_BYTES and out > MAX_INFLATE_RATIO * compressed
+                if out > MAX_DECODED_BYTES or ratio_exceeded:
+                    raise LoadError(path, f"the deflated dataset inflates to more than "
+                                          f"{out / 1024**2:.0f} MiB from {compressed / 1024**2:.1f} MiB "
+                                          f"(ratio over {MAX_INFLATE_RATIO}): refused as a "
+                                          "decompression bomb",
+                                    "if the file is genuine, re-export it uncompressed")
+                if not inflater.unconsumed_tail:
+                    break
+                data = inflater.decompress(inflater.unconsumed_tail, 1 << 20)
+            if not chunk or inflater.eof:
+                return
+
+
 _NOT_DICOM_HINT = "only DICOM files, DICOMDIR folders and .zip archives can be imported"
 _KEY_ATTRIBUTES = (0x00080016, 0x00080018, 0x0020000D, 0x0020000E, 0x00080060, 0x7FE00010)
 
@@ -155,6 +203,8 @@ def scan_file(path: str) -> InstanceHeader:
     if st.st_size == 0:
         raise NotDicomError(path, "empty file (0 bytes)", "remove it or copy the file again")
     preamble = has_preamble(path)
+    if preamble:
+        check_deflate(path, st.st_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -320,6 +370,10 @@ def _header_from_dataset(path, ds, st) -> InstanceHeader:
 
     h.has_pixels = any(t in ds for t in (0x7FE00010, 0x7FE00008, 0x7FE00009))
     if not h.has_pixels:
+        if _cut_inside_pixel_data(path, h.little_endian) or _cut_after_image_module(ds, st.st_size):
+            raise LoadError(path, "the file ends inside its pixel data (the image module is there, "
+                                  "the pixel data is cut short)",
+                            "the file is truncated; copy it again from the source")
         return h
     h.rows = r.us(0x00280010) or 0
     h.columns = r.us(0x00280011) or 0
@@ -356,6 +410,10 @@ def _header_from_dataset(path, ds, st) -> InstanceHeader:
     return h
 
 
+PHOTOMETRICS = {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL", "YBR_FULL_422",
+                "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "YBR_PARTIAL_422"}
+
+
 def _check_image_attributes(path, h: InstanceHeader) -> None:
     fix = "the file is damaged or not a supported image; re-export it from the source"
     if h.rows <= 0 or h.columns <= 0:
@@ -365,8 +423,19 @@ def _check_image_attributes(path, h: InstanceHeader) -> None:
     if not 0 < h.bits_stored <= h.bits_allocated:
         raise LoadError(path, f"Bits Stored {h.bits_stored} does not fit Bits Allocated "
                               f"{h.bits_allocated}", fix)
-    if h.samples_per_pixel not in (1, 3, 4):
-        raise LoadError(path, f"unsupported Samples per Pixel {h.samples_per_pixel}", fix)
+    if h.samples_per_pixel not in (1, 3):
+        raise LoadError(path, f"unsupported Samples per Pixel {h.samples_per_pixel} (1 for grey, "
+                              "3 for colour)", fix)
+    if h.pixel_representation not in (0, 1):
+        raise LoadError(path, f"invalid Pixel Representation {h.pixel_representation} (0 unsigned, "
+                              "1 signed)", fix)
+    if h.photometric not in PHOTOMETRICS:
+        raise LoadError(path, f"unsupported Photometric Interpretation {h.photometric or '(none)'!r}",
+                        fix)
+    if (h.samples_per_pixel == 3) != (h.photometric not in ("MONOCHROME1", "MONOCHROME2",
+                                                           "PALETTE COLOR")):
+        raise LoadError(path, f"Photometric Interpretation {h.photometric} does not fit Samples per "
+                              f"Pixel {h.samples_per_pixel}", fix)
     if h.frames < 1:
         raise LoadError(path, f"invalid Number of Frames {h.frames}", fix)
     declared = h.frame_bytes * h.frames
@@ -469,6 +538,35 @@ def _read_windows(ds, h: InstanceHeader) -> None:
     for i, (c, w) in enumerate(zip(centers, widths)):
         if math.isfinite(c) and math.isfinite(w) and w > 0:
             h.windows.append((c, w, names[i] if i < len(names) else f"DICOM {i + 1}"))
+
+
+def _cut_after_image_module(ds, file_size: int) -> bool:
+    """True when an image (it has Rows) has no pixel data and bytes follow its last whole element:
+    the file was cut inside the element that came next (the reader drops a partial element)."""
+    if 0x00280010 not in ds:
+        return False
+    raw = ds._dict.get(list(ds.keys())[-1]) if len(ds) else None
+    tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
+    if tell is None or length is None or length == 0xFFFFFFFF:
+        return False
+    return tell + length < file_size
+
+
+def _cut_inside_pixel_data(path: str, little_endian: bool = True) -> bool:
+    """True when the file holds a Pixel Data element header that the reader never finished: a
+    file cut inside its (compressed) pixel data, which pydicom reads as having none."""
+    tag = b"\xe0\x7f\x10\x00" if little_endian else b"\x7f\xe0\x00\x10"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(256 * 1024 * 1024)
+    except OSError:
+        return False
+    at = data.rfind(tag)
+    if at < 0:
+        return False
+    after = data[at + 4:at + 12]
+    # explicit VR (OB/OW + 2 reserved bytes + a 4-byte length) or implicit VR (a 4-byte length)
+    return after[:2] in (b"OB", b"OW") or len(after) >= 4
 
 
 def _locate_native_pixels(path, ds, h: InstanceHeader, file_size: int) -> None:

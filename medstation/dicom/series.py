@@ -59,6 +59,8 @@ class SeriesStack:
     slice_positions: np.ndarray | None = None
     #: impossible or missing geometry (the stack is shown as plain images; nothing measures in mm)
     geometry_errors: list[str] = field(default_factory=list)
+    #: files left out because they repeat an instance of the series (same SOP Instance UID)
+    duplicates: list[str] = field(default_factory=list)
 
     @property
     def first(self) -> InstanceHeader:
@@ -111,6 +113,8 @@ class SeriesStack:
             "units": self.units,
             "transfer_syntaxes": self.transfer_syntaxes,
             "warnings": list(self.warnings),
+            "geometry_errors": list(self.geometry_errors),
+            "duplicates": list(self.duplicates),
         }
 
 
@@ -126,7 +130,7 @@ def assemble(headers: list[InstanceHeader]) -> list[SeriesStack]:
         groups = _split(members)
         notes = []
         if duplicates:
-            notes.append(f"{duplicates} file(s) repeat an instance already in the series (same SOP "
+            notes.append(f"{len(duplicates)} file(s) repeat an instance already in the series (same SOP "
                          "Instance UID): each instance is used once, from its most readable copy")
         if len(groups) > 1:
             notes.append(f"series holds {len(groups)} stacks of different orientation, size, "
@@ -134,6 +138,7 @@ def assemble(headers: list[InstanceHeader]) -> list[SeriesStack]:
         for part, slices in enumerate(groups, start=1):
             stack = _build_stack(uid if not uid.startswith("(no") else "", part, slices)
             stack.warnings[:0] = notes
+            stack.duplicates = duplicates if part == 1 else []
             stacks.append(stack)
     stacks.sort(key=lambda s: (s.first.patient_id, s.first.study_date, s.first.study_uid,
                                s.first.series_number if s.first.series_number is not None else 1 << 30,
@@ -149,11 +154,12 @@ _DECODE_RANK = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2
                 "1.2.840.10008.1.2.4.51"]
 
 
-def _drop_duplicates(members: list[InstanceHeader]) -> tuple[list[InstanceHeader], int]:
-    """One header per SOP Instance UID: the copy that decodes most dependably (uncompressed first)."""
+def _drop_duplicates(members: list[InstanceHeader]) -> tuple[list[InstanceHeader], list[str]]:
+    """One header per SOP Instance UID: the copy that decodes most dependably (uncompressed first);
+    and the paths left out."""
     best: dict[str, InstanceHeader] = {}
     keep: list[InstanceHeader] = []
-    dropped = 0
+    dropped: list[InstanceHeader] = []
 
     def rank(h: InstanceHeader) -> tuple:
         ts = _DECODE_RANK.index(h.transfer_syntax) if h.transfer_syntax in _DECODE_RANK else len(_DECODE_RANK)
@@ -165,12 +171,14 @@ def _drop_duplicates(members: list[InstanceHeader]) -> tuple[list[InstanceHeader
             keep.append(h)
             continue
         if uid in best:
-            dropped += 1
             if rank(h) < rank(best[uid]):
+                dropped.append(best[uid])
                 best[uid] = h
+            else:
+                dropped.append(h)
         else:
             best[uid] = h
-    return keep + list(best.values()), dropped
+    return keep + list(best.values()), [h.path for h in dropped]
 
 
 def _orientation_key(h: InstanceHeader):

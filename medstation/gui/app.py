@@ -100,7 +100,7 @@ def run(db: str | None = None, open_paths: list[str] | None = None, demo: bool =
         return 0
 
     win = build_window(db)
-    win.instance_server = attach(win, name)
+    attach(win, name)
     win.show()
     if os.environ.get("MEDSTATION_STARTUP_PROBE"):  # packaging/README.md: time to the first window
         QTimer.singleShot(0, lambda: _report_startup(app))

@@ -106,4 +106,5 @@ def attach(window, name: str) -> InstanceServer:
             window.import_paths(paths, open_after=True)
 
     server.request.connect(handle)
+    window.instance_server = server  # closed (its socket file removed) when the window shuts down
     return server

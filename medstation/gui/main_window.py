@@ -574,6 +574,9 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop loads and tasks, the engine and the worker processes (idempotent)."""
         self._cine.stop()
+        server = getattr(self, "instance_server", None)
+        if server is not None:
+            server.server.close()  # removes the socket file
         self.loader.shutdown()
         self.compare_loader.shutdown()
         self.ctx.shutdown()

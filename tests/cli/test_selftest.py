@@ -28,3 +28,13 @@ def test_selftest_fails_without_a_model(capsys, tmp_path, monkeypatch):
     assert main(["selftest", "--keep", str(tmp_path / "st")]) == 1
     out = capsys.readouterr().out
     assert "FAIL run the detector" in out and out.rstrip().endswith("FAILED")
+
+
+def test_selftest_leaves_no_throw_away_folder(capsys, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    monkeypatch.setenv("MEDSTATION_MODELS", str(tmp_path / "no-models"))  # fails fast, after writing
+    main(["selftest"])
+    assert not list(tmp_path.glob("medstation-selftest-*"))

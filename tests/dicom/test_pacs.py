@@ -326,3 +326,41 @@ def test_peer_without_the_requested_service(orthanc):
         assert time.monotonic() - t0 < 5  # not retried as if unreachable
     finally:
         server.shutdown()
+
+
+def test_the_move_listener_takes_only_the_study_from_the_pacs(tmp_path):
+    """The C-STORE handler of a C-MOVE refuses other studies and other hosts, and counts them."""
+    from types import SimpleNamespace
+
+    from pydicom import Dataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from medstation.dicom.pacs import DimseClient, PacsNode, TransferReport
+    from medstation.dicom.pacs.dimse import facing_address, peer_addresses
+
+    def event(study, address="127.0.0.1"):
+        ds = Dataset()
+        ds.StudyInstanceUID, ds.SOPInstanceUID = study, generate_uid()
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ds.file_meta = Dataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+
+        def encoded(include_meta=True):
+            from io import BytesIO
+
+            from pydicom import dcmwrite
+            buf = BytesIO()
+            dcmwrite(buf, ds, enforce_file_format=True)
+            return buf.getvalue()
+
+        return SimpleNamespace(dataset=ds, encoded_dataset=encoded,
+                               assoc=SimpleNamespace(requestor=SimpleNamespace(address=address)))
+
+    report = TransferReport()
+    client = DimseClient(PacsNode("pacs", host="127.0.0.1", port=4242))
+    handler = client._receiver(tmp_path, report, None, None, study_uid="1.2.3", peers={"127.0.0.1"})
+    assert handler(event("1.2.3")) == 0x0000
+    assert handler(event("9.9.9")) == 0xC000  # another study
+    assert handler(event("1.2.3", address="10.1.2.3")) == 0xC000  # another host
+    assert report.transferred == 1 and report.refused == 2 and len(list(tmp_path.iterdir())) == 1
+    assert "127.0.0.1" in peer_addresses("localhost") and facing_address("127.0.0.1", 4242) == "127.0.0.1"

@@ -101,6 +101,29 @@ _VERIFICATION = "1.2.840.10008.1.1"
 
 
 
+def peer_addresses(host: str) -> set[str]:
+    """The IP addresses ``host`` resolves to (empty if it does not resolve)."""
+    import socket
+
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return set()
+
+
+def facing_address(host: str, port: int) -> str:
+    """The local address of the interface that reaches ``host`` (the C-MOVE listener binds there,
+    not on every interface); 0.0.0.0 when the route cannot be found."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, port or 104))  # no packet is sent: this only picks the route
+            return str(s.getsockname()[0])
+    except OSError:
+        return "0.0.0.0"
+
+
 class DimseClient:
     """C-ECHO, C-FIND, C-GET, C-MOVE and C-STORE against one node (pynetdicom)."""
 
@@ -246,14 +269,27 @@ class DimseClient:
         return q
 
     def _receiver(self, dest: Path, report: TransferReport, progress: Progress | None,
-                  cancel: threading.Event | None):
+                  cancel: threading.Event | None, study_uid: str = "", peers: set[str] | None = None):
+        """The C-STORE handler of a retrieve: only instances of ``study_uid`` (when given), only from
+        an address in ``peers`` (when given); anything else is refused and counted."""
         lock = threading.Lock()
+
+        def refuse() -> int:
+            with lock:
+                report.refused += 1
+            return 0xC000  # refused: cannot understand (not an instance this retrieve asked for)
 
         def on_store(event):
             if cancel is not None and cancel.is_set():
                 return 0xA700  # refuse: the retrieve is being cancelled
+            if peers is not None and str(getattr(event.assoc.requestor, "address", "")) not in peers:
+                log.warning("refused an instance from %s: not the PACS", event.assoc.requestor.address)
+                return refuse()
             try:
                 ds = event.dataset
+                if study_uid and str(ds.get("StudyInstanceUID", "")) != study_uid:
+                    log.warning("refused an instance of another study during a retrieve")
+                    return refuse()
                 path = _instance_path(dest, ds)
                 atomic_write_bytes(path, event.encoded_dataset(include_meta=True))
             except Exception as exc:  # a bad instance is counted, never crashes the receiver
@@ -352,11 +388,15 @@ class DimseClient:
         report = TransferReport()
         scp = AE(ae_title=node.calling_ae)
         scp.network_timeout = scp.acse_timeout = scp.dimse_timeout = float(node.timeout)
+        scp.require_calling_aet = [node.ae_title]  # only the PACS may push (its AE title) ...
         for cx in AllStoragePresentationContexts:
             scp.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        handlers = [(evt.EVT_C_STORE, self._receiver(dest, report, progress, cancel))]
+        peers = peer_addresses(node.host)  # ... from its host ...
+        handlers = [(evt.EVT_C_STORE, self._receiver(dest, report, progress, cancel, study_uid=study_uid,
+                                                     peers=peers or None))]  # ... this study only
         try:
-            server = scp.start_server(("0.0.0.0", int(node.store_port)), block=False, evt_handlers=handlers)
+            server = scp.start_server((facing_address(node.host, int(node.port)), int(node.store_port)),
+                                      block=False, evt_handlers=handlers)
         except OSError as exc:
             raise PacsError(f"medstation cannot listen on port {node.store_port} for C-MOVE ({exc.strerror})",
                             "another program uses the port: choose another storage port or use C-GET",

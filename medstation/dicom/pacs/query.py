@@ -59,6 +59,8 @@ class TransferReport:
     transferred: int = 0
     failed: int = 0
     warnings: int = 0
+    #: instances pushed to medstation that it refused (another study, another peer)
+    refused: int = 0
     files: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
