@@ -378,7 +378,8 @@ def _header_from_dataset(path, ds, st) -> InstanceHeader:
     h.rows = r.us(0x00280010) or 0
     h.columns = r.us(0x00280011) or 0
     h.frames = r.int(0x00280008) or 1
-    h.samples_per_pixel = r.us(0x00280002) or 1
+    spp = r.us(0x00280002)
+    h.samples_per_pixel = 1 if spp is None else spp
     h.bits_allocated = r.us(0x00280100) or 0
     bs = r.us(0x00280101)
     h.bits_stored = bs if bs is not None else h.bits_allocated
