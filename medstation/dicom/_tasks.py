@@ -57,11 +57,21 @@ def decode(task: DecodeTask) -> np.ndarray:
             meta = getattr(ds, "file_meta", None) or FileMetaDataset()
             meta.TransferSyntaxUID = ImplicitVRLittleEndian
             ds.file_meta = meta
-        check_decodable(task.path, str(ds.file_meta.TransferSyntaxUID))
+        syntax = str(ds.file_meta.TransferSyntaxUID)
+        check_decodable(task.path, syntax)
         photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
         out_shape = (len(task.frames), task.rows, task.columns) + ((3,) if task.color else ())
         out = np.empty(out_shape, dtype=task.out_dtype)
-        frames = list(iter_pixels(ds, indices=list(task.frames)))
+        try:
+            frames = list(iter_pixels(ds, indices=list(task.frames)))
+        except RuntimeError as exc:
+            if "all available plugins" not in str(exc):
+                raise
+            bits = int(ds.get("BitsStored", 0) or 0)
+            what = UNSUPPORTED_DEPTH.get((syntax, bits > 8)) or f"transfer syntax {syntax}"
+            raise LoadError(task.path, f"no installed decoder reads this {what}: "
+                                       + "; ".join(line.strip() for line in str(exc).splitlines()[1:3]),
+                            "ask the sender for a lossless or uncompressed copy of the images") from None
     if len(frames) != len(task.frames):
         raise LoadError(task.path, f"expected {len(task.frames)} frames, the file gave {len(frames)}",
                         "the file is damaged; re-export it from the source")
@@ -101,6 +111,13 @@ UNSUPPORTED = {
     "1.2.840.10008.1.2.4.104": "MPEG-4 video", "1.2.840.10008.1.2.4.105": "MPEG-4 video",
     "1.2.840.10008.1.2.4.106": "MPEG-4 video", "1.2.840.10008.1.2.4.107": "HEVC video",
     "1.2.840.10008.1.2.4.108": "HEVC video",
+}
+
+
+#: pixel data the installed decoders refuse although pydicom knows the syntax
+UNSUPPORTED_DEPTH = {
+    ("1.2.840.10008.1.2.4.51", True): "12-bit lossy JPEG (JPEG Extended, 1.2.840.10008.1.2.4.51; "
+                                      "neither pylibjpeg nor GDCM's Python build decodes it)",
 }
 
 

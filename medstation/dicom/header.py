@@ -214,6 +214,7 @@ def scan_file(path: str) -> InstanceHeader:
             if not preamble and not any(t in ds for t in _KEY_ATTRIBUTES):
                 raise NotDicomError(path, "not a DICOM file (no DICM marker, no DICOM attributes)",
                                     _NOT_DICOM_HINT)
+            check_lengths(path, ds, st.st_size)
             header = _header_from_dataset(path, ds, st)
         except LoadError:
             raise
@@ -224,9 +225,36 @@ def scan_file(path: str) -> InstanceHeader:
             if not preamble:
                 raise NotDicomError(path, "not a DICOM file (no DICM marker, unreadable as a "
                                           "DICOM dataset)", _NOT_DICOM_HINT) from None
-            raise LoadError(path, f"cannot parse the DICOM header: {_short(exc)}",
+            raise LoadError(path, _parse_failure(exc),
                             "the file is damaged or truncated; re-export it from the source") from None
     return header
+
+
+def _parse_failure(exc: BaseException) -> str:
+    """A reader's words for why pydicom could not parse the header."""
+    if isinstance(exc, RecursionError):
+        return "sequences are nested too deeply to read (hundreds of levels): the file is malformed"
+    text = str(exc)
+    if isinstance(exc, OSError) and "No tag to read" in text:
+        return "an element or item declares more bytes than the file holds"
+    return f"cannot parse the DICOM header: {_short(exc)}"
+
+
+def check_lengths(path: str, ds, file_size: int) -> None:
+    """An element that declares more bytes than the file holds swallows what follows (the pixel
+    data): refuse it by name rather than read a file with its images missing."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and str(meta.get("TransferSyntaxUID", "")) == DEFLATED:
+        return  # offsets are in the inflated stream, not in the file
+    for tag, raw in ds._dict.items():
+        tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
+        if tell is None or length is None or length == 0xFFFFFFFF:
+            continue
+        if tell + length > file_size:
+            group, element = tag >> 16, tag & 0xFFFF
+            raise LoadError(path, f"element ({group:04X},{element:04X}) declares {length} bytes; the file "
+                                  f"holds {max(0, file_size - tell)} more after it",
+                            "the file is damaged or truncated; copy or re-export it from the source")
 
 
 def _short(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,17 @@ def hostile(small_study, tmp_path_factory):
     data = (PYDICOM_TEST_FILES / "SC_rgb_jpeg.dcm").read_bytes()  # baseline JPEG, relabelled retired
     retired = data.replace(b"1.2.840.10008.1.2.4.50", b"1.2.840.10008.1.2.4.53", 1)
     (cut / "retired_jpeg.dcm").write_bytes(retired)
+    # undefined-length sequences 400 deep, and a private element declaring 2 GiB before the pixels
+    data = Path(small_study.series[0].files[0]).read_bytes()
+    at = data.rfind(b"\xe0\x7f\x10\x00")
+    nest = (struct.pack("<HH", 0x0040, 0xA730) + b"SQ\x00\x00\xff\xff\xff\xff"
+            + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)) * 400
+    close = (struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)) * 400
+    (cut / "deep.dcm").write_bytes(data[:at] + nest + close + data[at:])
+    private = (struct.pack("<HH", 0x0009, 0x0010) + b"LO" + struct.pack("<H", 4) + b"ACME"
+               + struct.pack("<HH", 0x0009, 0x1001) + b"OB\x00\x00" + struct.pack("<I", 0x7FFFFFF0)
+               + b"\0" * 4)
+    (cut / "swallow.dcm").write_bytes(data[:at] + private + data[at:])
     # no preamble, no File Meta, implicit VR little endian (as old files and OT-PAL-8-face.dcm are)
     ds = pydicom.dcmread(small_study.series[1].files[0])
     ds.decompress()
@@ -120,7 +132,8 @@ def test_every_class_gets_a_typed_problem_and_the_healthy_series_loads(hostile, 
                         ("garbage.dcm", "Photometric Interpretation"),
                         ("cut_SC_rgb_jpeg.dcm", "ends inside its pixel data"),
                         ("cut_MR_small_RLE.dcm", "ends inside its pixel data"),
-                        ("retired_jpeg.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.53")):
+                        ("retired_jpeg.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.53"),
+                        ("deep.dcm", "nested too deeply"), ("swallow.dcm", "declares 2147483632 bytes")):
         assert name in problems and words in problems[name]["reason"], (name, problems.get(name))
     # no File Meta: read as implicit VR little endian, as the header scan does
     assert "no_meta.dcm" not in problems
