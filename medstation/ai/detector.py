@@ -151,6 +151,10 @@ def _check_volume(volume: Volume, input_spec: dict) -> None:
         why = "; ".join(volume.geometry_errors) or "no slice positions or orientation in the files"
         raise ModelError(f"{where}: the series has no valid patient geometry ({why})",
                          "the detector measures in mm: fix or re-export the series with its geometry")
+    repeats = [w for w in volume.warnings if "repeat a position" in w]
+    if repeats:  # two images at one position: not one volume, sizes and scores would be invented
+        raise ModelError(f"{where}: {repeats[0]}; the stack is not one volume",
+                         "open one acquisition of the series (split by echo or phase, or without the copies)")
     if not all(math.isfinite(s) and s > 0 for s in volume.spacing):
         raise ModelError(f"{where}: impossible voxel spacing {volume.spacing}",
                          "re-export the series from the scanner or PACS")

@@ -55,7 +55,8 @@ def cmd_detect(args) -> int:
                 _say(args, f"{h.series_description or stack.series_uid}: skipped ({exc})")
                 continue
             entry.update({"findings": [f.to_dict() for f in run.findings], "seconds": run.seconds,
-                          "slices_run": run.slices_run, "device": run.device})
+                          "slices_run": run.slices_run, "device": run.device,
+                          "geometry_warnings": list(loaded.volume.warnings)})
             name = f"{stack.series_uid}-{stack.part}.json" if stack.part > 1 else f"{stack.series_uid}.json"
             path = out / name
             atomic_write_text(path, jsonout.dumps({**entry, "model": report["model"],

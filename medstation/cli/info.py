@@ -9,7 +9,7 @@ from collections import defaultdict
 from medstation.core import jsonout
 from medstation.core.errors import LoadError
 from medstation.dicom import WorkerPool, list_series, open_series
-from medstation.dicom.header import InstanceHeader
+from medstation.dicom.header import InstanceHeader, series_key_of, study_key
 
 _TS_NAMES = {
     "1.2.840.10008.1.2": "Implicit VR Little Endian",
@@ -61,13 +61,13 @@ def _report(paths, headers: list[InstanceHeader], stacks, loaded, problems, skip
         pkey = (h.patient_id, h.patient_name)
         patients.setdefault(pkey, {"patient_id": h.patient_id, "name": h.patient_name,
                                    "birth_date": h.birth_date, "sex": h.sex, "studies": []})
-        if h.study_uid not in studies[pkey]:
+        if study_key(h) not in studies[pkey]:
             study = {"study_uid": h.study_uid, "date": h.study_date, "description": h.study_description,
                      "accession": h.accession, "series": [], "non_image_instances": []}
-            studies[pkey][h.study_uid] = study
+            studies[pkey][study_key(h)] = study
             patients[pkey]["studies"].append(study)
         if not h.has_pixels or h.rows <= 0:
-            studies[pkey][h.study_uid]["non_image_instances"].append(
+            studies[pkey][study_key(h)]["non_image_instances"].append(
                 {"path": h.path, "modality": h.modality, "sop_class_uid": h.sop_class_uid})
     for i, st in enumerate(stacks):
         h = st.first
@@ -76,13 +76,16 @@ def _report(paths, headers: list[InstanceHeader], stacks, loaded, problems, skip
         entry["paths"] = st.files
         if pixels:
             entry.update(loaded.get(i, {}))
-        studies[(h.patient_id, h.patient_name)][h.study_uid]["series"].append(entry)
+        studies[(h.patient_id, h.patient_name)][study_key(h)]["series"].append(entry)
     return {
         "inputs": [str(p) for p in paths],
         "pixels_decoded": pixels,
         "patients": list(patients.values()),
-        "counts": {"patients": len(patients), "studies": sum(len(s) for s in studies.values()),
-                   "series": len(stacks), "instances": len(headers),
+        # counted as the study database counts them (one study per Study UID, one series per
+        # Series UID; a file without one is its own), so `info` and `import` agree
+        "counts": {"patients": len(patients), "studies": len({study_key(h) for h in headers}),
+                   "series": len({series_key_of(h) for h in headers}), "image_stacks": len(stacks),
+                   "instances": len(headers),
                    "problems": len(problems), "not_dicom": len(skipped)},
         "problems": [e.to_dict() for e in problems],
         "not_dicom": [e.to_dict() for e in skipped],

@@ -47,6 +47,18 @@ def scan_batch(paths: tuple[str, ...]) -> list:
 
 def decode(task: DecodeTask) -> np.ndarray:
     """Return the requested frames as ``(n, rows, columns[, 3])`` in ``task.out_dtype``."""
+    try:
+        return _decode(task)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        # an attribute pydicom needs to decode could not be read as its VR says (e.g. an IS of
+        # "1A"): the header scan reads these leniently, the decoder does not
+        text = " ".join(str(exc).split())[:160]
+        raise LoadError(task.path, f"an attribute the pixel decoder needs has an unreadable value "
+                                   f"({type(exc).__name__}: {text})",
+                        "the file's header is malformed; re-export it from the source") from None
+
+
+def _decode(task: DecodeTask) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(task.path, force=True)

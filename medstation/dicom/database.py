@@ -22,7 +22,7 @@ from medstation.core.errors import DatabaseError, LoadError
 from medstation.core.files import atomic_write_text
 from medstation.core.paths import ENV_DB, default_db_path, user_data_path  # noqa: F401 (re-exported)
 from medstation.core.series import SeriesRef, series_key
-from medstation.dicom.header import InstanceHeader
+from medstation.dicom.header import InstanceHeader, series_key_of, study_key
 
 SCHEMA_VERSION = 3  # 2: measurements; 3: AI results and finding reviews
 
@@ -256,12 +256,12 @@ class StudyDatabase:
                           "VALUES (?, ?, ?, ?)", (h.patient_id, h.patient_name, h.birth_date, h.sex))
                 pid = c.execute("SELECT id FROM patients WHERE patient_id=? AND name=?",
                                 (h.patient_id, h.patient_name)).fetchone()[0]
-                study_uid = h.study_uid or f"(no study UID) {h.path}"
+                study_uid = study_key(h)
                 c.execute("INSERT OR IGNORE INTO studies (study_uid, patient_ref, study_date, study_time, "
                           "description, accession) VALUES (?, ?, ?, ?, ?, ?)",
                           (study_uid, pid, h.study_date, h.study_time, h.study_description, h.accession))
                 sid = c.execute("SELECT id FROM studies WHERE study_uid=?", (study_uid,)).fetchone()[0]
-                series_uid = h.series_uid or f"(no series UID) {h.path}"
+                series_uid = series_key_of(h)
                 c.execute("INSERT OR IGNORE INTO series (series_uid, study_ref, modality, series_number, "
                           "description, frame_of_reference_uid) VALUES (?, ?, ?, ?, ?, ?)",
                           (series_uid, sid, h.modality, h.series_number, h.series_description,

@@ -187,6 +187,17 @@ def check_deflate(path: str, size: int) -> None:
                 return
 
 
+def study_key(h: InstanceHeader) -> str:
+    """The study an instance belongs to in the study database: its Study Instance UID, or (without
+    one) a study of its own."""
+    return h.study_uid or f"(no study UID) {h.path}"
+
+
+def series_key_of(h: InstanceHeader) -> str:
+    """The same for the series."""
+    return h.series_uid or f"(no series UID) {h.path}"
+
+
 _NOT_DICOM_HINT = "only DICOM files, DICOMDIR folders and .zip archives can be imported"
 _KEY_ATTRIBUTES = (0x00080016, 0x00080018, 0x0020000D, 0x0020000E, 0x00080060, 0x7FE00010)
 

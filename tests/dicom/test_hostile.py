@@ -188,3 +188,14 @@ def test_a_closed_pipe_ends_quietly():
     proc.stdout.close()
     _out, err = proc.communicate(timeout=120)
     assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+def test_info_and_import_count_the_same(tmp_path, pool):
+    from medstation.dicom import StudyDatabase, import_paths
+
+    rep = describe([PYDICOM_TEST_FILES], pixels=False)
+    with StudyDatabase(tmp_path / "db.sqlite") as db:
+        import_paths(db, [PYDICOM_TEST_FILES], pool)
+        counts = db.counts()
+    for key in ("patients", "studies", "series", "instances"):
+        assert rep["counts"][key] == counts[key], key
