@@ -336,6 +336,7 @@ class Detector:
         t2 = time.perf_counter()
         findings = group_slices(per_slice, volume, self.name, self.version,
                                 slice_step_mm=prep.model_spacing[0])
+        size_findings(volume, findings, check=check)
         t3 = time.perf_counter()
         return DetectionRun(findings, prep.images.shape[0], total,
                             {"prepare": t1 - t0, "network": t2 - t1, "group": t3 - t2, "total": t3 - t0},
@@ -442,6 +443,30 @@ def group_slices(per_slice: list[SliceDetections], volume: Volume, model_name: s
     for n, f in enumerate(findings, start=1):
         f.finding_id = f"F{n}"
     return findings
+
+
+#: findings sized from their voxels: those a reader may see (the lowest operating points are
+#: above this score), the best first, at most this many
+SIZE_MIN_SCORE = 0.3
+SIZE_MAX_FINDINGS = 25
+
+
+def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], None] | None = None) -> None:
+    """Replace the box-based sizes by the lesion's own (``imaging.segment``) where it can be
+    segmented: long and short axis, volume, sphere-equivalent diameter."""
+    from medstation.imaging.segment import measure_nodule
+
+    for f in sorted(findings, key=lambda f: -f.score)[:SIZE_MAX_FINDINGS]:
+        if f.score < SIZE_MIN_SCORE:
+            break
+        if check:
+            check()
+        size = measure_nodule(volume, f.center_voxel, radius_mm=0.75 * max(f.diameter_mm, 4.0) + 4.0)
+        if size is None or size.touches_edge:
+            continue
+        f.diameter_mm, f.short_axis_mm = size.long_axis_mm, size.short_axis_mm
+        f.volume_mm3, f.equivalent_diameter_mm = size.volume_mm3, size.equivalent_diameter_mm
+        f.size_method = "segmentation"
 
 
 def _centre_inside(box, other) -> bool:

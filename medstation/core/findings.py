@@ -27,6 +27,9 @@ class Finding:
     model_name: str = ""
     model_version: str = ""
     status: str = ""  # "", "accepted", "rejected"
+    short_axis_mm: float = 0.0  # perpendicular to the long axis, same axial cross-section
+    equivalent_diameter_mm: float = 0.0  # of the sphere with the lesion's volume
+    size_method: str = "box"  # "segmentation" (from the lesion's voxels) or "box" (the detector's boxes)
 
     @property
     def center_slice(self) -> int:
@@ -61,6 +64,9 @@ class Finding:
             model_name=str(d.get("model_name", "")),
             model_version=str(d.get("model_version", "")),
             status=str(d.get("status", "")),
+            short_axis_mm=float(d.get("short_axis_mm", 0.0)),
+            equivalent_diameter_mm=float(d.get("equivalent_diameter_mm", 0.0)),
+            size_method=str(d.get("size_method", "box")),
         )
 
     def summary(self) -> str:

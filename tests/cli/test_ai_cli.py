@@ -34,7 +34,9 @@ def test_detect_writes_findings_per_series(chest, tmp_path):
     assert other["skipped"]["type"] == "ModelError"  # one MR slice: reported, not a traceback
     top = ct["findings"][0]
     assert np.linalg.norm(np.subtract(top["center_mm"], NODULE.center)) <= NODULE.diameter_mm / 2
-    assert abs(top["diameter_mm"] - 12.0) <= 3.0
+    # sized from its voxels, not the box: the drawn 12 mm sphere measures 12 mm
+    assert top["size_method"] == "segmentation", top
+    assert abs(top["equivalent_diameter_mm"] - 12.0) <= 1.2 and abs(top["diameter_mm"] - 12.0) <= 1.8, top
     assert set(top) >= {"center_voxel", "center_slice", "slice_range", "score", "model_name", "model_version"}
     saved = json.loads((out / f"{chest.series[0].series_uid}.json").read_text())
     assert saved["findings"] == ct["findings"]

@@ -1,0 +1,48 @@
+"""True sizes: a nodule segmented from its voxels measures what the phantom drew (spheres of
+known diameter, solid and ground glass, at thin and thick slices)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from medstation.dicom import open_series
+from medstation.imaging.segment import measure_nodule
+from medstation.synth import ChestPhantom, Nodule, SeriesSpec, write_study
+from medstation.synth.phantom import GROUND_GLASS_HU
+
+NODULES = [Nodule((-70.0, -10.0, -20.0), 6.0), Nodule((70.0, -10.0, -20.0), 10.0),
+           Nodule((-75.0, 20.0, -40.0), 20.0), Nodule((75.0, 25.0, -45.0), 12.0, GROUND_GLASS_HU)]
+
+
+@pytest.fixture(scope="module", params=[(0.7, 1.0), (0.9, 2.5)], ids=["thin", "thick"])
+def phantom(request, tmp_path_factory):
+    px, th = request.param
+    spec = SeriesSpec(description="sizes", slices=int(60 / th), rows=int(360 / px), columns=int(360 / px),
+                      pixel_spacing=px, slice_thickness=th, z_center=-30.0)
+    truth = write_study(tmp_path_factory.mktemp("sizes"), ChestPhantom(seed=5, nodules=NODULES),
+                        series=[spec], seed=5)
+    return open_series(truth.series[0].files).volume, th
+
+
+def _name(n: Nodule) -> str:
+    return f"{n.diameter_mm:g}mm-{'gg' if n.hu < -100 else 'solid'}"
+
+
+@pytest.mark.parametrize("nodule", NODULES, ids=_name)
+def test_sizes_match_the_drawn_spheres(phantom, nodule):
+    volume, thickness = phantom
+    size = measure_nodule(volume, volume.patient_to_index(nodule.center), 0.75 * nodule.diameter_mm + 4)
+    d = nodule.diameter_mm
+    assert size is not None and not size.touches_edge
+    assert abs(size.equivalent_diameter_mm - d) <= max(0.6, 0.08 * d), size
+    assert abs(size.long_axis_mm - d) <= max(1.0, (0.15 if thickness > 2 else 0.10) * d), size
+    assert abs(size.volume_mm3 / (math.pi / 6 * d ** 3) - 1) <= 0.2, size
+    assert size.short_axis_mm <= size.long_axis_mm + 0.5
+
+
+def test_nothing_to_segment_in_plain_lung(phantom):
+    volume, _ = phantom
+    lung = volume.patient_to_index((-70.0, -10.0, -45.0))  # lung parenchyma, no nodule
+    assert measure_nodule(volume, lung, 8.0) is None
