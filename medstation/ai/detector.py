@@ -36,6 +36,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 from medstation.core.errors import ModelError
 from medstation.core.findings import Finding
 from medstation.core.volume import Volume
+from medstation.imaging.lungs import has_lung, lung_mask
 
 ARCHITECTURE = "fcos-resnet-2.5d"
 
@@ -311,8 +312,19 @@ class Detector:
         partial: Callable[[list[SliceDetections]], None] | None = None,
         check: Callable[[], None] | None = None,
     ) -> DetectionRun:
-        """Find lesions in ``volume``: findings sorted by score (highest first)."""
+        """Find lesions in ``volume``: findings sorted by score (highest first).
+
+        A series with no lung in it (a head, an abdomen) is refused before anything runs
+        (``ModelError``: "no lung in this series"); findings whose centre lies outside the
+        lung mask (heart, mediastinum, spine, chest wall, neck, abdomen) are dropped.
+        """
         t0 = time.perf_counter()
+        _check_volume(volume, self.input_spec)
+        lungs = lung_mask(volume)
+        if not has_lung(lungs):
+            raise ModelError(f"{volume.series_uid or 'this series'}: no lung in this series "
+                             f"({lungs.volume_ml:.0f} ml of air inside the body): detection skipped",
+                             "the detector reads chest CT; open a series that covers the lungs")
         prep = prepare(volume, self.input_spec, check)
         t1 = time.perf_counter()
         per_slice: list[SliceDetections] = []
@@ -336,6 +348,9 @@ class Detector:
         t2 = time.perf_counter()
         findings = group_slices(per_slice, volume, self.name, self.version,
                                 slice_step_mm=prep.model_spacing[0])
+        findings = [f for f in findings if lungs.contains(f.center_voxel)]
+        for n, f in enumerate(findings, start=1):
+            f.finding_id = f"F{n}"
         size_findings(volume, findings, check=check)
         t3 = time.perf_counter()
         return DetectionRun(findings, prep.images.shape[0], total,

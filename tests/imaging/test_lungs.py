@@ -1,0 +1,67 @@
+"""The lung mask and the lung gate: nodules are inside, the mediastinum and the outside are
+not, and a series without lung is refused before detection."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from medstation.core.errors import ModelError
+from medstation.dicom import open_series
+from medstation.imaging.lungs import has_lung, lung_mask
+from medstation.synth import ChestPhantom, Nodule, SeriesSpec, write_study
+
+NODULES = [Nodule((-80.0, -10.0, -120.0), 10.0), Nodule((75.0, 20.0, -130.0), 8.0)]
+
+
+@pytest.fixture(scope="module")
+def chest(tmp_path_factory):
+    ph = ChestPhantom(seed=7, nodules=NODULES)
+    spec = SeriesSpec(description="lungs", slices=60, rows=256, columns=256, pixel_spacing=1.4,
+                      slice_thickness=2.5, z_center=-150.0)  # down past the lung bases
+    truth = write_study(tmp_path_factory.mktemp("lungs"), ph, series=[spec], seed=7)
+    return open_series(truth.series[0].files).volume, ph
+
+
+def test_nodules_in_the_lung_soft_tissue_out(chest):
+    volume, ph = chest
+    mask = lung_mask(volume)
+    assert has_lung(mask) and 1000 < mask.volume_ml < 9000
+    for n in NODULES:
+        assert mask.contains(volume.patient_to_index(n.center)), n
+    # a point on the midline in front of the spine (mediastinum / heart) and one in the body wall
+    k = volume.shape[0] // 2
+    assert not mask.mask[k, volume.shape[1] // 2, volume.shape[2] // 2]
+    assert not mask.mask[k, 2, 2]  # outside the body
+    # slices below the lung bases (the phantom's abdomen) hold no lung
+    z = [volume.index_to_patient((kk, 0, 0))[2] for kk in range(volume.shape[0])]
+    assert min(z) < ph.z_bottom - 10
+    assert not mask.slices_with_lung[int(np.argmin(z))] and mask.slices_with_lung[int(np.argmax(z))]
+
+
+def test_a_series_without_lung_is_refused(chest, tiny_detector):
+    volume, _ = chest
+    head = volume.voxels.copy()
+    head[:] = -1000
+    yy, xx = np.mgrid[:head.shape[1], :head.shape[2]]
+    head[:, ((yy - 128) / 90) ** 2 + ((xx - 128) / 75) ** 2 < 1] = 35  # brain-like: no air inside
+    no_lung = dataclasses.replace(volume, voxels=head)
+    assert not has_lung(lung_mask(no_lung))
+    with pytest.raises(ModelError, match="no lung in this series"):
+        tiny_detector.detect(no_lung)
+
+
+@pytest.fixture(scope="module")
+def tiny_detector(tmp_path_factory):
+    import torch
+
+    from medstation.ai.detector import ARCHITECTURE, DEFAULT_INPUT, build_model
+    from medstation.ai.store import load_detector, save_model
+    from tests.ai.test_store import TINY_NET, _manifest
+
+    torch.manual_seed(0)
+    model = build_model(ARCHITECTURE, DEFAULT_INPUT, TINY_NET)
+    path = save_model(tmp_path_factory.mktemp("tiny") / "m", model.state_dict(), _manifest())
+    return load_detector(path)
