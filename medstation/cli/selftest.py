@@ -21,6 +21,8 @@ from medstation.core import jsonout
 #: the demo nodules the default detector must find above its 1-FP/scan operating point
 #: (the 6 mm one is below the size a 0.97-sensitivity detector reliably finds)
 REQUIRED_MIN_DIAMETER_MM = 9.0
+#: the demo nodules' measured (sphere-equivalent) diameters must be this close to the drawn ones
+SIZE_TOLERANCE = 0.15
 
 
 def operating_threshold(manifest: dict) -> float:
@@ -118,6 +120,20 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
             raise RuntimeError(f"missed {', '.join(missed)} (threshold {threshold:.2f})")
         return f"every nodule >= {REQUIRED_MIN_DIAMETER_MM:g} mm found above {threshold:.2f}"
 
+    def sizes():
+        import numpy as np
+        off = []
+        for n in ctx["truth"].nodules:
+            if n["diameter_mm"] < REQUIRED_MIN_DIAMETER_MM:
+                continue
+            f = min(ctx["run"].findings, key=lambda f: np.linalg.norm(np.subtract(f.center_mm, n["center"])))
+            measured = f.equivalent_diameter_mm or f.diameter_mm
+            if abs(measured - n["diameter_mm"]) > SIZE_TOLERANCE * n["diameter_mm"]:
+                off.append(f"{n.get('label', '')}: {measured:.1f} mm for {n['diameter_mm']:g} mm")
+        if off:
+            raise RuntimeError("sizes off by more than 15%: " + "; ".join(off))
+        return f"nodule sizes within {SIZE_TOLERANCE:.0%} of the truth"
+
     def write_findings():
         from medstation.core.files import atomic_write_text
         from medstation.dicom.results import export_results
@@ -143,6 +159,7 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
         steps.run("run the detector", detect)
     if steps.ok:
         steps.run("nodules found", check)
+        steps.run("nodule sizes", sizes)
         steps.run("write findings (JSON, SR, SEG)", write_findings)
     if gui and steps.ok:
         steps.run("main window", window)
