@@ -158,7 +158,9 @@ def test_silent_host_fails_within_timeout(orthanc):
 
 
 def test_rejected_association(orthanc):
-    node = make_node(orthanc, ae_title="NOT_ORTHANC")
+    # a generous timeout: Orthanc answers at once, but it may still be finishing the C-GET the
+    # cancel test above walked away from when the whole suite loads this machine
+    node = make_node(orthanc, ae_title="NOT_ORTHANC", timeout=30.0)
     with pytest.raises(PacsError, match="rejected the association") as exc:
         DimseClient(node).find_studies(patient_id="X")
     assert "NOT_ORTHANC" in exc.value.hint
