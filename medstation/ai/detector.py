@@ -481,6 +481,8 @@ def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], N
             continue
         f.diameter_mm, f.short_axis_mm = size.long_axis_mm, size.short_axis_mm
         f.volume_mm3, f.equivalent_diameter_mm = size.volume_mm3, size.equivalent_diameter_mm
+        f.mean_diameter_mm, f.mean_hu, f.max_hu = size.mean_diameter_mm, size.mean_hu, size.max_hu
+        f.nodule_type, f.solid_diameter_mm = size.nodule_type, size.solid_long_axis_mm
         f.size_method = "segmentation"
 
 

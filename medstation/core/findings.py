@@ -30,6 +30,11 @@ class Finding:
     short_axis_mm: float = 0.0  # perpendicular to the long axis, same axial cross-section
     equivalent_diameter_mm: float = 0.0  # of the sphere with the lesion's volume
     size_method: str = "box"  # "segmentation" (from the lesion's voxels) or "box" (the detector's boxes)
+    mean_diameter_mm: float = 0.0  # Lung-RADS: (long + short axis) / 2, to 0.1 mm
+    mean_hu: float = 0.0
+    max_hu: float = 0.0
+    nodule_type: str = ""  # solid, part-solid, ground-glass, calcified ("" when not segmented)
+    solid_diameter_mm: float = 0.0  # long axis of the solid component of a part-solid nodule
 
     @property
     def center_slice(self) -> int:
@@ -67,6 +72,11 @@ class Finding:
             short_axis_mm=float(d.get("short_axis_mm", 0.0)),
             equivalent_diameter_mm=float(d.get("equivalent_diameter_mm", 0.0)),
             size_method=str(d.get("size_method", "box")),
+            mean_diameter_mm=float(d.get("mean_diameter_mm", 0.0)),
+            mean_hu=float(d.get("mean_hu", 0.0)),
+            max_hu=float(d.get("max_hu", 0.0)),
+            nodule_type=str(d.get("nodule_type", "")),
+            solid_diameter_mm=float(d.get("solid_diameter_mm", 0.0)),
         )
 
     def summary(self) -> str:

@@ -10,7 +10,10 @@ vessels, and only the component holding the centre is kept. From the mask:
 * the long-axis diameter in the axial plane (the longest chord of the largest axial
   cross-section, the measure Lung-RADS and Fleischner use),
 * the short axis perpendicular to it,
-* the volume (voxel count x voxel volume) and the sphere-equivalent diameter.
+* the volume (voxel count x voxel volume) and the sphere-equivalent diameter,
+* mean and max HU, and the type: solid (80% or more of it above -300 HU), ground glass
+  (5% or less), part-solid (between: with its solid component's long axis), calcified (its
+  densest tenth above 200 HU).
 
 ``None`` when no lesion stands out from its surroundings (the caller keeps the box).
 """
@@ -24,6 +27,11 @@ import numpy as np
 
 from medstation.core.volume import Volume
 
+#: above this a voxel is soft tissue (the solid component), above CALCIFIED_HU it is calcium
+SOLID_HU = -300.0
+CALCIFIED_HU = 200.0
+GROUND_GLASS_CORE_HU = -550.0  # a typical ground-glass density (the halo is grown halfway to it)
+
 
 @dataclass(frozen=True)
 class NoduleSize:
@@ -34,6 +42,15 @@ class NoduleSize:
     voxels: int
     threshold_hu: float
     touches_edge: bool  # the mask reached the region's border: a leak or a lesion larger than the box
+    mean_hu: float = 0.0
+    max_hu: float = 0.0
+    nodule_type: str = ""  # solid, part-solid, ground-glass, calcified
+    solid_long_axis_mm: float = 0.0  # the solid component's long axis (part-solid nodules)
+
+    @property
+    def mean_diameter_mm(self) -> float:
+        """Lung-RADS' mean diameter: the average of long and short axis, to 0.1 mm."""
+        return round((self.long_axis_mm + self.short_axis_mm) / 2, 1)
 
 
 def _roi(volume: Volume, centre, radius_mm: float):
@@ -66,6 +83,34 @@ def _touches(mask: np.ndarray) -> bool:
                 or mask[:, :, 0].any() or mask[:, :, -1].any())
 
 
+def _grow(image, block: np.ndarray, seed, threshold: float, radius_mm: float, spacing) -> np.ndarray:
+    """Region growing from ``seed`` above ``threshold``, opened until it comes free of the ROI's
+    border (vessels up to ~a quarter of its radius thick, a chest wall or mediastinum it leans on:
+    the opening grows from 0.12 to half the radius), the seed's component."""
+    import SimpleITK as sitk
+
+    sk, si, sj = spacing
+    k0, i0, j0 = seed
+    grown = sitk.ConnectedThreshold(image, seedList=[(int(j0), int(i0), int(k0))], lower=float(threshold),
+                                    upper=float(block.max()) + 1)
+    mask = None
+    for factor in (0.12, 0.25, 0.4, 0.5):
+        r_mm = max(0.8, factor * radius_mm / 1.5)
+        kernel = [max(1, int(round(r_mm / sj))), max(1, int(round(r_mm / si))),
+                  0 if sk > 2.5 * max(si, sj) else max(1, int(round(r_mm / sk)))]
+        opened = sitk.BinaryMorphologicalOpening(grown, kernel)
+        mask_labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(opened))
+        label = int(mask_labels[k0, i0, j0])
+        if label == 0:
+            break  # opened away the lesion itself: keep the last mask that held it
+        mask = mask_labels == label
+        if not _touches(mask):
+            break
+    if mask is None:  # a lesion a few voxels wide: the grown region as it is
+        mask = sitk.GetArrayFromImage(grown).astype(bool)
+    return mask
+
+
 def measure_nodule(volume: Volume, centre, radius_mm: float) -> NoduleSize | None:
     """Segment the lesion at voxel ``centre`` (k, i, j) within ``radius_mm`` (about 1.5x the
     detected radius) and measure it."""
@@ -85,26 +130,14 @@ def measure_nodule(volume: Volume, centre, radius_mm: float) -> NoduleSize | Non
     threshold = (core + background) / 2
     image = sitk.GetImageFromArray(block)
     image.SetSpacing((sj, si, sk))
-    grown = sitk.ConnectedThreshold(image, seedList=[(int(j0), int(i0), int(k0))], lower=threshold,
-                                    upper=float(block.max()) + 1)
-    # the opening grows with the lesion: it cuts vessels up to ~a quarter of its radius thick; a
-    # region that still reaches the border of the ROI (a lesion on the chest wall or the
-    # mediastinum) is opened harder, up to half the radius, until it comes free
-    mask = None
-    for factor in (0.12, 0.25, 0.4, 0.5):
-        r_mm = max(0.8, factor * radius_mm / 1.5)
-        kernel = [max(1, int(round(r_mm / sj))), max(1, int(round(r_mm / si))),
-                  0 if sk > 2.5 * max(si, sj) else max(1, int(round(r_mm / sk)))]
-        opened = sitk.BinaryMorphologicalOpening(grown, kernel)
-        mask_labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(opened))
-        label = int(mask_labels[k0, i0, j0])
-        if label == 0:
-            break  # opened away the lesion itself: keep the last mask that held it
-        mask = mask_labels == label
-        if not _touches(mask):
-            break
-    if mask is None:  # a lesion a few voxels wide: the grown region as it is
-        mask = sitk.GetArrayFromImage(grown).astype(bool)
+    mask = _grow(image, block, seed, threshold, radius_mm, (sk, si, sj))
+    # a ground-glass halo around a solid core (part-solid): grown again at the ground-glass
+    # level, the region is clearly larger and still free of the border
+    halo_threshold = (background + GROUND_GLASS_CORE_HU) / 2
+    if core > SOLID_HU and halo_threshold < threshold - 100:
+        halo = _grow(image, block, seed, halo_threshold, radius_mm, (sk, si, sj))
+        if halo.sum() > 2.0 * mask.sum() and not _touches(halo):
+            mask, threshold = halo, halo_threshold
     count = int(mask.sum())
     if count == 0:
         return None
@@ -120,5 +153,28 @@ def measure_nodule(volume: Volume, centre, radius_mm: float) -> NoduleSize | Non
     perp = np.array([-direction[1], direction[0]])
     proj = pts @ perp
     short_axis = float(proj.max() - proj.min()) + abs(perp[0]) * si + abs(perp[1]) * sj if len(pts) else 0.0
+    values = block[mask]
+    mean_hu, max_hu = float(values.mean()), float(values.max())
+    solid = mask & (block >= SOLID_HU)
+    solid_fraction = float(solid.sum()) / count
+    if solid.any():  # the solid component: the largest connected piece (not scattered bright voxels)
+        pieces = sitk.GetArrayFromImage(sitk.RelabelComponent(
+            sitk.ConnectedComponent(sitk.GetImageFromArray(solid.astype(np.uint8))), sortByObjectSize=True))
+        solid = pieces == 1
+    solid_long = 0.0
+    if solid.any():
+        s_rows, s_cols = np.nonzero(solid[int(np.argmax(solid.sum(axis=(1, 2))))])
+        chord, d = _longest_chord(np.stack([s_rows * si, s_cols * sj], axis=1).astype(float))
+        solid_long = chord + abs(d[0]) * si + abs(d[1]) * sj
+    if float(np.percentile(values, 90)) >= CALCIFIED_HU:
+        kind = "calcified"
+    elif solid_fraction >= 0.8:
+        kind = "solid"
+    elif solid_fraction <= 0.05:
+        kind = "ground-glass"
+    else:
+        kind = "part-solid"
     return NoduleSize(round(long_axis, 1), round(short_axis, 1), round(volume_mm3, 1),
-                      round((6 * volume_mm3 / math.pi) ** (1 / 3), 1), count, round(threshold, 1), touches)
+                      round((6 * volume_mm3 / math.pi) ** (1 / 3), 1), count, round(threshold, 1), touches,
+                      round(mean_hu, 1), round(max_hu, 1), kind,
+                      round(solid_long, 1) if kind == "part-solid" else 0.0)

@@ -46,3 +46,26 @@ def test_nothing_to_segment_in_plain_lung(phantom):
     volume, _ = phantom
     lung = volume.patient_to_index((-70.0, -10.0, -45.0))  # lung parenchyma, no nodule
     assert measure_nodule(volume, lung, 8.0) is None
+
+
+TYPED = [Nodule((-70.0, -10.0, -20.0), 10.0), Nodule((70.0, -10.0, -20.0), 12.0, GROUND_GLASS_HU),
+         Nodule((-75.0, 20.0, -40.0), 14.0, GROUND_GLASS_HU), Nodule((-75.0, 20.0, -40.0), 6.0),
+         Nodule((75.0, 25.0, -45.0), 8.0, 600.0)]
+
+
+def test_types_and_the_solid_component_of_a_part_solid_nodule(tmp_path):
+    spec = SeriesSpec(description="types", slices=60, rows=514, columns=514, pixel_spacing=0.7,
+                      slice_thickness=1.0, z_center=-30.0)
+    truth = write_study(tmp_path, ChestPhantom(seed=5, nodules=TYPED), series=[spec], seed=5)
+    volume = open_series(truth.series[0].files).volume
+    got = {}
+    for n in (TYPED[0], TYPED[1], TYPED[2], TYPED[4]):
+        centre = volume.patient_to_index(n.center)
+        got[n.diameter_mm] = measure_nodule(volume, centre, 0.75 * n.diameter_mm + 5)
+    assert got[10.0].nodule_type == "solid" and got[10.0].mean_hu > -100
+    assert got[12.0].nodule_type == "ground-glass" and -650 < got[12.0].mean_hu < -450
+    part = got[14.0]  # a 14 mm ground-glass nodule with a 6 mm solid core
+    assert part.nodule_type == "part-solid"
+    assert abs(part.equivalent_diameter_mm - 14.0) <= 1.2 and abs(part.solid_long_axis_mm - 6.0) <= 1.0
+    assert got[8.0].nodule_type == "calcified" and got[8.0].max_hu > 400
+    assert part.mean_diameter_mm == round((part.long_axis_mm + part.short_axis_mm) / 2, 1)
