@@ -181,7 +181,8 @@ class FindingsPanel(QWidget):
         self._items = {}
         current = None
         for f in visible:
-            item = QTreeWidgetItem([f.finding_id, f"{f.score:.2f}", f"{f.diameter_mm:.1f} mm",
+            size = f"{f.diameter_mm:.1f} mm" + (f" {f.nodule_type}" if f.nodule_type else "")
+            item = QTreeWidgetItem([f.finding_id, f"{f.score:.2f}", size,
                                     str(f.center_slice + 1), {"accepted": "accepted ✓",
                                                               "rejected": "rejected ✗"}.get(f.status, ""),
                                     ", ".join(model.links.get(f.finding_id, []))])
