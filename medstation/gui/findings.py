@@ -77,7 +77,7 @@ class FindingsPanel(QWidget):
         self.tree.setSortingEnabled(False)
         self.tree.itemClicked.connect(self._clicked)
         self.tree.currentItemChanged.connect(lambda cur, _prev: self._clicked(cur) if cur else None)
-        for col, width in enumerate((62, 52, 70, 48)):
+        for col, width in enumerate((56, 46, 132, 44, 70)):
             self.tree.setColumnWidth(col, width)
         self.accept_button = QPushButton("Accept (Y)", self)
         self.reject_button = QPushButton("Reject (X)", self)
