@@ -213,8 +213,9 @@ def scan_file(path: str) -> InstanceHeader:
                         "check that the file exists and is readable") from None
     if st.st_size == 0:
         raise NotDicomError(path, "empty file (0 bytes)", "remove it or copy the file again")
-    preamble = has_preamble(path)
-    if preamble:
+    head = read_head(path, 4096)
+    preamble = head[128:132] == b"DICM"
+    if preamble and DEFLATED.encode() in head:  # only a file that names the syntax in its meta
         check_deflate(path, st.st_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
