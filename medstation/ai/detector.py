@@ -268,12 +268,32 @@ class SliceDetections:
 
 
 @dataclass
+class Heatmap:
+    """The network's nodule probability on a coarse grid aligned with the volume's slices.
+
+    ``values[m]`` (uint8, 0..255 = probability 0..1) is model slice ``m``; it covers the whole
+    slice: heat pixel (r, c) spans volume rows ``[r, r + 1) * step[0]`` and columns
+    ``[c, c + 1) * step[1]`` (pixel edges, from -0.5). Volume slice ``k`` shows model slice
+    ``round(k / k_per_slice)``.
+    """
+
+    values: np.ndarray  # (model slices, rows, cols) uint8
+    k_per_slice: float  # volume slices per model slice
+    step: tuple[float, float]  # volume rows and columns per heat pixel
+
+    def slice_for(self, k: int) -> np.ndarray | None:
+        m = int(round(k / self.k_per_slice)) if self.k_per_slice > 0 else k
+        return self.values[m] if 0 <= m < len(self.values) else None
+
+
+@dataclass
 class DetectionRun:
     findings: list[Finding]
     slices_total: int
     slices_run: int
     seconds: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
+    heatmap: Heatmap | None = None
 
 
 class Detector:
@@ -288,6 +308,21 @@ class Detector:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.name = str(manifest.get("name", ""))
         self.version = str(manifest.get("version", ""))
+        cal = manifest.get("calibration")
+        self.calibration = cal if isinstance(cal, dict) else None
+        self._tap: dict[str, object] = {}
+        # the heatmap: the stride-4 level's shape and the head's raw outputs of the last batch
+        tap = self._tap
+        self.model.backbone.register_forward_hook(lambda _m, _i, out: tap.__setitem__("p2", out["p2"].shape))
+        self.model.head.register_forward_hook(lambda _m, _i, out: tap.__setitem__("head", out))
+
+    @property
+    def threshold(self) -> float:
+        """The operating point: the (calibrated) score at 1 false positive per scan, else 0.5."""
+        op = self.manifest.get("operating_point")
+        if op is None:
+            op = ((self.manifest.get("metrics") or {}).get("froc") or {}).get("threshold_at_1fp", 0.5)
+        return float(op)
 
     @property
     def channels(self) -> int:
@@ -311,6 +346,7 @@ class Detector:
         progress: Callable[[int, int], None] | None = None,
         partial: Callable[[list[SliceDetections]], None] | None = None,
         check: Callable[[], None] | None = None,
+        heatmap: bool = True,
     ) -> DetectionRun:
         """Find lesions in ``volume``: findings sorted by score (highest first).
 
@@ -329,6 +365,10 @@ class Detector:
         t1 = time.perf_counter()
         per_slice: list[SliceDetections] = []
         total = len(prep.kept)
+        heat = None
+        if heatmap:
+            heat = np.zeros((prep.images.shape[0], -(-int(round(volume.shape[1] / prep.scale[1])) // 4),
+                             -(-int(round(volume.shape[2] / prep.scale[2])) // 4)), np.uint8)
         with torch.inference_mode():
             for start in range(0, total, batch_size):
                 if check:
@@ -338,7 +378,9 @@ class Detector:
                 boxes = [prep.slice_boxes.get(m) for m in chunk]
                 images = [x if b is None else x[:, b[0]:b[1], b[2]:b[3]] for x, b in zip(stacked, boxes)]
                 outputs = self.forward(images)
-                found = [self._to_volume(prep, m, out, min_score, b)
+                if heat is not None:
+                    self._paint_heat(heat, prep, chunk, images, boxes)
+                found = [self._to_volume(prep, m, out, min_score, b, self.calibration)
                          for m, out, b in zip(chunk, outputs, boxes)]
                 per_slice.extend(found)
                 if partial:
@@ -351,14 +393,42 @@ class Detector:
         findings = [f for f in findings if lungs.contains(f.center_voxel)]
         for n, f in enumerate(findings, start=1):
             f.finding_id = f"F{n}"
-        size_findings(volume, findings, check=check)
+        size_findings(volume, findings, check=check, min_score=min(SIZE_MIN_SCORE, 0.6 * self.threshold))
         t3 = time.perf_counter()
+        hm = None
+        if heat is not None:
+            hm = Heatmap(heat, prep.scale[0], (4 * prep.scale[1], 4 * prep.scale[2]))
         return DetectionRun(findings, prep.images.shape[0], total,
                             {"prepare": t1 - t0, "network": t2 - t1, "group": t3 - t2, "total": t3 - t0},
-                            str(self.device))
+                            str(self.device), hm)
+
+    def _paint_heat(self, heat: np.ndarray, prep: Prepared, chunk: list[int], images, boxes) -> None:
+        """The stride-4 level's nodule probability (sqrt of class x centre-ness, as FCOS scores) of
+        each image of the batch, written at its place in the full slice."""
+        out = self._tap.get("head")
+        shape = self._tap.get("p2")
+        if out is None or shape is None:
+            return
+        _n, _c, h4, w4 = shape  # type: ignore[misc]
+        cls = out["cls_logits"][:, : h4 * w4, -1].float()  # type: ignore[index]
+        ctr = out["bbox_ctrness"][:, : h4 * w4, 0].float()  # type: ignore[index]
+        prob = torch.sqrt(torch.sigmoid(cls) * torch.sigmoid(ctr)).view(-1, h4, w4).cpu().numpy()
+        if self.calibration:
+            from medstation.ai.calibration import apply
+
+            prob = apply(prob, self.calibration)
+        for n, (m, im, b) in enumerate(zip(chunk, images, boxes)):
+            hh, ww = -(-im.shape[1] // 4), -(-im.shape[2] // 4)
+            r0 = prep.crop[0] + (b[0] if b is not None else 0)
+            c0 = prep.crop[1] + (b[2] if b is not None else 0)
+            r, c = int(round(r0 / 4)), int(round(c0 / 4))
+            tile = prob[n, :hh, :ww]
+            tile = tile[: max(0, heat.shape[1] - r), : max(0, heat.shape[2] - c)]
+            heat[m, r:r + tile.shape[0], c:c + tile.shape[1]] = np.rint(np.clip(tile, 0, 1) * 255)
 
     @staticmethod
-    def _to_volume(prep: Prepared, m: int, out: dict, min_score: float, box=None) -> SliceDetections:
+    def _to_volume(prep: Prepared, m: int, out: dict, min_score: float, box=None,
+                   calibration: dict | None = None) -> SliceDetections:
         scores = out["scores"].float().cpu().numpy()
         keep = scores >= min_score
         b = out["boxes"].float().cpu().numpy()[keep]  # x0, y0, x1, y1 in crop pixels
@@ -371,7 +441,12 @@ class Detector:
         i1 = (b[:, 3] + r0) * si - 0.5
         j0 = (b[:, 0] + c0) * sj - 0.5
         j1 = (b[:, 2] + c0) * sj - 0.5
-        return SliceDetections(m * sk, np.stack([i0, j0, i1, j1], axis=1), scores[keep])
+        kept = scores[keep]
+        if calibration:
+            from medstation.ai.calibration import apply
+
+            kept = np.asarray(apply(kept.astype(np.float64), calibration), np.float32).reshape(-1)
+        return SliceDetections(m * sk, np.stack([i0, j0, i1, j1], axis=1), kept)
 
 
 # -- 3D grouping --------------------------------------------------------------
@@ -466,13 +541,14 @@ SIZE_MIN_SCORE = 0.3
 SIZE_MAX_FINDINGS = 25
 
 
-def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], None] | None = None) -> None:
+def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], None] | None = None,
+                  min_score: float = SIZE_MIN_SCORE) -> None:
     """Replace the box-based sizes by the lesion's own (``imaging.segment``) where it can be
-    segmented: long and short axis, volume, sphere-equivalent diameter."""
+    segmented: long and short axis, volume, sphere-equivalent diameter, the mask."""
     from medstation.imaging.segment import measure_nodule
 
     for f in sorted(findings, key=lambda f: -f.score)[:SIZE_MAX_FINDINGS]:
-        if f.score < SIZE_MIN_SCORE:
+        if f.score < min_score:
             break
         if check:
             check()
@@ -484,6 +560,8 @@ def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], N
         f.mean_diameter_mm, f.mean_hu, f.max_hu = size.mean_diameter_mm, size.mean_hu, size.max_hu
         f.nodule_type, f.solid_diameter_mm = size.nodule_type, size.solid_long_axis_mm
         f.size_method = "segmentation"
+        if size.mask is not None:
+            f.set_mask(size.mask, size.origin)
 
 
 def _centre_inside(box, other) -> bool:

@@ -160,6 +160,15 @@ def default_detector_dir() -> Path:
     return ModelRegistry().default("detection").path
 
 
+def save_calibration(model_dir: str | Path, calibration: dict, operating_point: float) -> None:
+    """Record a score calibration and the (calibrated) operating point in a model's manifest."""
+    model_dir = Path(model_dir)
+    manifest = read_manifest(model_dir)
+    manifest["calibration"] = calibration
+    manifest["operating_point"] = round(float(operating_point), 4)
+    atomic_write_text(model_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+
+
 def save_metrics(model_dir: str | Path, metrics: dict) -> None:
     """Record evaluation figures in a model's manifest (the weights and their hash are untouched)."""
     model_dir = Path(model_dir)

@@ -2,7 +2,7 @@
 
 With no command it opens the viewer (``--demo``: on the built-in demo study).
 Subcommands: ``open``, ``import``, ``info``, ``demo``, ``detect``, ``evaluate``,
-``train-detector``, ``models list|show|use|remove``, ``pacs echo|find|retrieve|send``,
+``calibrate``, ``train-detector``, ``models list|show|use|remove``, ``pacs echo|find|retrieve|send``,
 ``deidentify``, ``bench load|render|infer``.
 
 A new command: a module ``cli/<name>.py`` with its ``cmd_*`` functions (imported
@@ -197,13 +197,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="FROC and CPM of a detector on generated studies with known nodules")
     s.add_argument("--studies", type=int, default=20)
-    s.add_argument("--seed0", type=int, default=10000, help="first phantom seed (training uses 0..399)")
+    s.add_argument("--family", choices=("own", "held-out"), default="own",
+                   help="generator: 'own' (the training generator's unseen seeds) or 'held-out' "
+                        "(an independent generator training never sees)")
+    s.add_argument("--seed0", type=int, default=None,
+                   help="first phantom seed (own: 10000; training uses 0..399; held-out: 50000)")
+    s.add_argument("--sizes-out", help="write each matched nodule's measured and true size (JSON)")
     s.add_argument("--data", help="folder for the generated studies (default: user data folder/eval)")
     s.add_argument("--min-diameter", type=float, default=6.0, help="nodules counted (mm)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--write-metrics", action="store_true", help="store the figures in the model's manifest")
     _model_args(s)
     s.set_defaults(func=_ai("cmd_evaluate"))
+
+    s = sub.add_parser("calibrate", help="fit the detector's score calibration on validation studies "
+                       "and store it with the operating point")
+    s.add_argument("--studies", type=int, default=12)
+    s.add_argument("--seed0", type=int, default=20000, help="first validation seed (evaluation uses 10000+)")
+    s.add_argument("--data", help="folder for the generated studies (default: user data folder/eval)")
+    s.add_argument("--min-diameter", type=float, default=6.0)
+    s.add_argument("--json", action="store_true")
+    _model_args(s)
+    s.set_defaults(func=_ai("cmd_calibrate"))
 
     s = sub.add_parser("train-detector", help="train the nodule detector on synthetic chest CT "
                        "(JSON lines on stdout)")
@@ -221,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", default="", help="resumable checkpoint file, written every epoch, "
                    "at the end and when cancelled (SIGTERM / Ctrl+C)")
     s.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    s.add_argument("--base", help="fine-tune from this model (NAME[@VERSION] or a directory) instead of "
+                   "random weights")
+    s.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default 0.002)")
     s.add_argument("--validate-every", type=int, default=0, help="epochs between FROC validations on "
                    "held-out generated studies (0: none)")
     s.add_argument("--val-studies", type=int, default=4, help="held-out studies per validation")

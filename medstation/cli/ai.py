@@ -86,16 +86,26 @@ def cmd_evaluate(args) -> int:
 
     detector, model_dir = _detector(args)
     folder = Path(args.data) if args.data else _data_dir() / "eval"
-    studies = ensure_eval_set(folder, args.studies, args.seed0, progress=lambda s: _say(args, s))
+    studies = ensure_eval_set(folder, args.studies, args.seed0, progress=lambda s: _say(args, s),
+                              family=args.family)
     result, extra = evaluate(detector, studies, min_diameter=args.min_diameter,
                              progress=lambda s: _say(args, s))
+    from medstation.ai.calibration import reliability
+    from medstation.core.files import atomic_write_text
+
+    scored = extra.pop("scored")
+    pairs = extra.pop("size_pairs")
     out = {"model": {"name": detector.name, "version": detector.version, "path": str(model_dir)},
-           **result.to_dict(), **extra}
+           "family": args.family, **result.to_dict(), **extra,
+           "reliability": reliability(scored, detector.manifest.get("calibration"))}
+    if args.sizes_out:
+        atomic_write_text(Path(args.sizes_out), jsonout.dumps(pairs, indent=1) + "\n")
     if args.json:
         print(jsonout.dumps(out, indent=1))
     else:
-        print(f"{detector.name} {detector.version} on {result.scans} generated studies (seeds "
-              f"{args.seed0}..{args.seed0 + args.studies - 1}), {result.nodules} nodules "
+        seeds = extra["seeds"]
+        print(f"{detector.name} {detector.version} on {result.scans} generated studies of the "
+              f"{args.family} family (seeds {seeds[0]}..{seeds[-1]}), {result.nodules} nodules "
               f">= {args.min_diameter:g} mm")
         for rate, sens in result.sensitivity_at.items():
             print(f"  sensitivity at {rate:g} FP/scan: {sens:.3f}")
@@ -103,15 +113,64 @@ def cmd_evaluate(args) -> int:
         for scan_no, ref in result.missed:
             where = tuple(round(c, 1) for c in ref.center_mm)
             print(f"  missed: study {scan_no + 1}, {ref.diameter_mm:.1f} mm at {where}")
+        for row in extra["sizes"]:
+            lo, hi = row["bin_mm"]
+            print(f"  size {lo:g}-{hi:g} mm ({row['nodules']}): "
+                  f"diameter {row['diameter_median_error']:+.1%}, "
+                  f"volume {row['volume_median_error']:+.1%} (median signed error)")
+        rel = out["reliability"]
+        print(f"  calibration: ECE {rel['ece']:.3f} over {rel['findings']} findings "
+              f"({'calibrated' if rel.get('calibrated') else 'raw'} scores)")
     if args.write_metrics:
         from medstation.ai.store import save_metrics
 
         keys = ("scans", "nodules", "sensitivity_at_fp_per_scan", "cpm", "threshold_at_1fp")
-        save_metrics(model_dir, {"froc": {k: out[k] for k in keys},
-                                 "eval_seeds": extra["seeds"], "min_diameter_mm": args.min_diameter})
+        figures = {"froc": {k: out[k] for k in keys}, "eval_seeds": extra["seeds"],
+                   "min_diameter_mm": args.min_diameter, "sizes": extra["sizes"],
+                   "reliability": out["reliability"]}
+        save_metrics(model_dir, figures if args.family == "own" else {"held_out": figures})
         from medstation.training.card import write_card
 
         _say(args, f"metrics and model card written to {model_dir}: {write_card(model_dir)}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    """Fit the score calibration on validation studies of the training family (seeds of their own,
+    apart from the evaluation seeds), store it with the operating point in the manifest."""
+    from medstation.ai.calibration import fit_platt, reliability
+    from medstation.ai.detector import Detector
+    from medstation.ai.store import save_calibration
+    from medstation.training.card import write_card
+    from medstation.training.evaluate import ensure_eval_set, evaluate
+
+    detector, model_dir = _detector(args)
+    raw = Detector(detector.model, {k: v for k, v in detector.manifest.items()
+                                    if k not in ("calibration", "operating_point")}, str(detector.device))
+    folder = Path(args.data) if args.data else _data_dir() / "eval"
+    studies = ensure_eval_set(folder, args.studies, args.seed0, progress=lambda s: _say(args, s))
+    result, extra = evaluate(raw, studies, min_diameter=args.min_diameter, progress=lambda s: _say(args, s))
+    cal = fit_platt(extra["scored"])
+    cal["fitted_on_data"] = (f"{len(studies)} training-family validation studies (seeds {extra['seeds'][0]}-"
+                             f"{extra['seeds'][-1]}), never trained on")
+    from medstation.ai.calibration import apply
+
+    op = float(apply(result.threshold_at_1fp, cal))
+    before = reliability(extra["scored"])
+    after = reliability([(float(apply(s, cal)), y) for s, y in extra["scored"]], cal)
+    save_calibration(model_dir, cal, op)
+    write_card(model_dir)
+    out = {"model": {"name": detector.name, "version": detector.version, "path": str(model_dir)},
+           "calibration": cal, "operating_point": round(op, 4),
+           "raw_threshold_at_1fp": result.threshold_at_1fp,
+           "ece_before": before["ece"], "ece_after_on_the_fitting_data": after["ece"]}
+    if args.json:
+        print(jsonout.dumps(out, indent=1))
+    else:
+        print(f"{detector.name} {detector.version}: Platt a={cal['a']:.3f} b={cal['b']:.3f} on "
+              f"{cal['fitted_on']} findings ({cal['positives']} nodules); operating point "
+              f"{result.threshold_at_1fp:.3f} raw -> {op:.3f}; ECE {before['ece']:.3f} -> {after['ece']:.3f} "
+              "(fitting data; judge it with `medstation evaluate --family held-out`)")
     return 0
 
 
@@ -128,7 +187,8 @@ def cmd_train_detector(args) -> int:
                          seed=args.seed, threads=args.threads, device=args.device, version=args.version,
                          epoch_length=args.epoch_length, checkpoint=args.checkpoint, resume=args.resume,
                          validate_every=args.validate_every, val_studies=args.val_studies,
-                         early_stop=args.early_stop)
+                         early_stop=args.early_stop, lr=args.lr or TrainConfig.lr,
+                         base=_base_dir(args.base) if args.base else "")
     stop = threading.Event()
 
     def on_signal(_sig, _frame) -> None:  # the GUI's Cancel (SIGTERM) or Ctrl+C: stop after this step
@@ -145,6 +205,13 @@ def cmd_train_detector(args) -> int:
         for s, h in previous.items():
             signal.signal(s, h)
     return 0
+
+
+def _base_dir(spec: str) -> str:
+    """A model directory for ``--base``: a path, or NAME[@VERSION] from the registry."""
+    from medstation.ai.registry import ModelRegistry
+
+    return str(ModelRegistry().resolve(spec, "detection").path)
 
 
 def cmd_bench_infer(args) -> int:

@@ -26,8 +26,10 @@ SIZE_TOLERANCE = 0.15
 
 
 def operating_threshold(manifest: dict) -> float:
-    """The score at 1 false positive per scan from the model's evaluation (0.5 if it has none)."""
-    return float(manifest.get("metrics", {}).get("froc", {}).get("threshold_at_1fp", 0.5))
+    """The model's operating point: the (calibrated) score at 1 false positive per scan (0.5 if none)."""
+    from medstation.ai.registry import Manifest
+
+    return Manifest.from_dict(manifest).threshold
 
 
 class _Steps:

@@ -8,7 +8,10 @@ indices of that series: ``(k, i0, j0, i1, j1, score)``.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 #: what a reader decided about a finding
 STATUSES = ("", "accepted", "rejected")
@@ -35,6 +38,30 @@ class Finding:
     max_hu: float = 0.0
     nodule_type: str = ""  # solid, part-solid, ground-glass, calcified ("" when not segmented)
     solid_diameter_mm: float = 0.0  # long axis of the solid component of a part-solid nodule
+    #: the segmentation: ``{"origin": [k, i, j], "shape": [nk, ni, nj], "bits": base64 of packed bits}``
+    #: in voxel indices of the series (None: not segmented; exports fall back to the boxes)
+    mask: dict | None = None
+
+    def set_mask(self, mask: np.ndarray, origin: tuple[int, int, int]) -> None:
+        """Store a boolean block ``mask`` whose first voxel is ``origin`` (k, i, j), cropped to its extent."""
+        nz = np.nonzero(mask)
+        if not len(nz[0]):
+            self.mask = None
+            return
+        lo = [int(a.min()) for a in nz]
+        hi = [int(a.max()) + 1 for a in nz]
+        block = np.ascontiguousarray(mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], dtype=bool)
+        self.mask = {"origin": [int(o) + a for o, a in zip(origin, lo)], "shape": list(block.shape),
+                     "bits": base64.b64encode(np.packbits(block.ravel()).tobytes()).decode("ascii")}
+
+    def mask_array(self) -> tuple[np.ndarray, tuple[int, int, int]] | None:
+        """``(boolean block, origin k, i, j)`` of the stored segmentation, or None."""
+        if not self.mask:
+            return None
+        shape = tuple(int(v) for v in self.mask["shape"])
+        bits = np.frombuffer(base64.b64decode(self.mask["bits"]), np.uint8)
+        block = np.unpackbits(bits)[: int(np.prod(shape))].astype(bool).reshape(shape)
+        return block, tuple(int(v) for v in self.mask["origin"])  # type: ignore[return-value]
 
     @property
     def center_slice(self) -> int:
@@ -77,6 +104,7 @@ class Finding:
             max_hu=float(d.get("max_hu", 0.0)),
             nodule_type=str(d.get("nodule_type", "")),
             solid_diameter_mm=float(d.get("solid_diameter_mm", 0.0)),
+            mask=d.get("mask") if isinstance(d.get("mask"), dict) else None,
         )
 
     def summary(self) -> str:

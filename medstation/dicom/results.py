@@ -44,6 +44,7 @@ SERIES_NUMBER_SEG = 9002
 
 #: concepts used in the report (and looked for when reading one back)
 LONG_AXIS = ("103339001", "SCT")
+SHORT_AXIS = ("103340004", "SCT")
 VOLUME = ("118565006", "SCT")
 SCORE = ("246262008", "SCT")
 LENGTH = ("410668003", "SCT")
@@ -116,10 +117,25 @@ def _polyline(i0: float, j0: float, i1: float, j1: float) -> np.ndarray:
 
 
 def finding_mask(volume_voxels: np.ndarray, finding: Finding) -> dict[int, np.ndarray]:
-    """Per-slice boolean masks (full slice size) for a finding: dense voxels inside each box's ellipse."""
+    """Per-slice boolean masks (full slice size) for a finding: its segmentation where it has one,
+    else the dense voxels inside each box's ellipse."""
+    rows, cols = volume_voxels.shape[1:3]
+    seg = finding.mask_array()
+    if seg is not None:
+        block, (k0, i0, j0) = seg
+        out: dict[int, np.ndarray] = {}
+        for dk, plane in enumerate(block):
+            k = k0 + dk
+            if not plane.any() or not 0 <= k < volume_voxels.shape[0]:
+                continue
+            full = np.zeros((rows, cols), bool)
+            sub = plane[: max(0, rows - i0), : max(0, cols - j0)]
+            full[i0:i0 + sub.shape[0], j0:j0 + sub.shape[1]] = sub
+            out[k] = full
+        if out:
+            return out
     dense: dict[int, np.ndarray] = {}
     ellipses: dict[int, np.ndarray] = {}
-    rows, cols = volume_voxels.shape[1:3]
     ii, jj = np.mgrid[0:rows, 0:cols]
     for k, i0, j0, i1, j1, _score in finding.boxes:
         ci, cj = (i0 + i1) / 2, (j0 + j1) / 2
@@ -186,6 +202,8 @@ def export_results(
         measurements = [
             hd.sr.Measurement(name=_code(LONG_AXIS, "Long Axis"), value=float(f.diameter_mm), unit=_mm(),
                               algorithm_id=algo),
+            *([hd.sr.Measurement(name=_code(SHORT_AXIS, "Short Axis"), value=float(f.short_axis_mm),
+                                 unit=_mm(), algorithm_id=algo)] if f.short_axis_mm > 0 else []),
             hd.sr.Measurement(name=_code(VOLUME, "Volume"), value=float(f.volume_mm3),
                               unit=hd.sr.CodedConcept("mm3", "UCUM", "cubic millimeter"), algorithm_id=algo),
             hd.sr.Measurement(name=_code(SCORE, "Score"), value=float(f.score),
@@ -270,7 +288,8 @@ def _write_seg(findings, headers, voxels, tracking, key, out: Path) -> str:
             algorithm_identification=hd.AlgorithmIdentificationSequence(
                 name=f.model_name or "unknown", version=f.model_version or "0",
                 family=codes.DCM.ArtificialIntelligence,
-                source="medstation: dense voxels in the detector's boxes"),
+                source="medstation: region growing from the detection (imaging.segment)"
+                if f.mask else "medstation: dense voxels in the detector's boxes"),
             tracking_uid=tracking[f.finding_id], tracking_id=f.finding_id))
     seg_uid = _uid(*key, "seg")
     seg = hd.seg.Segmentation(
@@ -333,7 +352,8 @@ def read_sr(path: str | Path, slice_uids: Sequence[str],
                 values[TRACKING_ID] = str(child.TextValue)
             elif vt == "UIDREF" and c == TRACKING_UID:
                 values[TRACKING_UID] = str(child.UID)
-            elif vt == "NUM" and c in (LONG_AXIS, VOLUME, SCORE, LENGTH) and "MeasuredValueSequence" in child:
+            elif vt == "NUM" and c in (LONG_AXIS, SHORT_AXIS, VOLUME, SCORE, LENGTH) \
+                    and "MeasuredValueSequence" in child:
                 values[c] = _num(child)
             elif vt == "SCOORD3D" and c == CENTER:
                 values[CENTER] = tuple(float(v) for v in child.GraphicData[:3])
@@ -378,7 +398,8 @@ def read_sr(path: str | Path, slice_uids: Sequence[str],
             center_voxel=center_voxel, diameter_mm=float(values[LONG_AXIS]),
             score=float(values.get(SCORE, 0.0)), slice_range=(min(ks), max(ks)),
             volume_mm3=float(values.get(VOLUME, 0.0)), boxes=boxes,
-            model_name=algo_name, model_version=algo_version))
+            model_name=algo_name, model_version=algo_version,
+            short_axis_mm=float(values.get(SHORT_AXIS, 0.0))))
     return findings, lengths
 
 

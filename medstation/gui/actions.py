@@ -142,6 +142,9 @@ def build_menus(win) -> None:
     win.findings_action = action(win, a, "Show AI findings on the images", lambda on: findings.set_show(on),
                                  "Shift+F", checkable=True)
     win.findings_action.setChecked(True)
+    win.heatmap_action = action(win, a, "Show the probability heatmap", lambda on: st.heatmap.set_show(on),
+                                "Shift+H", checkable=True)
+    st.heatmap.changed.connect(lambda: win.heatmap_action.setChecked(st.heatmap.show))
     a.addSeparator()
     action(win, a, "Next finding", lambda: findings.step(1), ".")
     action(win, a, "Previous finding", lambda: findings.step(-1), ",")

@@ -208,6 +208,7 @@ class AiController(QObject):
                 self.db.save_ai_result(key, *self._cache_key(), [f.to_dict() for f in run.findings])
             if self.state.series_key == key:
                 self.findings.set_items(run.findings)
+                self.state.heatmap.set_heatmap(getattr(run, "heatmap", None))
                 self.link_series(key)
                 self.findings_changed.emit()
             self.detection_finished.emit(key, run)

@@ -57,6 +57,17 @@ class FindingsPanel(QWidget):
         self.opacity.setValue(int(self.model.opacity * 100))
         self.opacity.setToolTip("Overlay opacity")
         self.opacity.valueChanged.connect(lambda v: self.model.set_opacity(v / 100))
+        heat = ai.state.heatmap
+        self.heat_box = QCheckBox("Probability heatmap", self)
+        self.heat_box.setToolTip("The network's nodule probability over the axial slice "
+                                 "(from the last run in this session)")
+        self.heat_box.setChecked(heat.show)
+        self.heat_box.toggled.connect(heat.set_show)
+        self.heat_opacity = QSlider(Qt.Horizontal, self)
+        self.heat_opacity.setRange(10, 100)
+        self.heat_opacity.setValue(int(heat.opacity * 100))
+        self.heat_opacity.setToolTip("Heatmap opacity")
+        self.heat_opacity.valueChanged.connect(lambda v: heat.set_opacity(v / 100))
         self.threshold = QSlider(Qt.Horizontal, self)
         self.threshold.setRange(0, 100)
         self.threshold.setPageStep(1)  # a click beside the handle moves 0.01, not 0.10
@@ -102,6 +113,11 @@ class FindingsPanel(QWidget):
         row.addWidget(self.opacity, 1)
         lay.addLayout(row)
         row = QHBoxLayout()
+        row.addWidget(self.heat_box)
+        row.addWidget(QLabel("opacity", self))
+        row.addWidget(self.heat_opacity, 1)
+        lay.addLayout(row)
+        row = QHBoxLayout()
         row.addWidget(self.threshold_label)
         row.addWidget(self.threshold_box)
         row.addWidget(self.threshold, 1)
@@ -118,6 +134,10 @@ class FindingsPanel(QWidget):
         self.model.items_changed.connect(self.refresh)
         self.model.selection_changed.connect(self.refresh)
         self.model.display_changed.connect(self._sync_boxes)
+        self.state.heatmap.changed.connect(self._sync_boxes)
+        self.state.heatmap.changed.connect(
+            lambda: self.heat_box.setEnabled(self.state.heatmap.heatmap is not None))
+        self.heat_box.setEnabled(False)
         self.state.volume_changed.connect(self.refresh)
         ai.findings_changed.connect(self.refresh)
         ai.model_changed.connect(self._refresh_models)
@@ -164,7 +184,8 @@ class FindingsPanel(QWidget):
 
     # -- list ----------------------------------------------------------------------------
     def _sync_boxes(self) -> None:
-        for widget, value in ((self.show_box, self.model.show), (self.auto_box, self.ai.auto_detect)):
+        for widget, value in ((self.show_box, self.model.show), (self.auto_box, self.ai.auto_detect),
+                              (self.heat_box, self.state.heatmap.show)):
             widget.blockSignals(True)
             widget.setChecked(value)
             widget.blockSignals(False)

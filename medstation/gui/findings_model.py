@@ -117,3 +117,54 @@ class FindingsModel(QObject):
         f = self.selected
         if f is not None:
             self.review(f, "" if f.status == status else status)
+
+
+class HeatmapLayer(QObject):
+    """The detector's probability map of the shown series (``ai.detector.Heatmap``): off by default,
+    with its own opacity; cleared with the series. Only a run in this session has one (stored
+    results keep the findings, not the map)."""
+
+    changed = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.heatmap = None
+        self.show = False
+        self.opacity = 0.5
+
+    def set_heatmap(self, heatmap) -> None:
+        self.heatmap = heatmap
+        self.changed.emit()
+
+    def clear(self) -> None:
+        if self.heatmap is not None:
+            self.heatmap = None
+            self.changed.emit()
+
+    def set_show(self, show: bool) -> None:
+        if bool(show) != self.show:
+            self.show = bool(show)
+            self.changed.emit()
+
+    def set_opacity(self, opacity: float) -> None:
+        opacity = min(1.0, max(0.0, float(opacity)))
+        if opacity != self.opacity:
+            self.opacity = opacity
+            self.changed.emit()
+
+    def rgba(self, k: int):
+        """The map of volume slice ``k`` as RGBA uint8 (a transparent-to-red-to-yellow ramp; pixels
+        under 5% probability fully transparent), or None."""
+        import numpy as np
+
+        if self.heatmap is None:
+            return None
+        values = self.heatmap.slice_for(k)
+        if values is None:
+            return None
+        p = values.astype(np.float32) / 255.0
+        out = np.zeros(values.shape + (4,), np.uint8)
+        out[..., 0] = 255
+        out[..., 1] = np.rint(np.clip((p - 0.5) * 2, 0, 1) * 255)
+        out[..., 3] = np.where(p < 0.05, 0, np.rint(np.clip(p * 1.5, 0, 1) * 255))
+        return out

@@ -224,6 +224,8 @@ class SliceView(QWidget):
         painter.setRenderHint(QPainter.Antialiasing, True)
         if self.show_crosshair:
             self._paint_crosshair(painter, p)
+        if self.show_overlays and st.heatmap.show and p.axis == 0:
+            self._paint_heatmap(painter, depth)
         if self.show_overlays and st.findings.show and st.findings.items:
             self._paint_findings(painter, p, depth)
         if self.show_overlays:
@@ -233,6 +235,24 @@ class SliceView(QWidget):
             painter.setPen(QPen(PLANE_COLORS.get(p.name, TEXT), 2))
             painter.drawRect(self.rect().adjusted(1, 1, -1, -1))
         painter.end()
+
+    def _paint_heatmap(self, painter: QPainter, depth: int) -> None:
+        """The detector's probability map over the axial slice (its coarse grid stretched over
+        the volume rows and columns it covers)."""
+        layer = self.state.heatmap
+        rgba = layer.rgba(depth)
+        if rgba is None:
+            return
+        h, w = rgba.shape[:2]
+        self._heat_rgba = np.ascontiguousarray(rgba)  # the QImage borrows this buffer
+        image = QImage(self._heat_rgba.data, w, h, w * 4, QImage.Format_RGBA8888)
+        step_i, step_j = layer.heatmap.step
+        target = QRectF(self.to_widget(-0.5, -0.5), self.to_widget(h * step_i - 0.5, w * step_j - 0.5))
+        painter.save()
+        painter.setOpacity(layer.opacity)
+        painter.setRenderHint(QPainter.SmoothPixmapTransform, True)
+        painter.drawImage(target, image)
+        painter.restore()
 
     def _paint_crosshair(self, painter: QPainter, p: Plane) -> None:
         r, c, _ = p.to_plane(self.state.position)

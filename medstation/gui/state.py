@@ -33,7 +33,7 @@ from medstation.core.volume import Volume
 from medstation.imaging import Measurement, Window, default_window, planes_for
 from medstation.imaging.mpr import Plane
 
-from .findings_model import FindingsModel
+from .findings_model import FindingsModel, HeatmapLayer
 from .history import History
 
 #: left-button tools: window/level, zoom, pan, crosshair, and the measurements
@@ -80,6 +80,8 @@ class ViewState(QObject):
         self.findings = FindingsModel(self)
         self.layers: dict[str, QObject] = {}
         self.add_layer("findings", self.findings)
+        self.heatmap = HeatmapLayer(self)
+        self.add_layer("heatmap", self.heatmap)
 
     def add_layer(self, name: str, layer: QObject) -> None:
         """Register an overlay layer; its ``changed`` signal repaints the views."""
@@ -106,6 +108,7 @@ class ViewState(QObject):
             self.position = (np.asarray(volume.shape[:3], float) - 1) / 2
             self.position[0] = (volume.shape[0] - 1) // 2
         self.findings.clear()
+        self.heatmap.clear()
         self.history.clear()
         self.volume_changed.emit()
 

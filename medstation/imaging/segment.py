@@ -21,7 +21,7 @@ vessels, and only the component holding the centre is kept. From the mask:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,6 +46,8 @@ class NoduleSize:
     max_hu: float = 0.0
     nodule_type: str = ""  # solid, part-solid, ground-glass, calcified
     solid_long_axis_mm: float = 0.0  # the solid component's long axis (part-solid nodules)
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)  # boolean, the ROI's shape
+    origin: tuple[int, int, int] = (0, 0, 0)  # the ROI's first voxel (k, i, j) in the volume
 
     @property
     def mean_diameter_mm(self) -> float:
@@ -61,7 +63,7 @@ def _roi(volume: Volume, centre, radius_mm: float):
     hi = [min(volume.shape[a], c[a] + half[a] + 1) for a in range(3)]
     block = np.asarray(volume.voxels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], dtype=np.float32)
     seed = tuple(c[a] - lo[a] for a in range(3))
-    return block, seed, (sk, si, sj)
+    return block, seed, (sk, si, sj), tuple(lo)
 
 
 def _longest_chord(points: np.ndarray) -> tuple[float, np.ndarray]:
@@ -118,7 +120,7 @@ def measure_nodule(volume: Volume, centre, radius_mm: float) -> NoduleSize | Non
 
     if volume.is_color or volume.voxels.ndim != 3:
         return None
-    block, seed, (sk, si, sj) = _roi(volume, centre, radius_mm)
+    block, seed, (sk, si, sj), origin = _roi(volume, centre, radius_mm)
     if min(block.shape) < 1:
         return None
     k0, i0, j0 = seed
@@ -177,4 +179,4 @@ def measure_nodule(volume: Volume, centre, radius_mm: float) -> NoduleSize | Non
     return NoduleSize(round(long_axis, 1), round(short_axis, 1), round(volume_mm3, 1),
                       round((6 * volume_mm3 / math.pi) ** (1 / 3), 1), count, round(threshold, 1), touches,
                       round(mean_hu, 1), round(max_hu, 1), kind,
-                      round(solid_long, 1) if kind == "part-solid" else 0.0)
+                      round(solid_long, 1) if kind == "part-solid" else 0.0, mask, origin)

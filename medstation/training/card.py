@@ -42,9 +42,13 @@ def render_card(manifest: dict) -> str:
         f"- Source: {td.get('source', 'unknown')}.",
         f"- {td.get('samples', '?')} rendered 2.5D samples "
         f"({td.get('samples_with_nodules', '?')} with nodules) "
-        f"from phantom seeds {seed_text}; nodules {td.get('nodule_diameters_mm', '?')} mm, "
-        f"ground-glass fraction {td.get('ground_glass_fraction', '?')}; acquisitions vary in pixel spacing "
-        "(0.6-1.5 mm), slice thickness (1-3 mm) and noise (6-30 HU).",
+        f"from phantom seeds {seed_text}; nodules {td.get('nodule_diameters_mm', '?')} mm"
+        + (f", masses {td['masses_mm']} mm" if td.get("masses_mm") else "") + ".",
+        *([f"- Nodule types: {', '.join(td['nodule_types'])}."] if td.get("nodule_types") else []),
+        *([f"- Anatomy: {', '.join(td['anatomy'])}."] if td.get("anatomy") else []),
+        *([f"- Lung disease: {', '.join(td['disease'])}."] if td.get("disease") else []),
+        "- Acquisition: "
+        + ", ".join(td.get("acquisition") or ["pixel 0.6-1.5 mm", "slices 1-3 mm", "noise 6-30 HU"]) + ".",
         f"- Optimisation: {tr.get('steps', '?')} steps of AdamW (lr {tr.get('lr', '?')}, batch "
         f"{tr.get('batch_size', '?')}, crops of {td.get('crop_px', '?')} px, flips in x, y and z), seed "
         f"{tr.get('seed', '?')}, on {tr.get('device', '?')} "
@@ -54,7 +58,9 @@ def render_card(manifest: dict) -> str:
         "",
         "```",
         f"medstation train-detector --out models/{manifest['name']} --samples {td.get('samples', 12000)} "
-        f"--steps {tr.get('steps', 3500)} --seed {tr.get('seed', 0)}",
+        f"--steps {tr.get('steps', 3500)} --seed {tr.get('seed', 0)}"
+        + (f" --lr {tr['lr']:g} --base {manifest['name']}@{manifest['parent_version']}"
+           if manifest.get("parent_version") else ""),
         "```",
         "",
         "(The samples and the schedule are identical for a seed; torch's CPU kernels do not promise "
@@ -82,18 +88,67 @@ def render_card(manifest: dict) -> str:
         ]
     else:
         lines += ["Not evaluated yet: run `medstation evaluate --model DIR --write-metrics`."]
+    metrics = manifest.get("metrics") or {}
+    held = metrics.get("held_out") or {}
+    if held.get("froc"):
+        hf = held["froc"]
+        sens = hf["sensitivity_at_fp_per_scan"]
+        lines += [
+            "",
+            "### On the held-out generator family",
+            "",
+            f"`medstation evaluate --family held-out`: {hf['scans']} studies of `medstation.synth.heldout`, "
+            "a generator written separately from the training one (its own body and lung shapes, "
+            "vessel trees, nodule shapes, kernels and correlated noise; training never imports it), "
+            f"seeds {min(held.get('eval_seeds', [0]))}-{max(held.get('eval_seeds', [0]))}; {hf['nodules']} "
+            f"nodules of {held.get('min_diameter_mm', 6):g} mm or more:",
+            "",
+            "| FP per scan | " + " | ".join(k for k in sens) + " |",
+            "|---|" + "---|" * len(sens),
+            "| sensitivity | " + " | ".join(f"{v:.3f}" for v in sens.values()) + " |",
+            "",
+            f"CPM: **{hf['cpm']:.3f}**.",
+        ]
+    for title, figures in (("own family", metrics), ("held-out family", held)):
+        rows = figures.get("sizes") or []
+        if rows:
+            lines += ["", f"### Size error by diameter ({title}; segmentation against the phantom's truth)",
+                      "", "| diameter (mm) | nodules | diameter, median signed error | volume, median "
+                      "signed error | diameter within 1 mm or 10% | volume within 15% |",
+                      "|---|---|---|---|---|---|"]
+            lines += [f"| {r['bin_mm'][0]:g}-{r['bin_mm'][1]:g} | {r['nodules']} | "
+                      f"{r['diameter_median_error']:+.1%} | {r['volume_median_error']:+.1%} | "
+                      f"{r['diameter_within_1mm_or_10pct']:.0%} | {r['volume_within_15pct']:.0%} |"
+                      for r in rows]
+    cal = manifest.get("calibration")
+    if cal:
+        lines += ["", "## Calibration", "",
+                  f"Scores are calibrated: Platt scaling of the raw score's logit (a = {cal['a']:.3f}, "
+                  f"b = {cal['b']:.3f}), fitted on {cal.get('fitted_on', '?')} findings "
+                  f"({cal.get('positives', '?')} nodules) of "
+                  f"{cal.get('fitted_on_data', 'validation studies')}. "
+                  "Operating point (score at 1 FP per scan, calibrated): "
+                  f"{manifest.get('operating_point', '?')}."]
+        for title, figures in (("own family", metrics), ("held-out family", held)):
+            rel = figures.get("reliability") or {}
+            if rel.get("table"):
+                lines += ["", f"Reliability on the {title} (ECE {rel['ece']:.3f} over {rel['findings']} "
+                          "findings; a well-calibrated score matches the share of nodules in its bin):", "",
+                          "| score bin | findings | mean score | share that are nodules |",
+                          "|---|---|---|---|"]
+                lines += [f"| {r['bin'][0]:.1f}-{r['bin'][1]:.1f} | {r['findings']} | "
+                          f"{r['mean_score']:.2f} | {r['share_nodules']:.2f} |" for r in rel["table"]]
     lines += [
         "",
         "## Limits",
         "",
-        "- Synthetic anatomy only: real scans have airway walls, scars, fissures, motion and other "
-        "findings this model never saw. Expect many more false positives, and misses, on real CT.",
-        "- Axial CT only; other orientations and modalities are refused with a clear error.",
-        "- Nodules under 4 mm and over 30 mm were not in the training data.",
-        "- The evaluation studies come from the same phantom family as the training data (held-out seeds, "
-        "other acquisitions): the figures measure generalisation within synthetic anatomy only. Evaluation "
-        "nodules sit in the lungs; the training generator also placed some inside the phantom's aorta or "
-        "heart, where they are painted over and invisible (label noise the model was trained with).",
+        "- Synthetic anatomy only: real scans have scars, atelectasis, effusions, devices, motion and "
+        "other findings no generator here draws. Expect more false positives, and misses, on real CT.",
+        "- Axial CT only; other orientations and modalities are refused with a clear error; a series with "
+        "no lung in it is refused before detection (\"no lung in this series\").",
+        "- Nodules under 3 mm and masses over 50 mm were not in the training data.",
+        "- Both generator families are synthetic; the held-out family tests generalisation to another "
+        "way of drawing chest CT, not to patients.",
         "",
         f"Intended use: {manifest.get('intended_use', 'research; not for clinical use')}",
         "",

@@ -64,6 +64,7 @@ class TrainConfig:
     early_stop: int = 0  # validations without a better CPM before stopping (0: never)
     checkpoint: str = ""  # resumable checkpoint file ("" : none)
     resume: bool = False
+    base: str = ""  # a model directory to start from (fine-tuning); "" : random initialisation
 
 
 def _emit(out, **event) -> None:
@@ -73,7 +74,7 @@ def _emit(out, **event) -> None:
 
 
 #: TrainConfig fields that say how a run was executed, not what was trained (kept out of the manifest)
-RUNTIME_FIELDS = ("threads", "device", "checkpoint", "resume", "val_data")
+RUNTIME_FIELDS = ("threads", "device", "checkpoint", "resume", "val_data", "base")
 
 
 def _manifest(config: TrainConfig, samples: int, positives: int) -> dict:
@@ -87,12 +88,21 @@ def _manifest(config: TrainConfig, samples: int, positives: int) -> dict:
         "input": config.input,
         "classes": ["background", "nodule"],
         "training_data": {
-            "source": "medstation.synth analytic chest CT phantom (synthetic, no patient data)",
+            "source": "medstation.synth analytic chest CT phantom, domain-randomized "
+                      "(medstation.synth.varied; synthetic, no patient data)",
             "phantom_seeds": list(config.phantom_seeds),
             "samples": samples,
             "samples_with_nodules": positives,
             "nodule_diameters_mm": [3.0, 30.0],
-            "ground_glass_fraction": 0.3,
+            "masses_mm": [30.0, 50.0],
+            "nodule_types": ["solid", "ground-glass", "part-solid", "calcified", "lobulated", "spiculated",
+                             "juxtapleural", "juxtavascular"],
+            "anatomy": ["tapering vessels", "trachea and main bronchi", "fissures", "contrast in heart and "
+                        "great vessels", "mediastinal fat and nodes", "oesophagus", "breast", "neck",
+                        "liver dome, stomach, spleen"],
+            "disease": ["emphysema", "fibrosis-like texture"],
+            "acquisition": ["pixel 0.6-1.5 mm", "slices 1-3 mm", "soft/standard/sharp kernels",
+                            "correlated noise 6-45 HU", "motion blur"],
             "crop_px": config.crop,
         },
         "training": {k: v for k, v in asdict(config).items()
@@ -181,7 +191,19 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
     _emit(log, event="rendered", samples=len(bank), with_nodules=positives, seconds=round(render_s, 1))
 
     device = torch.device(config.device)
-    model = build_model(ARCHITECTURE, config.input, config.network).to(device)
+    model = build_model(ARCHITECTURE, config.input, config.network)
+    if config.base:  # fine-tune: the base's weights (hash-checked), its input and network
+        from medstation.ai.store import load_state
+
+        base_manifest, state = load_state(config.base)
+        if base_manifest.get("input") != config.input or base_manifest.get("network", config.network) != \
+                config.network:
+            model = build_model(ARCHITECTURE, base_manifest["input"], base_manifest.get("network"))
+            config.input, config.network = dict(base_manifest["input"]), dict(base_manifest["network"])
+        model.load_state_dict(state)
+        config.parent_version = str(base_manifest.get("version"))
+        _emit(log, event="base", name=base_manifest.get("name"), version=config.parent_version)
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(1, config.steps // 20)
     def lr_factor(s: int) -> float:  # linear warm-up, then cosine; a float (checkpoints hold no numpy)

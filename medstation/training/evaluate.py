@@ -5,6 +5,11 @@ what is measured), from phantom seeds starting at ``EVAL_SEED0``: the default
 detector never saw them (it trains on seeds in ``TRAIN_SEEDS``). Each study
 varies the acquisition (pixel spacing, slice thickness, noise) and holds 3-6
 nodules of 4-20 mm, one in five ground glass, none inside the mediastinum.
+
+``family="held-out"`` writes studies of ``medstation.synth.heldout`` instead: a
+generator written separately from the training one (its own body, vessel,
+nodule and noise code), which training never sees. A score measured there says
+more than one measured on the training generator's unseen seeds.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from medstation.training.detector import TRAIN_SEEDS
 from medstation.training.metrics import Candidate, FrocResult, Reference, froc
 
 EVAL_SEED0 = 10000
+HELD_OUT_SEED0 = 50000
+FAMILIES = ("own", "held-out")
+#: diameter bins of the size-error table (mm)
+SIZE_BINS = ((4.0, 6.0), (6.0, 10.0), (10.0, 20.0), (20.0, 30.0))
 
 
 def eval_study_spec(seed: int) -> tuple[ChestPhantom, SeriesSpec]:
@@ -44,24 +53,71 @@ def eval_study_spec(seed: int) -> tuple[ChestPhantom, SeriesSpec]:
     return ph, spec
 
 
-def ensure_eval_set(folder: Path, count: int, seed0: int = EVAL_SEED0,
-                    progress: Callable[[str], None] | None = None) -> list[Path]:
-    """Write (or reuse) ``count`` evaluation studies under ``folder``."""
+def held_out_study_spec(seed: int):
+    """A study of the held-out family: its phantom and acquisition (noise is the phantom's own)."""
+    from medstation.synth.heldout import HeldOutPhantom
+
+    rng = np.random.default_rng([seed, 11])
+    ph = HeldOutPhantom(seed)
+    pixel = float(rng.choice([0.65, 0.72, 0.8, 0.9]))
+    thick = float(rng.choice([1.0, 1.25, 1.5, 2.0, 2.5]))
+    size = int(round(2 * (ph.a + 20) / pixel / 2) * 2)
+    z_lo, z_hi = ph.base - 15, ph.apex + 15
+    slices = int((z_hi - z_lo) / thick) + 1
+    spec = SeriesSpec(description=f"Held-out chest {thick} mm {ph.kernel}", slices=slices, rows=size,
+                      columns=size, pixel_spacing=pixel, slice_thickness=thick,
+                      z_center=(z_lo + z_hi) / 2 - 10.0, kernel=ph.kernel.upper(), noise_hu=0.0)
+    return ph, spec
+
+
+def ensure_eval_set(folder: Path, count: int, seed0: int | None = None,
+                    progress: Callable[[str], None] | None = None, *, family: str = "own") -> list[Path]:
+    """Write (or reuse) ``count`` evaluation studies of ``family`` under ``folder``."""
+    if family not in FAMILIES:
+        raise MedstationError(f"unknown generator family {family!r}", f"use one of {', '.join(FAMILIES)}")
+    if family == "held-out":
+        seed0 = HELD_OUT_SEED0 if seed0 is None else seed0
+        return _write_set(folder, count, seed0, "heldout-v1", held_out_study_spec, "HOUT", progress)
+    seed0 = EVAL_SEED0 if seed0 is None else seed0
     if seed0 < TRAIN_SEEDS[1] and seed0 + count > TRAIN_SEEDS[0]:
         raise MedstationError(f"seeds {seed0}..{seed0 + count - 1} overlap the training seeds "
                               f"{TRAIN_SEEDS[0]}..{TRAIN_SEEDS[1] - 1}", "choose --seed0 10000 or above")
+    return _write_set(folder, count, seed0, "eval-v2", eval_study_spec, "EVAL", progress)
+
+
+def _write_set(folder: Path, count: int, seed0: int, prefix: str, make, pid: str,
+               progress: Callable[[str], None] | None) -> list[Path]:
     out = []
     for n in range(count):
         seed = seed0 + n
-        study = folder / f"eval-v2-{seed}"
+        study = folder / f"{prefix}-{seed}"
         if not (study / "truth.json").exists():
             if progress:
                 progress(f"writing study {n + 1}/{count} (seed {seed})")
-            ph, spec = eval_study_spec(seed)
+            ph, spec = make(seed)
             write_study(study, ph, series=[spec], seed=seed,
-                        patient=PatientSpec(f"EVAL-{seed}", f"Eval^{seed}"))
+                        patient=PatientSpec(f"{pid}-{seed}", f"{pid.title()}^{seed}"))
         out.append(study)
     return out
+
+
+def size_table(pairs: list[dict]) -> list[dict]:
+    """Size error by diameter bin: median signed error of the sphere-equivalent diameter and of the
+    volume, and the share of nodules within 15% (volume) and 1 mm or 10% (diameter)."""
+    rows = []
+    for lo, hi in SIZE_BINS:
+        sel = [p for p in pairs if lo <= p["truth_mm"] < hi]
+        if not sel:
+            continue
+        d_err = np.array([(p["measured_mm"] - p["truth_mm"]) / p["truth_mm"] for p in sel])
+        v_err = np.array([(p["measured_mm3"] - p["truth_mm3"]) / p["truth_mm3"] for p in sel])
+        d_ok = [abs(p["measured_mm"] - p["truth_mm"]) <= max(1.0, 0.1 * p["truth_mm"]) for p in sel]
+        rows.append({"bin_mm": [lo, hi], "nodules": len(sel),
+                     "diameter_median_error": round(float(np.median(d_err)), 4),
+                     "volume_median_error": round(float(np.median(v_err)), 4),
+                     "diameter_within_1mm_or_10pct": round(float(np.mean(d_ok)), 3),
+                     "volume_within_15pct": round(float(np.mean(np.abs(v_err) <= 0.15)), 3)})
+    return rows
 
 
 def evaluate(detector, studies: list[Path], *, min_diameter: float = 6.0, pool=None,
@@ -75,6 +131,8 @@ def evaluate(detector, studies: list[Path], *, min_diameter: float = 6.0, pool=N
     refs: list[list[Reference]] = []
     per_study = []
     seconds = []
+    scored: list[tuple[float, bool]] = []
+    sizes: list[dict] = []
     try:
         for n, study in enumerate(studies):
             truth = json.loads((study / "truth.json").read_text())
@@ -85,6 +143,8 @@ def evaluate(detector, studies: list[Path], *, min_diameter: float = 6.0, pool=N
             seconds.append(time.perf_counter() - t0)
             cands.append([Candidate(f.center_mm, f.score) for f in run.findings])
             refs.append([Reference(tuple(nd["center"]), float(nd["diameter_mm"])) for nd in truth["nodules"]])
+            scored.extend(_label_scores(run.findings, truth["nodules"]))
+            sizes.extend(_match_sizes(run.findings, truth["nodules"], n))
             per_study.append({"study": study.name, "nodules": len(truth["nodules"]),
                               "candidates": len(run.findings), "seconds": round(seconds[-1], 2)})
             if progress:
@@ -96,5 +156,33 @@ def evaluate(detector, studies: list[Path], *, min_diameter: float = 6.0, pool=N
     result = froc(cands, refs, min_diameter=min_diameter)
     extra = {"studies": per_study, "median_seconds_per_study": float(np.median(seconds)) if seconds else 0.0,
              "min_diameter_mm": min_diameter,
-             "seeds": [int(s.name.split("-")[-1]) for s in studies if s.name.split("-")[-1].isdigit()]}
+             "seeds": [int(s.name.split("-")[-1]) for s in studies if s.name.split("-")[-1].isdigit()],
+             "sizes": size_table(sizes), "size_pairs": sizes, "scored": scored}
     return result, extra
+
+
+def _hits(f, nodules: list[dict]) -> list[int]:
+    return [n for n, nd in enumerate(nodules)
+            if np.linalg.norm(np.subtract(f.center_mm, nd["center"])) <= float(nd["diameter_mm"]) / 2]
+
+
+def _label_scores(findings, nodules: list[dict]) -> list[tuple[float, bool]]:
+    """(score, is a nodule) per finding: what calibration is fitted and checked on."""
+    return [(float(f.score), bool(_hits(f, nodules))) for f in findings]
+
+
+def _match_sizes(findings, nodules: list[dict], scan: int) -> list[dict]:
+    """Each nodule's best-scoring hit, sized from the segmentation, against the truth."""
+    out = []
+    for n, nd in enumerate(nodules):
+        hits = [f for f in findings if n in _hits(f, nodules) and f.size_method == "segmentation"]
+        if not hits:
+            continue
+        f = max(hits, key=lambda f: f.score)
+        d = float(nd["diameter_mm"])
+        truth_mm3 = float(nd.get("volume_mm3") or np.pi / 6 * d ** 3)
+        out.append({"scan": scan, "truth_mm": d, "truth_mm3": truth_mm3,
+                    "measured_mm": float(f.equivalent_diameter_mm or f.diameter_mm),
+                    "measured_mm3": float(f.volume_mm3), "type": nd.get("type", ""),
+                    "measured_type": f.nodule_type, "score": float(f.score)})
+    return out

@@ -3,7 +3,11 @@
 Each sample imitates what the detector sees at inference: a CT acquired at a
 random pixel spacing, slice thickness and noise level, then resampled to the
 model's spacing (bilinear, antialiased), windowed, ``channels`` neighbouring
-model slices stacked. Boxes are the nodules' cross-sections on the centre
+model slices stacked. The phantoms are ``VariedChestPhantom`` (nodule types,
+masses, airways, fissures, contrast, disease, what lies around the lungs); the
+acquisition varies the reconstruction kernel (soft: a Gaussian MTF; sharp: edge
+enhancement), the noise's level and grain (correlated noise) and, now and then,
+motion blur. Boxes are the nodules' cross-sections on the centre
 slice, in model pixels. Half the samples are centred near a nodule, half are
 anywhere in the chest (vessels, ribs, heart and the diaphragm are the hard
 negatives).
@@ -19,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medstation.synth import ChestPhantom, random_nodules
-from medstation.synth.phantom import GROUND_GLASS_HU, SOLID_HU, Nodule
+from medstation.synth import ChestPhantom
+from medstation.synth.varied import VariedChestPhantom
 
 #: a nodule is labelled on slices where its cross-section is at least this
 #: fraction of its radius away from the poles (|dz| <= LABEL_DZ * r)
@@ -41,15 +45,42 @@ class SampleBank:
 
 def make_phantom(seed: int) -> ChestPhantom:
     rng = np.random.default_rng([seed, 1])
-    ph = ChestPhantom(seed=seed)
-    count = int(rng.integers(4, 11))
-    ph.nodules = random_nodules(ph, rng, count, diameters=(3.0, 30.0), ground_glass_fraction=0.3,
-                                z_range=(ph.z_bottom + 15, ph.z_top - 10))
-    # a few part-solid / faint ones between ground glass and solid
-    ph.nodules = [n if rng.random() > 0.1 else
-                  Nodule(n.center, n.diameter_mm, float(rng.uniform(GROUND_GLASS_HU, SOLID_HU)), n.label)
-                  for n in ph.nodules]
+    ph = VariedChestPhantom(seed=seed)
+    ph.add_varied_nodules(rng, int(rng.integers(4, 11)), diameters=(3.0, 30.0))
     return ph
+
+
+def _gauss_kernel(sigma: float) -> torch.Tensor:
+    r = max(1, int(math.ceil(3 * sigma)))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
+    return k / k.sum()
+
+
+def _blur(t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (n, rows, cols), ``sigma`` in pixels."""
+    if sigma < 0.2:
+        return t
+    k = _gauss_kernel(sigma)
+    r = (len(k) - 1) // 2
+    x = t[:, None]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+    return x[:, 0]
+
+
+def acquire(planes: np.ndarray, rng: np.random.Generator, px: float) -> torch.Tensor:
+    """The scanner's side: kernel, correlated noise at a random dose, sometimes motion blur."""
+    t = torch.from_numpy(planes)
+    kernel = rng.choice(["soft", "standard", "sharp"])
+    soft = _blur(t, float(rng.uniform(0.4, 1.1)) / px)
+    t = soft if kernel != "sharp" else t + float(rng.uniform(0.3, 0.9)) * (t - soft)
+    if rng.random() < 0.1:  # breathing or cardiac motion: a ghost shifted along y
+        shift = int(rng.integers(1, 4))
+        t = 0.6 * t + 0.4 * torch.roll(t, shift, dims=1)
+    noise = torch.from_numpy(rng.standard_normal(planes.shape, dtype=np.float32))
+    noise = _blur(noise, float(rng.uniform(0.0, 1.3)))
+    noise *= float(rng.uniform(6.0, 45.0)) / max(float(noise.std()), 1e-6)
+    return t + noise
 
 
 def render_sample(ph: ChestPhantom, rng: np.random.Generator, input_spec: dict, crop: int,
@@ -67,7 +98,6 @@ def render_sample(ph: ChestPhantom, rng: np.random.Generator, input_spec: dict, 
     n_acq = max(8, int(round(size_mm / acq_px)))
     acq_px = size_mm / n_acq
     thickness = float(rng.choice([1.0, 1.25, 1.5, 2.0, 2.5, 3.0]))
-    noise = float(rng.uniform(6.0, 30.0))
     grid = (np.arange(n_acq) + 0.5) * acq_px
     xs, ys = x0 + grid, y0 + grid
     half = channels // 2
@@ -77,8 +107,7 @@ def render_sample(ph: ChestPhantom, rng: np.random.Generator, input_spec: dict, 
     last = math.ceil((want[-1] - offset) / thickness)
     acq_z = offset + np.arange(first, last + 1) * thickness
     planes = np.stack([ph.render_slice(float(z), xs, ys, thickness) for z in acq_z])
-    planes += rng.standard_normal(planes.shape, dtype=np.float32) * noise
-    t = torch.from_numpy(planes)[:, None]
+    t = acquire(planes, rng, acq_px)[:, None]
     t = F.interpolate(t, size=(crop, crop), mode="bilinear", align_corners=False,
                       antialias=n_acq > crop)[:, 0]
     f = (want - acq_z[0]) / thickness
@@ -122,9 +151,11 @@ def make_bank(count: int, input_spec: dict, *, crop: int = 128, seed: int = 0,
             r = nod.diameter_mm / 2
             centre = (nod.center[0] + rng.uniform(-45, 45), nod.center[1] + rng.uniform(-45, 45),
                       nod.center[2] + rng.uniform(-LABEL_DZ, LABEL_DZ) * r)
-        else:
+        elif rng.random() < 0.3:  # hard negatives: mediastinum, heart border, hila, spine
+            centre = (rng.uniform(-60, 60), rng.uniform(-60, 90), rng.uniform(ph.z_bottom - 20, ph.z_top))
+        else:  # anywhere, the neck above the apices and the upper abdomen included
             centre = (rng.uniform(-160, 160), rng.uniform(-100, 120),
-                      rng.uniform(ph.z_bottom - 30, ph.z_top + 20))
+                      rng.uniform(ph.z_bottom - 60, ph.z_top + 50))
         img, bx = render_sample(ph, rng, input_spec, crop, centre)
         images[n] = np.rint(img * 255).astype(np.uint8)
         boxes.append(bx)

@@ -144,3 +144,32 @@ def test_detection_through_the_engine_reports_progress_partials_and_cancels(dete
         with pytest.raises(CancelledError):
             h2.result(120)
         assert h2.progress_value[0] < h2.progress_value[1]
+
+
+def test_heatmap_is_aligned_with_the_nodule_and_calibration_maps_scores(detector):
+    import copy
+
+    from medstation.ai.calibration import apply
+    from medstation.ai.detector import Detector
+
+    nodule = Nodule((-70.0, 5.0, -10.0), 12.0)
+    vol = phantom_volume([nodule])
+    run = detector.detect(vol)
+    hm = run.heatmap
+    assert hm is not None and hm.values.dtype == np.uint8
+    k, i, j = vol.patient_to_index(nodule.center)
+    plane = hm.slice_for(int(round(k))).astype(float) / 255
+    r, c = int(i / hm.step[0]), int(j / hm.step[1])
+    near = plane[max(0, r - 1):r + 2, max(0, c - 1):c + 2].max()
+    # the heat's peak on this slice lies on the nodule, and most of the slice is cold
+    peak = np.unravel_index(int(np.argmax(plane)), plane.shape)
+    assert near >= 0.5 and abs(peak[0] - r) <= 2 and abs(peak[1] - c) <= 2, (near, peak, (r, c))
+    assert np.median(plane) < 0.05
+    # a calibrated copy: every score mapped through the calibration, the ranking unchanged
+    manifest = dict(detector.manifest, calibration={"method": "platt", "a": 0.6, "b": -0.5})
+    calibrated = Detector(copy.deepcopy(detector.model), manifest, "cpu").detect(vol, heatmap=False)
+    assert calibrated.heatmap is None
+    raw = {f.finding_id: f.score for f in run.findings}
+    for f in calibrated.findings[:5]:
+        assert f.score == pytest.approx(apply(raw[f.finding_id], manifest["calibration"]), abs=2e-4)
+    assert [f.finding_id for f in calibrated.findings] == [f.finding_id for f in run.findings]

@@ -86,3 +86,31 @@ def test_bad_input_gives_export_errors(small_volume, tmp_path):
     with pytest.raises(ExportError, match="nothing to export"):
         export_results([], volume.sources, tmp_path / "y")
     assert NODULE.diameter_mm > 0
+
+
+def test_seg_carries_the_segmentation_and_sr_the_axes(small_volume, tmp_path):
+    from medstation.core.findings import Finding
+    from medstation.imaging.segment import measure_nodule
+
+    volume, uids = small_volume
+    finding = nodule_finding(volume)
+    size = measure_nodule(volume, finding.center_voxel, radius_mm=0.75 * finding.diameter_mm + 4)
+    assert size is not None and size.mask is not None
+    finding.set_mask(size.mask, size.origin)
+    finding.short_axis_mm, finding.size_method = size.short_axis_mm, "segmentation"
+    # the mask survives the database's JSON
+    again = Finding.from_dict(finding.to_dict())
+    block, origin = again.mask_array()
+    assert int(block.sum()) == int(size.mask.sum()) == size.voxels
+    result, _ = export(small_volume, tmp_path, findings=[finding])
+    masks = read_seg(result.seg, uids)["F1"]
+    # the SEG holds the grown mask voxel for voxel, not a sphere or the boxes' ellipses
+    assert sum(int(m.sum()) for m in masks.values()) == size.voxels
+    k0, i0, j0 = origin
+    for k, m in masks.items():
+        ii, jj = np.nonzero(m)
+        plane = block[k - k0]
+        assert plane[ii - i0, jj - j0].all()
+    back, _ = read_sr(result.sr, uids, volume.patient_to_index)
+    assert back[0].short_axis_mm == pytest.approx(size.short_axis_mm)
+    assert back[0].diameter_mm == pytest.approx(finding.diameter_mm)
