@@ -173,3 +173,24 @@ def test_heatmap_is_aligned_with_the_nodule_and_calibration_maps_scores(detector
     for f in calibrated.findings[:5]:
         assert f.score == pytest.approx(apply(raw[f.finding_id], manifest["calibration"]), abs=2e-4)
     assert [f.finding_id for f in calibrated.findings] == [f.finding_id for f in run.findings]
+
+
+def test_a_held_out_family_nodule_is_found_first_and_sized_within_10_percent(detector):
+    """A lobulated nodule drawn by the independent generator (its own shapes, kernel and noise)."""
+    from medstation.synth.heldout import HeldOutPhantom
+
+    ph = HeldOutPhantom(4)
+    les = next(les for les in ph.lesions if les.kind == "lobulated" and les.where == "parenchyma")
+    truth = les.equivalent_diameter()
+    px = 0.8
+    size = int(2 * (ph.a + 15) / px)
+    xs = (np.arange(size) - (size - 1) / 2) * px
+    ys = xs + 10.0
+    zs = np.arange(les.center[2] - 30, les.center[2] + 30, 1.25)
+    vox = np.stack([ph.render_slice(float(z), xs, ys, 1.25) for z in zs]).astype(np.float32)
+    vol = Volume(vox, spacing=(1.25, px, px), origin=(xs[0], ys[0], zs[0]), modality="CT", series_uid="ho")
+    run = detector.detect(vol)
+    top = run.findings[0]
+    assert np.linalg.norm(np.subtract(top.center_mm, les.center)) <= truth / 2
+    assert top.size_method == "segmentation" and top.mask is not None
+    assert top.equivalent_diameter_mm == pytest.approx(truth, rel=0.10)

@@ -78,6 +78,23 @@ def test_demo_findings_appear_and_a_click_jumps_to_the_lesion(qtbot, demo_window
                   for x in range(r.left(), r.right()) for y in range(r.top(), r.bottom()))
     assert changed > 20
     assert not win.findings_action.isChecked()
+    # the probability heatmap: off by default, its panel box enabled by the run; shown, it turns
+    # the lesion red and leaves the lung far from it as it was
+    assert st.heatmap.heatmap is not None and not st.heatmap.show and panel.heat_box.isEnabled()
+    panel.heat_box.setChecked(True)
+    assert st.heatmap.show and win.heatmap_action.isChecked()
+    img_heat = axial.grab().toImage()
+    c = drawn[id(target)].center().toPoint()
+    from PySide6.QtGui import QColor
+
+    on, off = QColor(img_heat.pixel(c)), QColor(img_off.pixel(c))
+    assert on.red() - on.blue() > off.red() - off.blue() + 30, (on.getRgb(), off.getRgb())
+    corner = QPointF(axial.image_rect().left() + 4, axial.image_rect().top() + 4).toPoint()
+    assert img_heat.pixel(corner) == img_off.pixel(corner)
+    win.heatmap_action.trigger()
+    assert not st.heatmap.show and not panel.heat_box.isChecked()
+    win.state.set_volume(None)
+    assert st.heatmap.heatmap is None
 
 
 def test_threshold_review_and_cache(qtbot, demo_window):

@@ -38,3 +38,20 @@ def test_same_seed_same_pixels(tmp_path):
     b = write_study(tmp_path / "b", ChestPhantom(seed=2), series=[small_spec(slices=2)], seed=2)
     for fa, fb in zip(sorted(a.series[0].files), sorted(b.series[0].files)):
         assert Path(fa).read_bytes() == Path(fb).read_bytes()
+
+
+def test_the_training_phantom_is_domain_randomized():
+    from medstation.training.synthetic import make_phantom
+
+    kinds, contrast, disease = set(), set(), 0
+    for seed in range(30):
+        ph = make_phantom(seed)
+        kinds |= {ph.shapes[n.label].kind for n in ph.nodules}
+        contrast.add(ph.contrast > 0)
+        disease += bool(ph.emphysema) or bool(ph.fibrosis)
+        for n in ph.nodules:
+            assert ph.inside_lung(n.center)
+    assert {"solid", "ground-glass", "part-solid", "calcified", "lobulated", "spiculated"} <= kinds
+    assert contrast == {True, False} and disease >= 2
+    big = [n for seed in range(30) for n in make_phantom(seed).nodules if n.diameter_mm > 30]
+    assert big  # masses beyond the nodule range
