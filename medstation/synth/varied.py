@@ -56,6 +56,8 @@ class VariedChestPhantom(ChestPhantom):
         self.nodes = [(float(rng.uniform(-30, 40)), float(rng.uniform(-40, 30)), float(rng.uniform(-40, 60)),
                        float(rng.uniform(3, 8))) for _ in range(int(rng.integers(0, 5)))]
         self.small_vessels = self._small_vessels(rng)
+        self.dome_height = float(rng.uniform(25, 60))  # the diaphragm's dome rises into the lung base
+        self.bronchi = self._bronchi(rng)
         self.shapes: dict[str, Shape] = {}
 
     def _random_lung_point(self, rng):
@@ -76,6 +78,19 @@ class VariedChestPhantom(ChestPhantom):
             d /= np.linalg.norm(d)
             length = float(rng.uniform(20, 60))
             out.append((np.array(c), np.array(c) + d * length, float(rng.uniform(1.0, 2.5))))
+        return out
+
+    def _bronchi(self, rng):
+        """Segmental bronchi: air tubes with a soft-tissue wall running out from each hilum."""
+        out = []
+        for side in (-1, 1):
+            start = np.array([side * 0.3 * self.body_half_width, 0.0, float(rng.uniform(-25, 0))])
+            for _ in range(int(rng.integers(4, 9))):
+                d = rng.normal(size=3) + [side * 1.2, 0.0, 0.0]
+                d /= np.linalg.norm(d)
+                length = float(rng.uniform(30, 80))
+                out.append((start, start + d * length, float(rng.uniform(2.0, 5.0)),
+                            float(rng.uniform(1.0, 2.0))))
         return out
 
     # -- nodules ------------------------------------------------------------
@@ -151,10 +166,10 @@ class VariedChestPhantom(ChestPhantom):
         xx = x[None, :].astype(np.float32)
         yy = y[:, None].astype(np.float32)
         bw, bd = self.body_half_width, self.body_half_depth
-        lung = img < -700
+        inner = (xx / (bw - 12)) ** 2 + (yy / (bd - 12)) ** 2 < 1
+        lung = (img < -700) & inner
         # below the lungs: liver (right), stomach and spleen (left)
         if z < self.z_bottom + 30:
-            inner = (xx / (bw - 12)) ** 2 + (yy / (bd - 12)) ** 2 < 1
             soft = inner & ~lung & (img < 200) & (img > -200)
             img[soft & (xx < 0)] = 60.0 + 0.4 * self.contrast
             img[soft & (xx > 40) & (yy > 20)] = 50.0 + 0.4 * self.contrast
@@ -190,6 +205,22 @@ class VariedChestPhantom(ChestPhantom):
                 px = s * (-z) * 1.2
                 _disc(img, xx, yy, px, -3.0, 7.0, 30.0)
                 _disc(img, xx, yy, px, -3.0, 5.0, -1000.0)
+        # the diaphragm's dome: soft tissue rising into the lung base, ringed by lung
+        if z < self.z_bottom + self.dome_height:
+            frac = 1 - (z - self.z_bottom) / self.dome_height
+            for cx, cy, hw, hd in self.lung_ellipses(z):
+                dome = ((xx - cx) / (hw * 0.92 * math.sqrt(frac))) ** 2 + \
+                    ((yy - cy) / (hd * 0.92 * math.sqrt(frac))) ** 2 < 1
+                img[dome & lung] = 55.0 + 0.4 * self.contrast
+            lung = (img < -700) & inner
+        for p0, p1, r_out, wall in self.bronchi:
+            if not min(p0[2], p1[2]) <= z <= max(p0[2], p1[2]) or p0[2] == p1[2]:
+                continue
+            t = (z - p0[2]) / (p1[2] - p0[2])
+            px, py = p0[0] + t * (p1[0] - p0[0]), p0[1] + t * (p1[1] - p0[1])
+            r = r_out * (1 - 0.5 * t)
+            _disc(img, xx, yy, px, py, r + wall * (1 - 0.4 * t), 30.0, only_below=-500.0)
+            _disc(img, xx, yy, px, py, r, -1000.0, only_below=200.0)
         # parenchyma: fissures, small tapering vessels, emphysema, fibrosis
         z0, slope = self.fissure
         img[lung & (np.abs(z - (z0 + slope * yy)) < 0.6)] = -740.0

@@ -151,8 +151,11 @@ def make_bank(count: int, input_spec: dict, *, crop: int = 128, seed: int = 0,
             r = nod.diameter_mm / 2
             centre = (nod.center[0] + rng.uniform(-45, 45), nod.center[1] + rng.uniform(-45, 45),
                       nod.center[2] + rng.uniform(-LABEL_DZ, LABEL_DZ) * r)
-        elif rng.random() < 0.3:  # hard negatives: mediastinum, heart border, hila, spine
+        elif (u := rng.random()) < 0.3:  # hard negatives: mediastinum, heart border, hila, spine
             centre = (rng.uniform(-60, 60), rng.uniform(-60, 90), rng.uniform(ph.z_bottom - 20, ph.z_top))
+        elif u < 0.45:  # the lung bases around the diaphragm's dome
+            centre = (rng.uniform(-140, 140), rng.uniform(-90, 100),
+                      rng.uniform(ph.z_bottom - 10, ph.z_bottom + 60))
         else:  # anywhere, the neck above the apices and the upper abdomen included
             centre = (rng.uniform(-160, 160), rng.uniform(-100, 120),
                       rng.uniform(ph.z_bottom - 60, ph.z_top + 50))
