@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed0", type=int, default=None,
                    help="first phantom seed (own: 10000; training uses 0..399; held-out: 50000)")
     s.add_argument("--sizes-out", help="write each matched nodule's measured and true size (JSON)")
+    s.add_argument("--studies-dir", help="evaluate on these labelled studies instead (with --annotations)")
+    s.add_argument("--annotations", help="LUNA16 CSV (seriesuid,coordX,coordY,coordZ,diameter_mm; "
+                   "patient mm) naming the nodules of --studies-dir")
     s.add_argument("--data", help="folder for the generated studies (default: user data folder/eval)")
     s.add_argument("--min-diameter", type=float, default=6.0, help="nodules counted (mm)")
     s.add_argument("--json", action="store_true")
@@ -317,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except MedstationError as exc:
         print(f"medstation: error: {exc}", file=sys.stderr)
+        for row in getattr(exc, "rows", [])[1:]:  # a label file's further bad rows, one per line
+            print(f"medstation:   {row}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("medstation: interrupted", file=sys.stderr)

@@ -85,11 +85,21 @@ def cmd_evaluate(args) -> int:
     from medstation.training.evaluate import ensure_eval_set, evaluate
 
     detector, model_dir = _detector(args)
-    folder = Path(args.data) if args.data else _data_dir() / "eval"
-    studies = ensure_eval_set(folder, args.studies, args.seed0, progress=lambda s: _say(args, s),
-                              family=args.family)
-    result, extra = evaluate(detector, studies, min_diameter=args.min_diameter,
-                             progress=lambda s: _say(args, s))
+    if bool(args.studies_dir) != bool(args.annotations):
+        raise MedstationError("--studies-dir and --annotations go together",
+                              "name the folder of labelled studies and its LUNA16 CSV")
+    if args.studies_dir:
+        from medstation.training.evaluate import evaluate_annotated
+
+        args.family = "annotated"
+        result, extra = evaluate_annotated(detector, args.studies_dir, args.annotations,
+                                           min_diameter=args.min_diameter, progress=lambda s: _say(args, s))
+    else:
+        folder = Path(args.data) if args.data else _data_dir() / "eval"
+        studies = ensure_eval_set(folder, args.studies, args.seed0, progress=lambda s: _say(args, s),
+                                  family=args.family)
+        result, extra = evaluate(detector, studies, min_diameter=args.min_diameter,
+                                 progress=lambda s: _say(args, s))
     from medstation.ai.calibration import reliability
     from medstation.core.files import atomic_write_text
 
@@ -104,8 +114,9 @@ def cmd_evaluate(args) -> int:
         print(jsonout.dumps(out, indent=1))
     else:
         seeds = extra["seeds"]
-        print(f"{detector.name} {detector.version} on {result.scans} generated studies of the "
-              f"{args.family} family (seeds {seeds[0]}..{seeds[-1]}), {result.nodules} nodules "
+        where = (f"labelled series of {args.studies_dir}" if args.family == "annotated" else
+                 f"generated studies of the {args.family} family (seeds {seeds[0]}..{seeds[-1]})")
+        print(f"{detector.name} {detector.version} on {result.scans} {where}, {result.nodules} nodules "
               f">= {args.min_diameter:g} mm")
         for rate, sens in result.sensitivity_at.items():
             print(f"  sensitivity at {rate:g} FP/scan: {sens:.3f}")
@@ -128,7 +139,8 @@ def cmd_evaluate(args) -> int:
         figures = {"froc": {k: out[k] for k in keys}, "eval_seeds": extra["seeds"],
                    "min_diameter_mm": args.min_diameter, "sizes": extra["sizes"],
                    "reliability": out["reliability"]}
-        save_metrics(model_dir, figures if args.family == "own" else {"held_out": figures})
+        key = {"own": None, "held-out": "held_out", "annotated": "annotated"}[args.family]
+        save_metrics(model_dir, figures if key is None else {key: figures})
         from medstation.training.card import write_card
 
         _say(args, f"metrics and model card written to {model_dir}: {write_card(model_dir)}")

@@ -70,3 +70,12 @@ class CancelledError(MedstationError):
 
     def __init__(self, reason: str = "cancelled", hint: str = "") -> None:
         super().__init__(reason, hint)
+
+
+class LabelError(MedstationError):
+    """A label file (LUNA16 CSV, DICOM SR) with rows that cannot be used; ``rows`` lists each
+    problem as ``"FILE:LINE: what"`` so nothing is half-imported."""
+
+    def __init__(self, reason: str, hint: str = "", rows: list[str] | None = None) -> None:
+        self.rows = list(rows or [])
+        super().__init__(reason, hint)

@@ -186,3 +186,59 @@ def _match_sizes(findings, nodules: list[dict], scan: int) -> list[dict]:
                     "measured_mm3": float(f.volume_mm3), "type": nd.get("type", ""),
                     "measured_type": f.nodule_type, "score": float(f.score)})
     return out
+
+
+def evaluate_annotated(detector, studies_dir: str | Path, annotations: str | Path, *,
+                       min_diameter: float = 0.0, pool=None,
+                       progress: Callable[[str], None] | None = None) -> tuple[FrocResult, dict]:
+    """FROC on labelled studies of any origin (LUNA16 protocol): the series of ``studies_dir`` named
+    in the ``annotations`` CSV; a hit is a candidate centre within the nodule's radius."""
+    from medstation.core.errors import LabelError
+    from medstation.dicom import WorkerPool, list_series, open_series
+    from medstation.training.annotations import read_luna16_csv
+
+    wanted = read_luna16_csv(annotations)
+    own_pool = pool is None
+    pool = pool or WorkerPool()
+    try:
+        listing = list_series([studies_dir], pool)
+        stacks: dict = {}
+        for stack in listing.stacks:  # the largest part of each series
+            have = stacks.get(stack.series_uid)
+            if stack.series_uid in wanted and (have is None or len(stack.slices) > len(have.slices)):
+                stacks[stack.series_uid] = stack
+        absent = [uid for uid in wanted if uid not in stacks]
+        if absent:
+            raise LabelError(f"{annotations}: {len(absent)} annotated series not found under {studies_dir}: "
+                             f"{absent[0]}", "point --studies-dir at the folder holding them, or remove "
+                             "their rows", [f"{annotations}: series {u} not found" for u in absent])
+        cands, refs, per_study, scored, sizes = [], [], [], [], []
+        for n, (uid, stack) in enumerate(stacks.items()):
+            volume = open_series(stack, pool=pool).volume
+            outside = [r for r in wanted[uid] if not _inside(volume, r.center_mm)]
+            if outside:
+                raise LabelError(f"{annotations}: a nodule of series {uid} at {outside[0].center_mm} mm lies "
+                                 "outside its volume", "check the coordinates: LUNA16 uses patient mm (LPS)")
+            t0 = time.perf_counter()
+            run = detector.detect(volume)
+            truth = [{"center": list(r.center_mm), "diameter_mm": r.diameter_mm} for r in wanted[uid]]
+            cands.append([Candidate(f.center_mm, f.score) for f in run.findings])
+            refs.append(wanted[uid])
+            scored.extend(_label_scores(run.findings, truth))
+            sizes.extend(_match_sizes(run.findings, truth, n))
+            per_study.append({"series": uid, "nodules": len(truth), "candidates": len(run.findings),
+                              "seconds": round(time.perf_counter() - t0, 2)})
+            if progress:
+                progress(f"series {n + 1}/{len(stacks)}: {len(run.findings)} candidates")
+    finally:
+        if own_pool:
+            pool.close()
+    result = froc(cands, refs, min_diameter=min_diameter)
+    extra = {"studies": per_study, "min_diameter_mm": min_diameter, "seeds": [],
+             "sizes": size_table(sizes), "size_pairs": sizes, "scored": scored}
+    return result, extra
+
+
+def _inside(volume, point) -> bool:
+    idx = volume.patient_to_index(point)
+    return all(-0.5 <= float(v) <= s - 0.5 for v, s in zip(idx, volume.shape))

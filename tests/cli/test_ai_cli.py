@@ -81,3 +81,31 @@ def test_bench_infer_json(tmp_path):
     r = json.loads(proc.stdout)
     assert r["end_to_end_s"] > 0 and r["baseline_plain_loop_s"] > 0 and r["speedup_vs_baseline"] > 0
     assert set(r["threads_with_gui_thread"]) >= {"1"}
+
+
+def test_evaluate_on_labelled_studies_from_a_luna16_csv(chest, tmp_path):
+    uid = chest.series[0].series_uid
+    csv = tmp_path / "annotations.csv"
+    x, y, z = NODULE.center
+    csv.write_text(f"seriesuid,coordX,coordY,coordZ,diameter_mm\n{uid},{x},{y},{z},{NODULE.diameter_mm}\n")
+    proc = medstation("evaluate", "--studies-dir", chest.folder, "--annotations", str(csv),
+                      "--min-diameter", "0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["family"] == "annotated" and r["scans"] == 1 and r["nodules"] == 1
+    assert r["sensitivity_at_fp_per_scan"]["8.0"] == 1.0 and 0 < r["cpm"] <= 1
+    assert r["studies"][0]["series"] == uid
+    assert r["sizes"][0]["nodules"] == 1 and abs(r["sizes"][0]["diameter_median_error"]) < 0.1
+    # every bad row is named with its line; nothing is used
+    csv.write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n"
+                   f"{uid},{x},{y},{z},{NODULE.diameter_mm}\n{uid},abc,1,2,3\n{uid},1,2,3,-4\n")
+    proc = medstation("evaluate", "--studies-dir", chest.folder, "--annotations", str(csv))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "2 bad row(s)" in proc.stderr and f"{csv}:3" in proc.stderr and f"{csv}:4" in proc.stderr
+    # a nodule outside the volume, a series that is not there
+    csv.write_text(f"seriesuid,coordX,coordY,coordZ,diameter_mm\n{uid},{x},{y},900,8\n")
+    proc = medstation("evaluate", "--studies-dir", chest.folder, "--annotations", str(csv))
+    assert proc.returncode == 2 and "outside its volume" in proc.stderr
+    csv.write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n1.2.3.4,0,0,0,8\n")
+    proc = medstation("evaluate", "--studies-dir", chest.folder, "--annotations", str(csv))
+    assert proc.returncode == 2 and "not found" in proc.stderr and "1.2.3.4" in proc.stderr
