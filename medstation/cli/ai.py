@@ -51,6 +51,12 @@ def cmd_detect(args) -> int:
                 run = detector.detect(loaded.volume)
             except MedstationError as exc:  # e.g. a non-axial or non-CT series: report, go on
                 entry["skipped"] = exc.to_dict()
+                if getattr(args, "dicom", False) and "no lung in this series" in exc.reason:
+                    from medstation.dicom.results import export_skipped
+
+                    entry["dicom"] = {"sr": export_skipped(exc.reason, loaded.volume.sources, out / "dicom",
+                                                           model_name=detector.name,
+                                                           model_version=detector.version)}
                 report["series"].append(entry)
                 _say(args, f"{h.series_description or stack.series_uid}: skipped ({exc})")
                 continue

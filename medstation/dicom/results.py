@@ -265,6 +265,67 @@ def export_results(
                         tracking_uids=tracking)
 
 
+#: a private code for "the detector did not run on this series" (its reason is in the tracking text)
+DETECTION_SKIPPED = ("DETSKIPPED", "99MEDSTATION")
+DETECTION_STATUS = ("DETSTATUS", "99MEDSTATION")
+
+
+def export_skipped(reason: str, sources: Sequence[tuple[str, int]], out_dir: str | Path, *,
+                   model_name: str = "", model_version: str = "") -> str:
+    """An SR saying why no finding was reported (e.g. "no lung in this series: detection skipped"):
+    one TID 1501 group whose tracking identifier carries the reason and whose qualitative
+    evaluation is "detection skipped", with the series' first image as its source. A PACS
+    reader sees that detection was refused, not that it found nothing."""
+    import highdicom as hd
+
+    if not sources:
+        raise ExportError("the series has no source images", "open an image series before exporting")
+    headers = _source_headers(sources[:1])
+    ref = headers[0]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    key = [str(ref.SeriesInstanceUID), "skipped", reason]
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=_uid(*key, "device"), name="medstation", manufacturer_name=MANUFACTURER,
+            model_name=f"{model_name} {model_version}".strip() or "medstation"))
+    algo = hd.sr.AlgorithmIdentification(name=model_name or "unknown", version=model_version or "0")
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=_uid(*key, "track"), identifier=reason[:1024]),
+        algorithm_id=algo,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(
+            name=_code(DETECTION_STATUS, "Detection status"),
+            value=_code(DETECTION_SKIPPED, "Detection skipped"))],
+        source_images=[hd.sr.SourceImageForMeasurementGroup(referenced_sop_class_uid=ref.SOPClassUID,
+                                                            referenced_sop_instance_uid=ref.SOPInstanceUID)])
+    context = hd.sr.ObservationContext(observer_device_context=device)
+    report = hd.sr.MeasurementReport(observation_context=context,
+                                     procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
+                                     imaging_measurements=[group])
+    sr_uid = _uid(*key, "sr")
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=[ref], content=report, series_instance_uid=_uid(*key, "sr-series"),
+        series_number=SERIES_NUMBER_SR, sop_instance_uid=sr_uid, instance_number=1,
+        manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
+        series_description="medstation AI: detection skipped (not for clinical use)")
+    path = out / f"SR_{sr_uid[-12:]}.dcm"
+    write_dataset(sr, path)
+    return str(path)
+
+
+def read_skipped(path: str | Path) -> str | None:
+    """The reason of an SR written by :func:`export_skipped` (None for any other SR)."""
+    ds = dcmread(path)
+    reason, skipped = None, False
+    for item in _walk(ds.get("ContentSequence")):
+        if item.get("ValueType") == "TEXT" and _concept(item) == TRACKING_ID:
+            reason = str(item.TextValue)
+        if item.get("ValueType") == "CODE" and _concept(item) == DETECTION_STATUS:
+            skipped = _concept(item, "ConceptCodeSequence") == DETECTION_SKIPPED
+    return reason if skipped else None
+
+
 def _write_seg(findings, headers, voxels, tracking, key, out: Path) -> str:
     import highdicom as hd
 
@@ -311,7 +372,8 @@ def _concept(item: Dataset, seq: str = "ConceptNameCodeSequence") -> tuple[str, 
     s = item.get(seq)
     if not s:
         return ("", "")
-    return (str(s[0].CodeValue), str(s[0].CodingSchemeDesignator))
+    value = s[0].get("CodeValue") or s[0].get("LongCodeValue") or s[0].get("URNCodeValue") or ""
+    return (str(value), str(s[0].get("CodingSchemeDesignator", "")))
 
 
 def _walk(items):

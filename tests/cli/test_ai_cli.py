@@ -109,3 +109,33 @@ def test_evaluate_on_labelled_studies_from_a_luna16_csv(chest, tmp_path):
     csv.write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n1.2.3.4,0,0,0,8\n")
     proc = medstation("evaluate", "--studies-dir", chest.folder, "--annotations", str(csv))
     assert proc.returncode == 2 and "not found" in proc.stderr and "1.2.3.4" in proc.stderr
+
+
+class _Head:
+    """A head-like phantom: soft tissue in a skull, no air inside the body."""
+
+    def render_slice(self, z, x, y, thickness=1.0):
+        xx, yy = np.meshgrid(x, y - 10.0)
+        img = np.full(xx.shape, -1000.0, np.float32)
+        img[(xx / 75) ** 2 + (yy / 90) ** 2 < 1] = 700.0
+        img[(xx / 70) ** 2 + (yy / 85) ** 2 < 1] = 35.0
+        return img
+
+    def truth(self):
+        return []
+
+
+def test_detect_on_a_head_says_why_in_json_and_sr(tmp_path):
+    from medstation.dicom.results import read_skipped
+
+    spec = SeriesSpec(description="head", slices=24, rows=128, columns=128, pixel_spacing=1.6,
+                      slice_thickness=2.5, z_center=0.0)
+    study = write_study(tmp_path / "head", _Head(), series=[spec], seed=3)
+    proc = medstation("detect", study.folder, "--out", str(tmp_path / "o"), "--dicom", "--json")
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads(proc.stdout)["series"][0]
+    assert "findings" not in entry and "no lung in this series" in entry["skipped"]["reason"]
+    sr = entry["dicom"]["sr"]
+    reason = read_skipped(sr)
+    assert "no lung in this series" in reason and "detection skipped" in reason
+    assert "detection skipped" in pydicom.dcmread(sr).SeriesDescription
