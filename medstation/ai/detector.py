@@ -299,8 +299,12 @@ class DetectionRun:
 class Detector:
     """A loaded detector: network on a device plus its manifest."""
 
-    def __init__(self, model: FCOS, manifest: dict, device: str = "cpu") -> None:
+    def __init__(self, model: FCOS, manifest: dict, device: str = "cpu",
+                 fpr: nn.Module | None = None) -> None:
         self.manifest = manifest
+        #: the false-positive reduction stage (``ai.fpr``), when the model has one
+        self.fpr = fpr.to(device).eval() if fpr is not None else None
+        self.fpr_spec = dict(manifest.get("fp_reduction") or {}) if fpr is not None else {}
         self.input_spec = dict(manifest["input"])
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -380,17 +384,28 @@ class Detector:
                 outputs = self.forward(images)
                 if heat is not None:
                     self._paint_heat(heat, prep, chunk, images, boxes)
-                found = [self._to_volume(prep, m, out, min_score, b, self.calibration)
+                found = [self._to_volume(prep, m, out, min_score, b)
                          for m, out, b in zip(chunk, outputs, boxes)]
                 per_slice.extend(found)
-                if partial:
-                    partial([f for f in found if len(f.scores)])
+                if partial:  # shown while running: the slices' scores through the calibration
+                    partial([SliceDetections(f.k, f.boxes, self._calibrated(f.scores)) for f in found
+                             if len(f.scores)])
                 if progress:
                     progress(min(start + batch_size, total), total)
         t2 = time.perf_counter()
         findings = group_slices(per_slice, volume, self.name, self.version,
                                 slice_step_mm=prep.model_spacing[0])
         findings = [f for f in findings if lungs.contains(f.center_voxel)]
+        t_fpr = time.perf_counter()
+        if self.fpr is not None:
+            self._reduce_false_positives(volume, findings, check)
+        t_fpr = time.perf_counter() - t_fpr
+        if self.calibration:
+            for f in findings:
+                f.score = round(float(self._calibrated(np.array([f.score]))[0]), 4)
+                cal = self._calibrated(np.array([b[5] for b in f.boxes]))
+                f.boxes = [(*b[:5], round(float(v), 4)) for b, v in zip(f.boxes, cal)]
+        findings.sort(key=lambda f: -f.score)
         for n, f in enumerate(findings, start=1):
             f.finding_id = f"F{n}"
         size_findings(volume, findings, check=check, min_score=min(SIZE_MIN_SCORE, 0.6 * self.threshold))
@@ -399,8 +414,33 @@ class Detector:
         if heat is not None:
             hm = Heatmap(heat, prep.scale[0], (4 * prep.scale[1], 4 * prep.scale[2]))
         return DetectionRun(findings, prep.images.shape[0], total,
-                            {"prepare": t1 - t0, "network": t2 - t1, "group": t3 - t2, "total": t3 - t0},
-                            str(self.device), hm)
+                            {"prepare": t1 - t0, "network": t2 - t1, "group": t3 - t2 - t_fpr,
+                             "fp_reduction": t_fpr, "total": t3 - t0}, str(self.device), hm)
+
+    def _calibrated(self, scores: np.ndarray) -> np.ndarray:
+        if not self.calibration or not len(scores):
+            return scores
+        from medstation.ai.calibration import apply
+
+        return np.asarray(apply(np.asarray(scores, np.float64), self.calibration), np.float32).reshape(-1)
+
+    def _reduce_false_positives(self, volume: Volume, findings: list[Finding], check=None) -> None:
+        """Each candidate's score becomes the geometric mean of its detector score and the 3D patch
+        classifier's probability (``ai.fpr``); box scores are scaled alike."""
+        from medstation.ai import fpr
+
+        if not findings:
+            return
+        if check:
+            check()
+        vol = fpr.volume_tensor(volume.voxels, self.fpr_spec.get("window", self.input_spec["window"]))
+        patches = fpr.extract(vol, volume.spacing, [f.center_voxel for f in findings], self.fpr_spec)
+        prob = fpr.probabilities(self.fpr, patches, self.device)
+        new = fpr.combine([f.score for f in findings], prob, float(self.fpr_spec.get("weight", 0.5)))
+        for f, score in zip(findings, new):
+            ratio = float(score) / max(f.score, 1e-6)
+            f.score = round(float(score), 4)
+            f.boxes = [(*b[:5], round(min(1.0, b[5] * ratio), 4)) for b in f.boxes]
 
     def _paint_heat(self, heat: np.ndarray, prep: Prepared, chunk: list[int], images, boxes) -> None:
         """The stride-4 level's nodule probability (sqrt of class x centre-ness, as FCOS scores) of
@@ -427,8 +467,7 @@ class Detector:
             heat[m, r:r + tile.shape[0], c:c + tile.shape[1]] = np.rint(np.clip(tile, 0, 1) * 255)
 
     @staticmethod
-    def _to_volume(prep: Prepared, m: int, out: dict, min_score: float, box=None,
-                   calibration: dict | None = None) -> SliceDetections:
+    def _to_volume(prep: Prepared, m: int, out: dict, min_score: float, box=None) -> SliceDetections:
         scores = out["scores"].float().cpu().numpy()
         keep = scores >= min_score
         b = out["boxes"].float().cpu().numpy()[keep]  # x0, y0, x1, y1 in crop pixels
@@ -441,12 +480,7 @@ class Detector:
         i1 = (b[:, 3] + r0) * si - 0.5
         j0 = (b[:, 0] + c0) * sj - 0.5
         j1 = (b[:, 2] + c0) * sj - 0.5
-        kept = scores[keep]
-        if calibration:
-            from medstation.ai.calibration import apply
-
-            kept = np.asarray(apply(kept.astype(np.float64), calibration), np.float32).reshape(-1)
-        return SliceDetections(m * sk, np.stack([i0, j0, i1, j1], axis=1), kept)
+        return SliceDetections(m * sk, np.stack([i0, j0, i1, j1], axis=1), scores[keep])
 
 
 # -- 3D grouping --------------------------------------------------------------

@@ -104,6 +104,22 @@ def load_detector(model_dir: str | Path, device: str = "cpu"):
 
     manifest, state = load_state(model_dir)
     model = build_model(str(manifest["architecture"]), dict(manifest["input"]), manifest.get("network"))
+    fpr_state = {k[4:]: v for k, v in state.items() if k.startswith("fpr.")}
+    state = {k: v for k, v in state.items() if not k.startswith("fpr.")}
+    fpr_net = None
+    if manifest.get("fp_reduction"):
+        from medstation.ai import fpr
+
+        spec = manifest["fp_reduction"]
+        if spec.get("architecture") != fpr.ARCHITECTURE:
+            raise ModelError(f"{Path(model_dir) / MANIFEST}: unknown false-positive reduction architecture "
+                             f"{spec.get('architecture')!r}", "update medstation or pick another model")
+        fpr_net = fpr.build(spec)
+        try:
+            fpr_net.load_state_dict(fpr_state, strict=True)
+        except RuntimeError as exc:
+            raise ModelError(f"{Path(model_dir) / WEIGHTS}: the false-positive reduction weights do not fit "
+                             f"({str(exc).splitlines()[0]})", "reinstall or retrain the model") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -111,7 +127,7 @@ def load_detector(model_dir: str | Path, device: str = "cpu"):
         raise ModelError(f"{Path(model_dir) / WEIGHTS}: weights do not fit architecture "
                          f"{manifest['architecture']!r} ({first})",
                          "reinstall or retrain the model") from None
-    return Detector(model, manifest, device)
+    return Detector(model, manifest, device, fpr_net)
 
 
 def open_detector(model: str | Path | None = None, device: str = "auto", threads: int = 0):

@@ -2,8 +2,8 @@
 
 With no command it opens the viewer (``--demo``: on the built-in demo study).
 Subcommands: ``open``, ``import``, ``info``, ``demo``, ``detect``, ``evaluate``,
-``calibrate``, ``train-detector``, ``models list|show|use|remove``, ``pacs echo|find|retrieve|send``,
-``deidentify``, ``bench load|render|infer``.
+``calibrate``, ``train-detector``, ``train-fpr``, ``models list|show|use|remove``,
+``pacs echo|find|retrieve|send``, ``deidentify``, ``bench load|render|infer``.
 
 A new command: a module ``cli/<name>.py`` with its ``cmd_*`` functions (imported
 lazily, so ``medstation --help`` stays fast) and its parser added in
@@ -222,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     _model_args(s)
     s.set_defaults(func=_ai("cmd_calibrate"))
+
+    s = sub.add_parser("train-fpr", help="train the false-positive reduction stage (a 3D patch "
+                       "classifier) on a detector's candidates; writes a new model version")
+    s.add_argument("--out", required=True, help="model directory to write")
+    s.add_argument("--version", required=True, help="the new version, e.g. 1.2.0")
+    s.add_argument("--volumes", type=int, default=40, help="generated CT volumes to collect candidates on")
+    s.add_argument("--seed0", type=int, default=0, help="offset into the classifier's phantom seeds (1000+)")
+    s.add_argument("--steps", type=int, default=1500)
+    _model_args(s)
+    s.set_defaults(func=_ai("cmd_train_fpr"))
 
     s = sub.add_parser("train-detector", help="train the nodule detector on synthetic chest CT "
                        "(JSON lines on stdout)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -189,6 +190,44 @@ def cmd_calibrate(args) -> int:
               f"{cal['fitted_on']} findings ({cal['positives']} nodules); operating point "
               f"{result.threshold_at_1fp:.3f} raw -> {op:.3f}; ECE {before['ece']:.3f} -> {after['ece']:.3f} "
               "(fitting data; judge it with `medstation evaluate --family held-out`)")
+    return 0
+
+
+def cmd_train_fpr(args) -> int:
+    """Train the false-positive reduction stage on a detector's candidates; a new model version."""
+    import copy
+    import datetime as _dt
+
+    from medstation.ai import fpr
+    from medstation.ai.detector import Detector
+    from medstation.ai.store import save_model
+    from medstation.training.card import write_card
+    from medstation.training.fpr import FPR_SEEDS, collect, train_fpr
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    base, model_dir = _detector(args)
+    manifest = {k: v for k, v in base.manifest.items()
+                if k not in ("fp_reduction", "calibration", "operating_point", "metrics", "sha256")}
+    detector = Detector(base.model, manifest, "cpu")  # the detector alone: its own candidates
+    spec = dict(fpr.DEFAULT_SPEC)
+    seeds = list(range(FPR_SEEDS[0] + args.seed0, FPR_SEEDS[0] + args.seed0 + args.volumes))
+    if seeds[-1] >= FPR_SEEDS[1]:
+        raise MedstationError(f"at most {FPR_SEEDS[1] - FPR_SEEDS[0]} volumes", "lower --volumes or --seed0")
+    data = collect(detector, seeds, spec, log=sys.stdout)
+    net, summary = train_fpr(data, spec, steps=args.steps, log=sys.stdout)
+    state = {**base.model.state_dict(), **{f"fpr.{k}": v for k, v in net.state_dict().items()}}
+    out = copy.deepcopy(manifest)
+    out.update({"version": args.version, "parent_version": base.version,
+                "fp_reduction": {**spec, "phantom_seeds": [seeds[0], seeds[-1] + 1], "volumes": len(seeds),
+                                 **summary},
+                "metrics": {}, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    save_model(args.out, state, out)
+    write_card(args.out)
+    print(json.dumps({"event": "saved", "path": str(args.out), "parent": f"{base.name}@{base.version}"}),
+          flush=True)
     return 0
 
 
