@@ -62,8 +62,8 @@ def test_a_model_version_carries_its_classifier_in_one_hashed_file(tmp_path):
 
 
 def test_the_classifier_rescales_scores_in_detection(tmp_path):
-    from tests.ai.test_detector import phantom_volume
     from medstation.synth import Nodule
+    from tests.ai.test_detector import phantom_volume
 
     torch.manual_seed(0)
     det = build_model(ARCHITECTURE, DEFAULT_INPUT, TINY_NET)
