@@ -73,7 +73,8 @@ def test_the_classifier_rescales_scores_in_detection(tmp_path):
         net.head.bias.fill_(float(np.log(0.25 / 0.75)))
     plain = load_detector(save_model(tmp_path / "p", det.state_dict(), _manifest()))
     state = {**det.state_dict(), **{f"fpr.{k}": v for k, v in net.state_dict().items()}}
-    with_fpr = load_detector(save_model(tmp_path / "f", state, _manifest(fp_reduction=dict(fpr.DEFAULT_SPEC))))
+    manifest = _manifest(fp_reduction=dict(fpr.DEFAULT_SPEC))
+    with_fpr = load_detector(save_model(tmp_path / "f", state, manifest))
     vol = phantom_volume([Nodule((-70.0, 5.0, -10.0), 12.0)], z_lo=-30, z_hi=10)
     a = plain.detect(vol, heatmap=False, min_score=0.01)
     b = with_fpr.detect(vol, heatmap=False, min_score=0.01)
