@@ -120,6 +120,20 @@ def render_card(manifest: dict) -> str:
                       f"{r['diameter_median_error']:+.1%} | {r['volume_median_error']:+.1%} | "
                       f"{r['diameter_within_1mm_or_10pct']:.0%} | {r['volume_within_15pct']:.0%} |"
                       for r in rows]
+    fp = manifest.get("fp_reduction")
+    if fp:
+        lines += ["", "## False-positive reduction", "",
+                  f"A 3D patch classifier (`{fp.get('architecture')}`, widths {fp.get('widths')}) looks at a "
+                  f"{fp.get('size')}-voxel cube of {fp.get('spacing_mm')} mm around every candidate; the "
+                  "candidate's score is the geometric mean of the detector's score and its probability. "
+                  f"Trained on the detector's own candidates in {fp.get('volumes', '?')} generated volumes "
+                  f"(phantom seeds {fp.get('phantom_seeds', '?')}; {fp.get('train_patches', '?')} patches, "
+                  f"{fp.get('train_positives', '?')} of them nodules), {fp.get('steps', '?')} steps. On the "
+                  f"held-out fifth of those volumes ({fp.get('validation_candidates', '?')} candidates, "
+                  f"{fp.get('validation_nodules', '?')} on nodules) the AUC of nodule vs not is "
+                  f"{fp.get('auc_detector', '?')} for the detector's score, "
+                  f"{fp.get('auc_classifier', '?')} for the classifier and {fp.get('auc_combined', '?')} "
+                  "combined."]
     cal = manifest.get("calibration")
     if cal:
         lines += ["", "## Calibration", "",
