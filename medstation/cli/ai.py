@@ -220,7 +220,9 @@ def cmd_train_fpr(args) -> int:
     net, summary = train_fpr(data, spec, steps=args.steps, log=sys.stdout)
     state = {**base.model.state_dict(), **{f"fpr.{k}": v for k, v in net.state_dict().items()}}
     out = copy.deepcopy(manifest)
-    out.update({"version": args.version, "parent_version": base.version,
+    # a stage added to the same version keeps that version's parent; a new version's parent is the base
+    parent = base.manifest.get("parent_version") if args.version == base.version else base.version
+    out.update({"version": args.version, "parent_version": parent,
                 "fp_reduction": {**spec, "phantom_seeds": [seeds[0], seeds[-1] + 1], "volumes": len(seeds),
                                  **summary},
                 "metrics": {}, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})

@@ -5,9 +5,12 @@
 2. Air inside the body: below -400 HU within the filled body; pieces smaller than a tenth of
    the largest are dropped (bowel gas, the oesophagus) and so are pieces that reach the top of
    the stack without widening (the trachea above the lungs).
-3. Each slice's lung outline is filled (vessels and nodules inside the lung are lung) and the
-   mask is closed with a ball of ``CLOSE_MM`` so that a nodule against the chest wall or the
-   mediastinum, which bites into the outline, is inside too.
+3. Each slice's lung outline is filled (vessels and nodules inside the lung are lung), except
+   where the diaphragm's dome rises into the lung base: a hole of a slice that is open in 3D
+   (it runs down into the abdomen rather than being wrapped in lung), has no lung under its
+   lowest slice, is broad there and holds more than ``DOME_ML`` is not lung. Then the mask is closed with
+   a ball of ``CLOSE_MM`` so that a nodule against the chest wall or the mediastinum, which
+   bites into the outline, is inside too.
 
 Computed at about 2 mm in-plane (a 512 x 512 x 300 CT in well under a second here).
 ``lung_volume_ml`` is the gate the detector asks first: no lung, no detection.
@@ -27,6 +30,8 @@ AIR_HU = -400.0
 CLOSE_MM = 10.0
 WORK_MM = 2.0  # in-plane working pixel size
 MIN_LUNG_ML = 150.0  # less than this is no chest CT (a head, an abdomen below the lung bases)
+DOME_ML = 10.0  # an open in-plane hole at the lung base bigger than this is the diaphragm's dome
+DOME_BASE_MM2 = 300.0  # ... and at least this broad on the lowest slice of lung
 
 
 @dataclass
@@ -78,6 +83,7 @@ def lung_mask(volume: Volume) -> LungMask:
             if sizes[label] >= 0.1 * largest and sizes[label] * voxel_ml >= 20:
                 keep |= lab == label
     lungs = _fill_slices(keep)
+    lungs &= ~_domes(lungs, keep, spacing, volume)
     if lungs.any():
         closed = sitk.GetImageFromArray(lungs.astype(np.uint8))
         closed.SetSpacing(spacing)
@@ -92,6 +98,43 @@ def lung_mask(volume: Volume) -> LungMask:
     if any(p[1] for p in pad):
         full = np.pad(full, pad, mode="edge")
     return LungMask(full, volume_ml, full.any(axis=(1, 2)))
+
+
+def _domes(filled: np.ndarray, air: np.ndarray, spacing, volume: Volume) -> np.ndarray:
+    """Slice holes that are open in 3D, broad and not capped by lung where they start, larger
+    than ``DOME_ML``: the diaphragm's domes (liver, spleen) ringed by lung."""
+    import SimpleITK as sitk
+
+    holes = filled & ~air
+    if not holes.any():
+        return np.zeros_like(holes)
+    img = sitk.GetImageFromArray(air.astype(np.uint8))
+    closed3d = sitk.GetArrayFromImage(sitk.BinaryFillhole(img)).astype(bool)
+    open_holes = holes & ~closed3d
+    out = np.zeros_like(holes)
+    if not open_holes.any():
+        return out
+    voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
+    # which end of the stack is inferior (patient z falls)
+    z0 = float(volume.index_to_patient((0, 0, 0))[2])
+    z1 = float(volume.index_to_patient((volume.shape[0] - 1, 0, 0))[2])
+    up = z1 >= z0  # k grows towards the head
+    lab = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(open_holes.astype(np.uint8))))
+    for label in range(1, int(lab.max()) + 1):
+        comp = lab == label
+        if comp.sum() * voxel_ml < DOME_ML:
+            continue
+        ks = np.nonzero(comp.any(axis=(1, 2)))[0]
+        bottom = int(ks.min()) if up else int(ks.max())
+        below = range(max(0, bottom - 3), bottom) if up else range(bottom + 1, min(len(air), bottom + 4))
+        footprint = comp[bottom]
+        # open downwards: no lung under most of where it starts (the ring's own edge slices and
+        # bowel gas further down do not count)
+        capped = any((air[k] & footprint).sum() > 0.5 * footprint.sum() for k in below)
+        broad = footprint.sum() * spacing[0] * spacing[1] >= DOME_BASE_MM2
+        if broad and not capped:
+            out |= comp
+    return out
 
 
 def _fill_slices(mask: np.ndarray) -> np.ndarray:

@@ -65,3 +65,33 @@ def tiny_detector(tmp_path_factory):
     model = build_model(ARCHITECTURE, DEFAULT_INPUT, TINY_NET)
     path = save_model(tmp_path_factory.mktemp("tiny") / "m", model.state_dict(), _manifest())
     return load_detector(path)
+
+
+def test_the_diaphragm_dome_ringed_by_lung_is_not_lung_but_a_basal_nodule_is():
+    """On the lowest slices the lung is a ring around the liver's dome; filled slice by slice the
+    dome would count as lung and the detector would call it a 40 mm 'nodule'."""
+    from medstation.synth.heldout import HeldOutPhantom, Lesion
+
+    ph = HeldOutPhantom(1, lesions=0)
+    side = -1
+    cx, cy, hw, hd = ph._lung_box(side, ph.base + 5)
+    nodule = Lesion((cx + side * 0.75 * hw, cy, ph.base + ph.dome + 8.0), 5.0, "solid", 40.0)
+    ph.lesions = [nodule]
+    px, dz = 2.0, 2.5
+    n = int(2 * (ph.a + 15) / px)
+    xs = (np.arange(n) - (n - 1) / 2) * px
+    ys = xs + 10.0
+    zs = np.arange(ph.base - 40, ph.base + 160, dz)
+    vox = np.stack([ph.render_slice(float(z), xs, ys, dz) for z in zs]).astype(np.float32)
+    from medstation.core.volume import Volume
+
+    vol = Volume(vox, spacing=(dz, px, px), origin=(xs[0], ys[0], zs[0]), modality="CT")
+    mask = lung_mask(vol)
+    dome_top = ph.base + ph.dome
+    centre = vol.patient_to_index((cx, cy, ph.base + 0.4 * ph.dome))  # inside the dome, ringed by lung
+    k, i, j = (int(round(v)) for v in centre)
+    assert vox[k, i, j] > 0 and not mask.contains(centre)
+    ring = vol.patient_to_index((cx + side * 0.97 * hw, cy, ph.base + 0.4 * ph.dome))
+    assert mask.contains(ring, margin_vox=1)  # the lung around it stays
+    assert mask.contains(vol.patient_to_index(nodule.center))  # a nodule above the dome stays
+    assert mask.contains(vol.patient_to_index((cx, cy, dome_top + 30)))
