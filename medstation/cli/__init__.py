@@ -3,6 +3,7 @@
 With no command it opens the viewer (``--demo``: on the built-in demo study).
 Subcommands: ``open``, ``import``, ``info``, ``demo``, ``detect``, ``evaluate``,
 ``calibrate``, ``train-detector``, ``train-fpr``, ``models list|show|use|remove``,
+``labels import|export|list``,
 ``pacs echo|find|retrieve|send``, ``deidentify``, ``bench load|render|infer``.
 
 A new command: a module ``cli/<name>.py`` with its ``cmd_*`` functions (imported
@@ -189,11 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_selftest)
 
+    from medstation.cli.labels import add_parsers as add_labels_parsers
     from medstation.cli.models import add_parsers as add_models_parsers
     from medstation.cli.pacs import add_parsers as add_pacs_parsers
 
     add_pacs_parsers(sub, _pacs)
     add_models_parsers(sub, _models)
+    add_labels_parsers(sub, _labels)
 
     s = sub.add_parser("evaluate", help="FROC and CPM of a detector on generated studies with known nodules")
     s.add_argument("--studies", type=int, default=20)
@@ -295,6 +298,15 @@ def _selftest(args) -> int:
 
         window_step = selftest_window
     return cmd_selftest(args, window_step=window_step)
+
+
+def _labels(name: str):
+    def run(args):
+        from medstation.cli import labels
+
+        return getattr(labels, name)(args)
+
+    return run
 
 
 def _models(name: str):

@@ -24,7 +24,7 @@ from medstation.core.paths import ENV_DB, default_db_path, user_data_path  # noq
 from medstation.core.series import SeriesRef, series_key
 from medstation.dicom.header import InstanceHeader, series_key_of, study_key
 
-SCHEMA_VERSION = 3  # 2: measurements; 3: AI results and finding reviews
+SCHEMA_VERSION = 4  # 2: measurements; 3: AI results and finding reviews; 4: labels
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -102,6 +102,21 @@ CREATE TABLE IF NOT EXISTS finding_reviews (
     reviewed REAL NOT NULL,
     PRIMARY KEY (series_key, model_name, model_version, finding_id)
 );
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY,
+    series_key TEXT NOT NULL,
+    x REAL NOT NULL,
+    y REAL NOT NULL,
+    z REAL NOT NULL,
+    diameter_mm REAL NOT NULL,
+    is_nodule INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    created REAL NOT NULL,
+    model TEXT NOT NULL DEFAULT '',
+    origin TEXT NOT NULL DEFAULT '',
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS labels_series ON labels(series_key);
 """
 
 
@@ -415,6 +430,53 @@ class StudyDatabase:
                 for k, n, v, s, f, r in self._conn.execute(
                     "SELECT series_key, model_name, model_version, status, finding, reviewed "
                     "FROM finding_reviews ORDER BY reviewed")]
+
+    # -- labels (nodules for training and evaluation) --------------------------------------------
+    def add_labels(self, rows: Iterable[dict]) -> list[int]:
+        """Insert labels in one transaction (all or none); each row: ``series_key``, ``center_mm``
+        (patient mm), ``diameter_mm``, ``is_nodule``, ``source``, optional ``model``, ``origin``
+        (the file it came from), ``extra`` (box, mask, note). Returns their ids."""
+        ids = []
+        with self._tx():
+            for r in rows:
+                x, y, z = (float(v) for v in r["center_mm"])
+                cur = self._conn.execute(
+                    "INSERT INTO labels (series_key, x, y, z, diameter_mm, is_nodule, source, created, "
+                    "model, origin, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (series_key(r["series_key"]), x, y, z, float(r["diameter_mm"]), int(bool(r["is_nodule"])),
+                     str(r["source"]), float(r.get("created") or time.time()), str(r.get("model", "")),
+                     str(r.get("origin", "")), json.dumps(r.get("extra") or {})))
+                ids.append(int(cur.lastrowid))
+        return ids
+
+    def labels(self, series: SeriesRef | str | None = None) -> list[dict]:
+        """Stored labels (one series, or all), oldest first."""
+        sql = ("SELECT id, series_key, x, y, z, diameter_mm, is_nodule, source, created, model, origin, "
+               "extra FROM labels")
+        args: tuple = ()
+        if series is not None:
+            sql += " WHERE series_key=?"
+            args = (series_key(series),)
+        return [{"id": i, "series_key": k, "center_mm": [x, y, z], "diameter_mm": d, "is_nodule": bool(n),
+                 "source": src, "created": c, "model": m, "origin": o, "extra": json.loads(e)}
+                for i, k, x, y, z, d, n, src, c, m, o, e in self._conn.execute(sql + " ORDER BY id", args)]
+
+    def delete_labels(self, ids: Iterable[int]) -> int:
+        ids = [int(i) for i in ids]
+        with self._tx():
+            return sum(self._conn.execute("DELETE FROM labels WHERE id=?", (i,)).rowcount for i in ids)
+
+    def series_of_instances(self, sop_uids: Iterable[str]) -> dict[str, str]:
+        """SOP Instance UID -> the series UID holding it (for the ones the database knows)."""
+        out: dict[str, str] = {}
+        uids = list(sop_uids)
+        for start in range(0, len(uids), 500):
+            chunk = uids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(self._conn.execute(
+                f"SELECT i.sop_instance_uid, se.series_uid FROM instances i JOIN series se "
+                f"ON i.series_ref=se.id WHERE i.sop_instance_uid IN ({marks})", chunk).fetchall())
+        return out
 
     def measurements(self, series: SeriesRef | str) -> list[tuple[int, str, dict]]:
         """``(id, kind, data)`` of the measurements of one series, oldest first."""

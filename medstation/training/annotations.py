@@ -1,58 +1,18 @@
-"""Reference annotations for evaluation on any labelled studies: LUNA16's CSV.
-
-``seriesuid,coordX,coordY,coordZ,diameter_mm`` per nodule, coordinates in patient
-millimetres (LPS, as ITK and DICOM use them). The whole file is checked before
-anything is used: every bad row is reported (``LabelError.rows``), with its line.
-"""
+"""Reference annotations for evaluation on any labelled studies: LUNA16's CSV (``core.luna16``)."""
 
 from __future__ import annotations
 
-import csv
-import math
 from pathlib import Path
 
-from medstation.core.errors import LabelError
+from medstation.core.luna16 import COLUMNS, read_luna16_rows
 from medstation.training.metrics import Reference
 
-COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
+__all__ = ["COLUMNS", "read_luna16_csv"]
 
 
 def read_luna16_csv(path: str | Path) -> dict[str, list[Reference]]:
     """Per series UID, its nodules; ``LabelError`` (every bad row named) if any row is bad."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise LabelError(f"{path}: cannot read the annotations ({exc.strerror})",
-                         "check the path and its permissions") from None
-    rows = list(csv.reader(text.splitlines()))
-    if not rows:
-        raise LabelError(f"{path}: empty annotation file", f"the first line must name {','.join(COLUMNS)}")
-    header = [h.strip() for h in rows[0]]
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise LabelError(f"{path}: the header lacks {', '.join(missing)} (it has {', '.join(header)})",
-                         f"use LUNA16's columns: {','.join(COLUMNS)}")
-    at = {c: header.index(c) for c in COLUMNS}
     out: dict[str, list[Reference]] = {}
-    problems: list[str] = []
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(v.strip() for v in row):
-            continue
-        try:
-            uid = row[at["seriesuid"]].strip()
-            values = [float(row[at[c]]) for c in COLUMNS[1:]]
-        except (IndexError, ValueError):
-            problems.append(f"{path}:{line}: expected a series UID and four numbers, got {','.join(row)}")
-            continue
-        if not uid:
-            problems.append(f"{path}:{line}: no series UID")
-            continue
-        if not all(math.isfinite(v) for v in values) or values[3] <= 0:
-            problems.append(f"{path}:{line}: coordinates must be finite and the diameter above 0 mm")
-            continue
-        out.setdefault(uid, []).append(Reference(tuple(values[:3]), values[3]))  # type: ignore[arg-type]
-    if problems:
-        raise LabelError(f"{path}: {len(problems)} bad row(s); nothing was used: {problems[0]}",
-                         "fix or remove the rows listed", problems)
+    for _line, uid, centre, diameter in read_luna16_rows(path):
+        out.setdefault(uid, []).append(Reference(centre, diameter))
     return out

@@ -1,0 +1,83 @@
+"""``medstation labels import|export|list``: nodule labels in the study database.
+
+``import FILE``: a LUNA16 CSV (``seriesuid,coordX,coordY,coordZ,diameter_mm``, patient
+mm) or a DICOM SR (TID 1500; ours or another tool's), all rows checked first and
+nothing stored when any is bad. ``export --format luna16|sr --out PATH``. ``list``:
+every label, the readers' accepted and rejected AI findings included, with counts.
+"""
+
+from __future__ import annotations
+
+from medstation.core import jsonout
+
+
+def add_parsers(sub, run) -> None:
+    s = sub.add_parser("labels", help="nodule labels for fine-tuning and evaluation: import, export, list")
+    lsub = s.add_subparsers(dest="labels_command", metavar="ACTION", required=True)
+    m = lsub.add_parser("import", help="import a LUNA16 CSV or a DICOM SR (TID 1500); all rows or none")
+    m.add_argument("file")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=run("cmd_import"))
+    m = lsub.add_parser("export", help="write the nodule labels as a LUNA16 CSV or DICOM SR per series")
+    m.add_argument("--format", choices=("luna16", "sr"), required=True)
+    m.add_argument("--out", required=True, help="the CSV file (luna16) or a folder (sr)")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=run("cmd_export"))
+    m = lsub.add_parser("list", help="every label (readers' accepts and rejects included), with counts")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=run("cmd_list"))
+
+
+def _db(args):
+    from medstation.cli import _open_db
+
+    return _open_db(args)
+
+
+def cmd_import(args) -> int:
+    from medstation.dicom.labels import all_labels, counts, import_labels
+
+    with _db(args) as db:
+        ids = import_labels(db, args.file)
+        summary = counts(all_labels(db))
+    if args.json:
+        print(jsonout.dumps({"imported": len(ids), "ids": ids, "totals": summary}, indent=1))
+    else:
+        print(f"imported {len(ids)} label(s) from {args.file}; the database now holds {summary['nodules']} "
+              f"nodule(s) and {summary['negatives']} negative(s) in {summary['series']} series")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from medstation.dicom.labels import all_labels, export_luna16, export_sr
+
+    with _db(args) as db:
+        labels = all_labels(db)
+        written = [str(export_luna16(labels, args.out))] if args.format == "luna16" else export_sr(db, labels,
+                                                                                                   args.out)
+    nodules = sum(lab.is_nodule for lab in labels)
+    if args.json:
+        print(jsonout.dumps({"format": args.format, "nodules": nodules, "files": written}, indent=1))
+    else:
+        print(f"{nodules} nodule label(s) -> {', '.join(written) or 'nothing written'}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from medstation.dicom.labels import all_labels, counts
+
+    with _db(args) as db:
+        labels = all_labels(db)
+    if args.json:
+        print(jsonout.dumps({"labels": [lab.to_dict() for lab in labels], "totals": counts(labels)},
+                            indent=1))
+        return 0
+    c = counts(labels)
+    print(f"{c['labels']} label(s): {c['nodules']} nodule(s), {c['negatives']} negative(s), "
+          f"{c['series']} series ("
+          + (", ".join(f"{k} {v}" for k, v in sorted(c["by_source"].items())) or "none") + ")")
+    for lab in labels:
+        x, y, z = lab.center_mm
+        print(f"  {lab.series_uid}  ({x:.1f}, {y:.1f}, {z:.1f}) mm  {lab.diameter_mm:.1f} mm  "
+              f"{'nodule' if lab.is_nodule else 'not a nodule'}  [{lab.source}]")
+    return 0

@@ -1,0 +1,259 @@
+"""Nodule labels in the study database: import and export as LUNA16 CSV and DICOM SR (TID 1500).
+
+A label is a nodule (or, from a rejected AI finding, a known non-nodule) in one
+series: centre in patient mm (LPS), diameter, where it came from (``reader``,
+``accepted-ai``, ``rejected-ai``, ``imported``), when, and the model version that
+proposed it. The readers' accepts and rejects of AI findings are labels too
+(``labels()`` merges them in), so fine-tuning and evaluation see one list.
+
+Imports are all or nothing: every row is checked first (the series is in the
+database, the point lies inside its volume) and every problem is reported with
+its row (``LabelError.rows``) before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medstation.core.errors import LabelError
+from medstation.core.files import atomic_write_text
+from medstation.core.findings import Finding
+
+SOURCES = ("reader", "accepted-ai", "rejected-ai", "imported")
+LUNA16_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
+
+
+@dataclass
+class SeriesGeometry:
+    """Where a series' voxels lie: what a label is checked and drawn against (no pixels needed)."""
+
+    series_uid: str
+    key: str
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: np.ndarray
+    direction: np.ndarray
+    slice_uids: list[str]
+    sources: list[tuple[str, int]]
+
+    def patient_to_index(self, point) -> np.ndarray:
+        m = self.direction.T * np.asarray(self.spacing)
+        return np.linalg.solve(m.T, np.asarray(point, float) - self.origin)
+
+    def index_to_patient(self, index) -> np.ndarray:
+        return np.asarray(index, float) @ (self.direction.T * np.asarray(self.spacing)).T + self.origin
+
+    def inside(self, point) -> bool:
+        idx = self.patient_to_index(point)
+        return bool(all(-0.5 <= float(v) <= s - 0.5 for v, s in zip(idx, self.shape)))
+
+
+def series_geometry(db, series_uid: str) -> SeriesGeometry | None:
+    """The geometry of the database's series ``series_uid`` (its largest part), None if unknown."""
+    from medstation.core.series import SeriesRef
+    from medstation.dicom.opening import resolve_series
+
+    rows = [r for r in db.series() if r.series_uid == series_uid]
+    if not rows:
+        return None
+    try:
+        resolved = resolve_series(SeriesRef(rows[0].study_uid, series_uid), db=db)
+    except Exception:  # noqa: BLE001 (files gone: reported as an unknown series by the caller)
+        return None
+    st = resolved.stack
+    if not st.has_geometry:
+        return None
+    return SeriesGeometry(series_uid, resolved.ref.key, tuple(st.shape),
+                          tuple(abs(float(s)) for s in st.spacing),
+                          np.asarray(st.origin, float), np.asarray(st.direction, float),
+                          [s.header.sop_instance_uid for s in st.slices],
+                          [(s.header.path, s.frame) for s in st.slices])
+
+
+# -- import ---------------------------------------------------------------------------------
+
+def import_labels(db, path: str | Path, *, source: str = "imported") -> list[int]:
+    """Read a LUNA16 CSV (``.csv``) or a DICOM SR, check every row, store them all; their ids."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        rows = _rows_from_csv(db, path)
+    else:
+        rows = _rows_from_sr(db, path)
+    for r in rows:
+        r.update(source=source, origin=str(path), created=time.time())
+    return db.add_labels(rows)
+
+
+def _rows_from_csv(db, path: Path) -> list[dict]:
+    from medstation.core.luna16 import read_luna16_rows
+
+    parsed = read_luna16_rows(path)  # bad numbers: LabelError with every row
+    geoms: dict[str, SeriesGeometry | None] = {}
+    problems, rows = [], []
+    for line, uid, centre, diameter in parsed:
+        if uid not in geoms:
+            geoms[uid] = series_geometry(db, uid)
+        g = geoms[uid]
+        if g is None:
+            problems.append(f"{path}:{line}: series {uid} is not in the study database (or has no geometry)")
+        elif not g.inside(centre):
+            problems.append(f"{path}:{line}: ({', '.join(f'{v:g}' for v in centre)}) mm lies outside series "
+                            f"{uid}")
+        else:
+            rows.append({"series_key": g.key, "center_mm": list(centre), "diameter_mm": diameter,
+                         "is_nodule": True})
+    if problems:
+        raise LabelError(f"{path}: {len(problems)} row(s) cannot be used; nothing was imported: "
+                         f"{problems[0]}",
+                         "import the series first, or fix the coordinates (patient mm, LPS)", problems)
+    return rows
+
+
+def _rows_from_sr(db, path: Path) -> list[dict]:
+    from pydicom import dcmread
+
+    from medstation.dicom.results import ExportError, read_sr
+
+    try:
+        ds = dcmread(path, stop_before_pixels=True)
+    except Exception as exc:  # noqa: BLE001 (any unreadable file: one clear error)
+        raise LabelError(f"{path}: neither a LUNA16 CSV nor a readable DICOM file ({type(exc).__name__})",
+                         "import a .csv (seriesuid,coordX,coordY,coordZ,diameter_mm) or a DICOM SR") from None
+    if ds.get("Modality") != "SR":
+        raise LabelError(f"{path}: a DICOM {ds.get('Modality', '?')} file, not a structured report",
+                         "import a TID 1500 SR or a LUNA16 CSV")
+    refs = _referenced_instances(ds)
+    series = sorted(set(db.series_of_instances(refs).values()))
+    if not series:
+        raise LabelError(f"{path}: the images the report refers to are not in the study database",
+                         "import the series the report was made on first")
+    rows = []
+    for uid in series:
+        g = series_geometry(db, uid)
+        if g is None:
+            continue
+        try:
+            findings, _lengths = read_sr(path, g.slice_uids, g.patient_to_index)
+        except ExportError as exc:
+            raise LabelError(exc.reason, exc.hint) from None
+        for f in findings:
+            centre = f.center_mm if any(f.center_mm) else tuple(g.index_to_patient(f.center_voxel))
+            rows.append({"series_key": g.key, "center_mm": [float(v) for v in centre],
+                         "diameter_mm": float(f.diameter_mm), "is_nodule": f.status != "rejected",
+                         "model": f"{f.model_name}@{f.model_version}" if f.model_name else "",
+                         "extra": {"finding_id": f.finding_id, "volume_mm3": f.volume_mm3}})
+    if not rows:
+        raise LabelError(f"{path}: no nodule measurement groups in the report", "export findings as TID 1500")
+    return rows
+
+
+def _referenced_instances(ds) -> list[str]:
+    out = []
+    for seq in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+        for study in ds.get(seq, []):
+            for s in study.get("ReferencedSeriesSequence", []):
+                out += [str(i.ReferencedSOPInstanceUID) for i in s.get("ReferencedSOPSequence", [])]
+    return out
+
+
+# -- the merged list and exports ----------------------------------------------------------
+
+@dataclass
+class Label:
+    id: int | None
+    series_key: str
+    center_mm: tuple[float, float, float]
+    diameter_mm: float
+    is_nodule: bool
+    source: str
+    created: float = 0.0
+    model: str = ""
+    origin: str = ""
+
+    @property
+    def series_uid(self) -> str:
+        return self.series_key.split("#")[0]
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "series_key": self.series_key, "series_uid": self.series_uid,
+                "center_mm": list(self.center_mm), "diameter_mm": self.diameter_mm,
+                "is_nodule": self.is_nodule,
+                "source": self.source, "created": self.created, "model": self.model, "origin": self.origin}
+
+
+def all_labels(db) -> list[Label]:
+    """Stored labels plus the readers' accepts (nodules) and rejects (not nodules) of AI findings."""
+    out = [Label(r["id"], r["series_key"], tuple(r["center_mm"]), r["diameter_mm"], r["is_nodule"],
+                 r["source"], r["created"], r["model"], r["origin"]) for r in db.labels()]
+    for r in db.reviewed_findings():
+        f = r["finding"]
+        accepted = r["status"] == "accepted"
+        out.append(Label(None, r["series_key"], tuple(f["center_mm"]),
+                         float(f.get("equivalent_diameter_mm") or f["diameter_mm"]), accepted,
+                         "accepted-ai" if accepted else "rejected-ai", r["reviewed"],
+                         f"{r['model_name']}@{r['model_version']}"))
+    return out
+
+
+def counts(labels: list[Label]) -> dict:
+    series = {lab.series_key for lab in labels}
+    by_source: dict[str, int] = {}
+    for lab in labels:
+        by_source[lab.source] = by_source.get(lab.source, 0) + 1
+    return {"labels": len(labels), "nodules": sum(lab.is_nodule for lab in labels),
+            "negatives": sum(not lab.is_nodule for lab in labels), "series": len(series),
+            "by_source": by_source}
+
+
+def export_luna16(labels: list[Label], out: str | Path) -> Path:
+    """The nodules (negatives left out, as LUNA16 lists only nodules) as a LUNA16 CSV, atomically."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(LUNA16_HEADER)
+    for lab in labels:
+        if lab.is_nodule:
+            w.writerow([lab.series_uid, *(f"{v:.3f}" for v in lab.center_mm), f"{lab.diameter_mm:.2f}"])
+    out = Path(out)
+    atomic_write_text(out, buf.getvalue())
+    return out
+
+
+def export_sr(db, labels: list[Label], out_dir: str | Path) -> list[str]:
+    """One TID 1500 SR per series holding nodule labels (a sphere's box on each slice it spans)."""
+    from medstation.dicom.results import export_results
+
+    by_series: dict[str, list[Label]] = {}
+    for lab in labels:
+        if lab.is_nodule:
+            by_series.setdefault(lab.series_uid, []).append(lab)
+    written = []
+    for uid, labs in sorted(by_series.items()):
+        g = series_geometry(db, uid)
+        if g is None:
+            raise LabelError(f"series {uid} is no longer in the study database",
+                             "import it again, then export")
+        findings = [_as_finding(g, lab, n) for n, lab in enumerate(labs, start=1)]
+        written.append(export_results(findings, g.sources, Path(out_dir) / uid).sr)
+    return written
+
+
+def _as_finding(g: SeriesGeometry, lab: Label, n: int) -> Finding:
+    k, i, j = g.patient_to_index(lab.center_mm)
+    r = lab.diameter_mm / 2
+    ri, rj, rk = r / g.spacing[1], r / g.spacing[2], r / g.spacing[0]
+    boxes = []
+    for kk in range(max(0, int(np.ceil(k - rk))), min(g.shape[0] - 1, int(np.floor(k + rk))) + 1):
+        f = np.sqrt(max(0.0, 1 - ((kk - k) / max(rk, 1e-6)) ** 2))
+        boxes.append((kk, i - ri * f, j - rj * f, i + ri * f, j + rj * f, 1.0))
+    if not boxes:
+        kk = int(round(k))
+        boxes = [(kk, i - ri, j - rj, i + ri, j + rj, 1.0)]
+    return Finding(f"L{lab.id or n}", tuple(float(v) for v in lab.center_mm), (float(k), float(i), float(j)),
+                   lab.diameter_mm, 1.0, (boxes[0][0], boxes[-1][0]), float(np.pi / 6 * lab.diameter_mm ** 3),
+                   boxes, "label", lab.source)
