@@ -3,7 +3,7 @@
 With no command it opens the viewer (``--demo``: on the built-in demo study).
 Subcommands: ``open``, ``import``, ``info``, ``demo``, ``detect``, ``evaluate``,
 ``calibrate``, ``train-detector``, ``train-fpr``, ``models list|show|use|remove``,
-``labels import|export|list``,
+``labels import|export|list``, ``train``,
 ``pacs echo|find|retrieve|send``, ``deidentify``, ``bench load|render|infer``.
 
 A new command: a module ``cli/<name>.py`` with its ``cmd_*`` functions (imported
@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_pacs_parsers(sub, _pacs)
     add_models_parsers(sub, _models)
     add_labels_parsers(sub, _labels)
+    from medstation.cli.train import add_parser as add_train_parser
+
+    add_train_parser(sub, _train)
 
     s = sub.add_parser("evaluate", help="FROC and CPM of a detector on generated studies with known nodules")
     s.add_argument("--studies", type=int, default=20)
@@ -298,6 +301,12 @@ def _selftest(args) -> int:
 
         window_step = selftest_window
     return cmd_selftest(args, window_step=window_step)
+
+
+def _train(args):
+    from medstation.cli.train import cmd_train
+
+    return cmd_train(args)
 
 
 def _labels(name: str):

@@ -223,8 +223,13 @@ class JsonLinesLogger:
         st = t.state
         if st.iteration % self.every == 0 or st.iteration == st.max_iterations:
             extra = {"lr": round(self.lr(), 6)} if self.lr is not None else {}
+            done = st.iteration - getattr(self, "_first", 0)
+            if not hasattr(self, "_first"):  # steps before a resume do not count towards the pace
+                self._first, self._t0, done = st.iteration, st.seconds, 0
+            pace = (st.seconds - self._t0) / done if done > 0 else None
+            eta = {"eta_s": round(pace * (st.max_iterations - st.iteration), 1)} if pace else {}
             self.emit(event="step", step=st.iteration, steps=st.max_iterations, epoch=st.epoch + 1, **extra,
-                      **{k: round(v, 4) for k, v in st.running.items()}, seconds=round(st.seconds, 1))
+                      **{k: round(v, 4) for k, v in st.running.items()}, seconds=round(st.seconds, 1), **eta)
 
 
 class LRSchedule:

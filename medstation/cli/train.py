@@ -1,0 +1,100 @@
+"""``medstation train``: fine-tune the detector on the labelled series of the study database.
+
+A child-process entry (the viewer's fine-tuning panel runs it): JSON lines of
+progress on stdout (data counts, the parent's validation FROC, samples, steps
+with loss / lr / ETA, validation CPM per epoch, ``saved``); an atomic checkpoint
+every epoch; SIGTERM or Ctrl+C stops after the current step, leaving the
+checkpoint (exit 130), ``--resume`` continues from it. The new version goes to the
+user model store with its parent, data summary, split and metrics against the
+parent; it does not become the default (``medstation models use`` or the panel).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_parser(sub, run) -> None:
+    s = sub.add_parser("train", help="fine-tune the detector on the study database's labelled series "
+                       "(JSON lines on stdout)")
+    s.add_argument("--base", help="the model to start from, NAME[@VERSION] (default: the detection model "
+                   "in use)")
+    s.add_argument("--epochs", type=int, default=4)
+    s.add_argument("--epoch-length", type=int, default=100, help="steps per epoch")
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--lr", type=float, default=5e-4)
+    s.add_argument("--replay", type=int, default=400, help="synthetic samples mixed in against forgetting")
+    s.add_argument("--seed", type=int, default=0, help="fixes the patient split and the sampling")
+    s.add_argument("--out-version", help="the new version (default: the base's version + '-ftN')")
+    s.add_argument("--resume", action="store_true", help="continue the interrupted run of --out-version")
+    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.add_argument("--json", action="store_true", help="(progress is always JSON lines)")
+    s.set_defaults(func=run)
+
+
+def cases_from_database(db) -> list:
+    from medstation.dicom.labels import all_labels
+    from medstation.training.finetune import Case
+
+    patients = {r.series_uid: r.patient_id for r in db.series()}
+    by_key: dict[str, object] = {}
+    for lab in all_labels(db):
+        case = by_key.setdefault(lab.series_key,
+                                 Case(lab.series_key, patients.get(lab.series_uid, "?"), [], []))
+        (case.nodules if lab.is_nodule else case.negatives).append((tuple(lab.center_mm), lab.diameter_mm))
+    return [c for c in by_key.values() if c.patient != "?"]
+
+
+def cmd_train(args) -> int:
+    import signal
+    import threading
+
+    from medstation.ai.registry import ModelRegistry
+    from medstation.cli import _open_db
+    from medstation.core.errors import CancelledError, MedstationError
+    from medstation.core.paths import user_data_path
+    from medstation.core.series import SeriesRef
+    from medstation.dicom import open_series
+    from medstation.training.finetune import FinetuneConfig, run_finetune
+
+    registry = ModelRegistry()
+    base = registry.resolve(args.base, "detection") if args.base else registry.default("detection")
+    version = args.out_version
+    if version is None:
+        taken = {v.version for v in registry.versions("detection") if v.name == base.name}
+        n = 1
+        while f"{base.version}-ft{n}" in taken:
+            n += 1
+        version = f"{base.version}-ft{n}"
+    ckpt_dir = registry.user_dir / ".training"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = ckpt_dir / f"{base.name}-{version}.ckpt"
+    if args.resume and not checkpoint.exists():
+        raise MedstationError(f"no interrupted run of {base.name}@{version} to resume "
+                              f"({checkpoint} is missing)", "start it without --resume")
+    out_dir = registry.new_version_dir(base.name, version)
+    stop = threading.Event()
+
+    def check() -> None:
+        if stop.is_set():
+            raise CancelledError("fine-tuning was cancelled")
+
+    previous = {s: signal.signal(s, lambda _sig, _f: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with _open_db(args) as db:
+            cases = cases_from_database(db)
+
+            def load(key: str):
+                return open_series(SeriesRef.parse(key), db=db).volume
+
+            config = FinetuneConfig(name=base.name, version=version, epochs=args.epochs,
+                                    epoch_length=args.epoch_length, batch_size=args.batch_size, lr=args.lr,
+                                    replay=args.replay, seed=args.seed, device=args.device,
+                                    checkpoint=str(checkpoint), resume=args.resume)
+            run_finetune(config, cases, load, base.path, out_dir,
+                         cache_dir=user_data_path() / "cache" / "finetune", log=sys.stdout, check=check)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    checkpoint.unlink(missing_ok=True)
+    return 0

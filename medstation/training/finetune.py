@@ -1,0 +1,328 @@
+"""Fine-tune the detector on a site's own labelled series (``medstation train``).
+
+The cases come from the study database (the CLI gathers them: this module does not
+touch the database): per series its patient, its nodule labels and its known
+non-nodules (rejected AI findings), and a loader for its volume.
+
+- **Split** by patient with a fixed seed (a patient's series never sit on both
+  sides); about a fifth of the patients validate. The split is recorded.
+- **Samples**: each training series is decoded once, resampled like the
+  detector's input, and cut into 2.5D crops around every nodule (jittered, several
+  per nodule), around every rejected finding and at random places in the lung
+  (negatives, with any nodule inside the crop still boxed). The crops are cached
+  on disk (``cache_dir``, one ``.npz`` per series and label set), so an epoch, a
+  resume or the next run does not decode DICOM again.
+- **Replay**: a share of synthetic samples (the training generator) is mixed in
+  against forgetting.
+- **Validation**: FROC/CPM of the model on the validation series (LUNA16 hits),
+  the parent measured the same way before training; both go in the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medstation.core.errors import LabelError
+from medstation.training.synthetic import LABEL_DZ, SampleBank
+
+MIN_NODULES = 4  # fewer labelled nodules than this: no fine-tuning
+MIN_SERIES = 2  # one to train on, one to validate
+
+
+@dataclass
+class Case:
+    key: str  # the series' database key
+    patient: str
+    nodules: list[tuple[tuple[float, float, float], float]]  # (centre mm, diameter mm)
+    negatives: list[tuple[tuple[float, float, float], float]] = field(default_factory=list)
+
+
+def check_counts(cases: list[Case]) -> dict:
+    """The counts found; ``LabelError`` saying them when they are too few to train on."""
+    nodules = sum(len(c.nodules) for c in cases)
+    labelled = [c for c in cases if c.nodules]
+    patients = {c.patient for c in labelled}
+    counts = {"series": len(labelled), "patients": len(patients), "nodules": nodules,
+              "negatives": sum(len(c.negatives) for c in cases)}
+    if nodules < MIN_NODULES or len(labelled) < MIN_SERIES or len(patients) < 2:
+        raise LabelError(f"too few labels to fine-tune: {nodules} nodule(s) in {len(labelled)} series of "
+                         f"{len(patients)} patient(s) (at least {MIN_NODULES} nodules in {MIN_SERIES} series "
+                         "of 2 patients are needed)",
+                         "label more nodules (accept AI findings, draw nodules, or "
+                         "`medstation labels import`)")
+    return counts
+
+
+def split_by_patient(cases: list[Case], seed: int = 0,
+                     fraction: float = 0.2) -> tuple[list[Case], list[Case]]:
+    labelled = [c for c in cases if c.nodules]
+    patients = sorted({c.patient for c in labelled})
+    order = np.random.default_rng(seed).permutation(len(patients))
+    n_val = max(1, int(round(fraction * len(patients))))
+    val_patients = {patients[i] for i in order[:n_val]}
+    train = [c for c in cases if c.patient not in val_patients]
+    val = [c for c in labelled if c.patient in val_patients]
+    return train, val
+
+
+def _cache_name(case: Case, input_spec: dict, crop: int, per_nodule: int, negatives: int) -> str:
+    key = json.dumps([case.key, case.nodules, case.negatives, input_spec, crop, per_nodule, negatives],
+                     sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:24] + ".npz"
+
+
+def case_samples(case: Case, volume, input_spec: dict, *, crop: int = 128, per_nodule: int = 8,
+                 negatives: int = 16, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """2.5D crops (uint8, channels x crop x crop) and their boxes (model pixels) from one series."""
+    import torch
+
+    from medstation.ai.detector import prepare, stack_channels
+    from medstation.imaging.lungs import lung_mask
+
+    rng = np.random.default_rng(seed)
+    prep = prepare(volume, input_spec, crop_to_lungs=False)
+    images = prep.images
+    n_m, rows, cols = images.shape
+    sk, si, sj = prep.scale  # volume index per model index
+    dz = float(input_spec["slice_spacing_mm"])
+    px = float(input_spec["pixel_spacing_mm"])
+    channels = int(input_spec["channels"])
+
+    def model_index(point) -> np.ndarray:
+        k, i, j = volume.patient_to_index(point)
+        return np.array([k / sk, (i + 0.5) / si, (j + 0.5) / sj])
+
+    nod = [(model_index(c), d / 2) for c, d in case.nodules]
+    centres: list[np.ndarray] = []
+    for m, r in nod:  # around each nodule, jittered in-plane and along its extent
+        for _ in range(per_nodule):
+            centres.append(m + [rng.uniform(-LABEL_DZ, LABEL_DZ) * r / dz, rng.uniform(-40, 40) / px,
+                                rng.uniform(-40, 40) / px])
+    for c, _d in case.negatives:
+        centres.append(model_index(c))
+    lungs = lung_mask(volume)
+    where = np.argwhere(lungs.mask[:, ::8, ::8])
+    for _ in range(negatives if len(where) else 0):
+        k, i, j = where[int(rng.integers(len(where)))] * [1, 8, 8]
+        centres.append(np.array([k / sk, (i + 0.5) / si, (j + 0.5) / sj]))
+    out_images, out_boxes = [], []
+    for c in centres:
+        m = int(round(float(c[0])))
+        if not 0 <= m < n_m:
+            continue
+        r0 = int(round(float(c[1]))) - crop // 2
+        c0 = int(round(float(c[2]))) - crop // 2
+        stack = stack_channels(images, [m], channels)[0]
+        tile = torch.zeros((channels, crop, crop))
+        a0, a1 = max(0, r0), min(rows, r0 + crop)
+        b0, b1 = max(0, c0), min(cols, c0 + crop)
+        if a0 >= a1 or b0 >= b1:
+            continue
+        tile[:, a0 - r0:a1 - r0, b0 - c0:b1 - c0] = stack[:, a0:a1, b0:b1]
+        boxes = []
+        for (mk, mi, mj), r in nod:
+            d_mm = (m - mk) * dz
+            if abs(d_mm) > LABEL_DZ * r:
+                continue
+            rr = math.sqrt(max(r * r - d_mm * d_mm, 0.0)) / px
+            ci, cj = mi - r0, mj - c0
+            if 0 <= ci < crop and 0 <= cj < crop:
+                boxes.append([max(0.0, cj - rr), max(0.0, ci - rr), min(float(crop), cj + rr),
+                              min(float(crop), ci + rr)])
+        out_images.append(np.rint(tile.numpy() * 255).astype(np.uint8))
+        out_boxes.append(np.array(boxes, np.float32).reshape(-1, 4))
+    if not out_images:
+        return np.zeros((0, channels, crop, crop), np.uint8), []
+    return np.stack(out_images), out_boxes
+
+
+def build_bank(cases: list[Case], load: Callable[[str], object], input_spec: dict, *, cache_dir: Path | None,
+               crop: int = 128, replay: int = 0, seed: int = 0,
+               progress: Callable[[dict], None] | None = None,
+               check: Callable[[], None] | None = None) -> tuple[SampleBank, dict]:
+    """The training bank: every case's crops (from the cache when there) plus ``replay`` synthetic
+    samples; and a summary (samples, from cache, replayed)."""
+    from medstation.training.synthetic import make_bank
+
+    images, boxes = [], []
+    cached = 0
+    for n, case in enumerate(cases):
+        if check:
+            check()
+        name = _cache_name(case, input_spec, crop, 8, 16)
+        path = cache_dir / name if cache_dir else None
+        if path is not None and path.exists():
+            with np.load(path) as z:
+                imgs = z["images"]
+                bx = [z[f"b{i}"] for i in range(len(imgs))]
+            cached += 1
+        else:
+            imgs, bx = case_samples(case, load(case.key), input_spec, crop=crop, seed=seed + n)
+            if path is not None:
+                from medstation.core.files import atomic_writer
+
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_writer(path, "wb") as f:
+                    np.savez_compressed(f, images=imgs, **{f"b{i}": b for i, b in enumerate(bx)})
+        images.append(imgs)
+        boxes += list(bx)
+        if progress:
+            progress({"event": "series", "done": n + 1, "total": len(cases), "samples": int(len(imgs))})
+    own = sum(len(i) for i in images)
+    if replay:
+        synth = make_bank(replay, input_spec, crop=crop, seed=seed + 99)
+        images.append(synth.images)
+        boxes += synth.boxes
+    bank = SampleBank(np.concatenate(images) if images else np.zeros((0,)), boxes, (0, 0))
+    return bank, {"samples": own, "replayed": replay, "series_from_cache": cached,
+                  "with_nodules": int(sum(1 for b in boxes[:own] if len(b)))}
+
+
+def froc_on_cases(detector, cases: list[Case], load: Callable[[str], object]) -> dict:
+    """FROC/CPM of ``detector`` on labelled cases (LUNA16 hits), as the validation reports it."""
+    from medstation.training.metrics import Candidate, Reference, froc
+
+    cands, refs = [], []
+    for case in cases:
+        run = detector.detect(load(case.key), heatmap=False)
+        cands.append([Candidate(f.center_mm, f.score) for f in run.findings])
+        refs.append([Reference(tuple(c), d) for c, d in case.nodules])
+    r = froc(cands, refs)
+    return {"cpm": r.cpm, "sensitivity_at_1fp": r.sensitivity_at.get(1.0, 0.0), "scans": r.scans,
+            "nodules": r.nodules,
+            "sensitivity_at_fp_per_scan": {str(k): v for k, v in r.sensitivity_at.items()}}
+
+
+@dataclass
+class FinetuneConfig:
+    name: str
+    version: str
+    epochs: int = 4
+    epoch_length: int = 100
+    batch_size: int = 8
+    lr: float = 5e-4
+    replay: int = 400
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint: str = ""
+    resume: bool = False
+
+
+def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str], object],
+                 base_dir: str | Path, out_dir: str | Path, *, cache_dir: Path | None = None, log=None,
+                 check: Callable[[], None] | None = None) -> dict:
+    """Fine-tune the detector in ``base_dir`` on ``cases``; write the new version to ``out_dir``."""
+    import copy
+    import datetime as _dt
+    import sys
+
+    import torch
+
+    from medstation.ai.detector import Detector, build_model
+    from medstation.ai.store import load_detector, load_state, save_model
+    from medstation.core.errors import CancelledError
+    from medstation.training.card import write_card
+    from medstation.training.detector import TrainConfig, detector_step
+    from medstation.training.trainer import (
+        CancelFlag,
+        Checkpoint,
+        JsonLinesLogger,
+        LRSchedule,
+        Trainer,
+        Validation,
+        load_checkpoint,
+    )
+
+    log = log if log is not None else sys.stdout
+
+    def emit(**event) -> None:
+        log.write(json.dumps(event) + "\n")
+        log.flush()
+
+    counts = check_counts(cases)
+    train_cases, val_cases = split_by_patient(cases, config.seed)
+    emit(event="data", **counts, train_series=len(train_cases), validation_series=len(val_cases))
+    base_manifest, state = load_state(base_dir)
+    det_state = {k: v for k, v in state.items() if not k.startswith("fpr.")}
+    fpr_state = {k: v for k, v in state.items() if k.startswith("fpr.")}
+    input_spec = dict(base_manifest["input"])
+    volumes: dict[str, object] = {}
+
+    def cached_load(key: str):
+        if key not in volumes:
+            volumes.clear() if len(volumes) > 4 else None
+            volumes[key] = load(key)
+        return volumes[key]
+
+    emit(event="baseline", status="measuring the parent on the validation series")
+    parent = froc_on_cases(load_detector(base_dir), val_cases, cached_load)
+    emit(event="baseline", **{k: v for k, v in parent.items() if k != "sensitivity_at_fp_per_scan"})
+    bank, data = build_bank(train_cases, cached_load, input_spec, cache_dir=cache_dir, replay=config.replay,
+                            seed=config.seed, progress=lambda e: emit(**e), check=check)
+    emit(event="samples", **data)
+    torch.manual_seed(config.seed)
+    device = torch.device(config.device)
+    model = build_model(str(base_manifest["architecture"]), input_spec, base_manifest.get("network"))
+    model.load_state_dict(det_state)
+    model = model.to(device)
+    steps = config.epochs * config.epoch_length
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
+    def lr_factor(s: int) -> float:  # warm-up over a tenth, then cosine
+        warm = min(1.0, (s + 1) / max(1, steps // 10))
+        return float(warm * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    tc = TrainConfig(batch_size=config.batch_size)
+    trainer = Trainer(detector_step(bank, tc, device), model=model, optimizer=opt, scheduler=sched,
+                      max_iterations=steps, epoch_length=config.epoch_length,
+                      rng=np.random.default_rng(config.seed + 1))
+    trainer.attach(LRSchedule(sched), JsonLinesLogger(log, every=10, lr=lambda: sched.get_last_lr()[0]))
+    manifest = {k: v for k, v in base_manifest.items()
+                if k not in ("sha256", "calibration", "operating_point")}
+
+    def validate(t: Trainer) -> dict:
+        m = copy.deepcopy(t.model).cpu().eval()
+        return {k: v for k, v in froc_on_cases(Detector(m, manifest, "cpu"), val_cases, cached_load).items()
+                if isinstance(v, float)}
+
+    trainer.attach(Validation(validate, every=1))
+    if config.checkpoint:
+        trainer.attach(Checkpoint(config.checkpoint))
+        if config.resume:
+            load_checkpoint(trainer, config.checkpoint)
+            emit(event="resumed", step=trainer.state.iteration, epoch=trainer.state.epoch)
+    if check is not None:
+        trainer.attach(CancelFlag(check))
+    st = trainer.run()
+    if st.stop_reason == "cancelled":
+        raise CancelledError(f"fine-tuning was cancelled at step {st.iteration} of {steps}",
+                             "run it again with --resume to continue from the last checkpoint")
+    model.eval()
+    new = froc_on_cases(Detector(copy.deepcopy(model).cpu(), manifest, "cpu"), val_cases, cached_load)
+    manifest.update({
+        "name": config.name, "version": config.version, "parent_version": str(base_manifest.get("version")),
+        "training_data": {**(base_manifest.get("training_data") or {}),
+                          "fine_tuned_on": {"source": "labelled series of the local study database", **counts,
+                                            "split": {"seed": config.seed,
+                                                      "train": [c.key for c in train_cases],
+                                                      "validation": [c.key for c in val_cases]},
+                                            "samples": data, "replay_synthetic": config.replay}},
+        "training": {**(base_manifest.get("training") or {}), "fine_tuning": {
+            "epochs": config.epochs, "epoch_length": config.epoch_length, "batch_size": config.batch_size,
+            "lr": config.lr, "seed": config.seed, "device": config.device, "seconds": round(st.seconds, 1)}},
+        "metrics": {"validation": {"split": "local validation series", "new": new, "parent": parent}},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    })
+    weights = {**model.state_dict(), **fpr_state}
+    save_model(out_dir, weights, manifest)
+    write_card(out_dir)
+    emit(event="saved", path=str(out_dir), version=config.version, parent=manifest["parent_version"],
+         cpm=round(new["cpm"], 4), parent_cpm=round(parent["cpm"], 4))
+    return manifest

@@ -1,0 +1,73 @@
+"""medstation train: fine-tuning on the study database's labels, as the panel's child process runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from medstation.synth import ChestPhantom, Nodule, PatientSpec, SeriesSpec, write_study
+from tests.cli.test_cli import medstation
+
+HEADER = "seriesuid,coordX,coordY,coordZ,diameter_mm\n"
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """Three patients, two nodules each, imported and labelled from a LUNA16 CSV."""
+    root = tmp_path_factory.mktemp("labelled")
+    rows = []
+    for n in range(3):
+        nodules = [Nodule((60.0 - 10 * n, 10.0, -20.0), 10.0 + n), Nodule((-70.0, 0.0, -5.0 + 5 * n), 8.0)]
+        spec = SeriesSpec(description="chest", slices=36, rows=160, columns=160, pixel_spacing=2.2,
+                          slice_thickness=2.5, z_center=-12.0)
+        truth = write_study(root / f"p{n}", ChestPhantom(seed=300 + n, nodules=nodules), series=[spec],
+                            seed=300 + n, patient=PatientSpec(f"FT-{n}", f"Tune^{n}"))
+        rows += [f"{truth.series[0].series_uid},{x},{y},{z},{d.diameter_mm}"
+                 for d in nodules for x, y, z in [d.center]]
+    env = os.environ.copy()
+    env["MEDSTATION_DATA"] = str(root / "data")
+    env["MEDSTATION_USER_MODELS"] = str(root / "models")
+    db = root / "studies.sqlite"
+    assert medstation("--db", str(db), "import", *(str(root / f"p{n}") for n in range(3)), env=env).returncode == 0
+    csv = root / "labels.csv"
+    csv.write_text(HEADER + "\n".join(rows) + "\n")
+    proc = medstation("--db", str(db), "labels", "import", str(csv), env=env)
+    assert proc.returncode == 0, proc.stderr
+    return root, db, env
+
+
+def test_fine_tuning_makes_a_new_version_with_its_parent_split_and_metrics(labelled):
+    root, db, env = labelled
+    proc = medstation("--db", str(db), "train", "--epochs", "2", "--epoch-length", "3", "--batch-size", "2",
+                      "--replay", "6", "--out-version", "1.9.0", env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    for kind in ("data", "baseline", "samples", "step", "validation", "saved"):
+        assert kind in kinds, kinds
+    data = next(e for e in events if e["event"] == "data")
+    assert data["nodules"] == 6 and data["patients"] == 3 and data["validation_series"] == 1
+    assert sum(e["event"] == "validation" for e in events) == 2 and "cpm" in events[kinds.index("validation")]
+    saved = events[-1]
+    manifest = json.loads((root / "models" / "nodule-detector-1.9.0" / "manifest.json").read_text())
+    assert manifest["version"] == "1.9.0" and manifest["parent_version"] == saved["parent"]
+    ft = manifest["training_data"]["fine_tuned_on"]
+    assert len(ft["split"]["train"]) == 2 and len(ft["split"]["validation"]) == 1
+    assert not set(ft["split"]["train"]) & set(ft["split"]["validation"])
+    assert set(manifest["metrics"]["validation"]) == {"split", "new", "parent"}
+    assert "calibration" not in manifest  # the parent's calibration does not hold for new weights
+    # the registry lists it, not in use; the decoded crops were cached for the next run
+    proc = medstation("models", "list", "--json", env=env)
+    listed = {m["id"]: m for m in json.loads(proc.stdout)["models"]}
+    assert "nodule-detector@1.9.0" in listed and not listed["nodule-detector@1.9.0"]["in_use"]
+    assert len(list((root / "data" / "cache" / "finetune").glob("*.npz"))) == 2
+
+
+def test_too_few_labels_is_refused_with_the_counts(tmp_path):
+    env = os.environ.copy()
+    env["MEDSTATION_USER_MODELS"] = str(tmp_path / "models")
+    proc = medstation("--db", str(tmp_path / "empty.sqlite"), "train", env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "too few labels to fine-tune: 0 nodule(s) in 0 series of 0 patient(s)" in proc.stderr
