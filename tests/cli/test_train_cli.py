@@ -30,7 +30,8 @@ def labelled(tmp_path_factory):
     env["MEDSTATION_DATA"] = str(root / "data")
     env["MEDSTATION_USER_MODELS"] = str(root / "models")
     db = root / "studies.sqlite"
-    assert medstation("--db", str(db), "import", *(str(root / f"p{n}") for n in range(3)), env=env).returncode == 0
+    proc = medstation("--db", str(db), "import", *(str(root / f"p{n}") for n in range(3)), env=env)
+    assert proc.returncode == 0, proc.stderr
     csv = root / "labels.csv"
     csv.write_text(HEADER + "\n".join(rows) + "\n")
     proc = medstation("--db", str(db), "labels", "import", str(csv), env=env)
