@@ -35,6 +35,7 @@ from .browser import StudyBrowser
 from .context import AppContext
 from .dialogs import HelpDialog, ProblemsDialog
 from .findings import FindingsPanel
+from .finetune import FinetunePanel
 from .importing import Importer
 from .loader import SeriesLoader
 from .panels import MeasurementPanel, TagInspector
@@ -88,6 +89,7 @@ class MainWindow(QMainWindow):
         self.problems = ProblemsDialog(self)
         self.ai = AiController(ctx)
         self.findings = FindingsPanel(self.ai, self)
+        self.finetune = FinetunePanel(ctx, use_model=self.ai.set_model, parent=self)
         self.pacs_dialog = None
         self.panels: dict[str, QDockWidget] = {}
         # what tests and the single-instance server reach through the window
@@ -194,7 +196,9 @@ class MainWindow(QMainWindow):
         self.add_panel("measurements", "Measurements", self.measurements)
         self.add_panel("tags", "DICOM tags", self.tags)
         self.add_panel("findings", "AI findings", self.findings)
-        self.tabifyDockWidget(self.panels["findings"], self.panels["measurements"])
+        self.add_panel("finetune", "Fine-tuning", self.finetune)
+        self.tabifyDockWidget(self.panels["findings"], self.panels["finetune"])
+        self.tabifyDockWidget(self.panels["finetune"], self.panels["measurements"])
         self.tabifyDockWidget(self.panels["measurements"], self.panels["tags"])
         self.panels["findings"].raise_()
         self.resizeDocks([self.panels["browser"], self.panels["measurements"]], [250, 330], Qt.Horizontal)
@@ -574,6 +578,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop loads and tasks, the engine and the worker processes (idempotent)."""
         self._cine.stop()
+        self.finetune.shutdown()
         server = getattr(self, "instance_server", None)
         if server is not None:
             server.server.close()  # removes the socket file

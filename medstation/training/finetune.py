@@ -283,7 +283,8 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
     trainer = Trainer(detector_step(bank, tc, device), model=model, optimizer=opt, scheduler=sched,
                       max_iterations=steps, epoch_length=config.epoch_length,
                       rng=np.random.default_rng(config.seed + 1))
-    trainer.attach(LRSchedule(sched), JsonLinesLogger(log, every=10, lr=lambda: sched.get_last_lr()[0]))
+    every = max(1, min(10, config.epoch_length // 3))
+    trainer.attach(LRSchedule(sched), JsonLinesLogger(log, every=every, lr=lambda: sched.get_last_lr()[0]))
     manifest = {k: v for k, v in base_manifest.items()
                 if k not in ("sha256", "calibration", "operating_point")}
 

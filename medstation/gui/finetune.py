@@ -1,0 +1,292 @@
+"""The fine-tuning panel: train the detector on this site's labelled series, watch it, keep or roll back.
+
+Choose a base model (the label counts of the study database are shown), start:
+``medstation train`` runs as a child process (``ChildProcessTask``); its JSON lines
+drive live charts (pyqtgraph) of the training loss and of the validation CPM
+against the base model's CPM on the same split, a status line with the ETA, and
+Cancel (the child saves its checkpoint) / Resume. At the end the base's and the
+new version's FROC curves on the validation split are drawn side by side, and
+"Use this version" / "Roll back" set the registry's detection model (the viewer
+switches with it). The versions list shows each version's parent, date, data
+and validation CPM.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .child import ChildProcessTask
+
+FP_RATES = ("0.125", "0.25", "0.5", "1.0", "2.0", "4.0", "8.0")
+
+
+class FinetunePanel(QWidget):
+    """Fine-tuning on local labels; ``version_saved(path)`` when a run has written a new version."""
+
+    version_saved = Signal(str)
+
+    def __init__(self, ctx, use_model=None, parent=None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        #: makes a model version the detection model (the AI controller's ``set_model``: it checks the
+        #: weights load first); without one the registry's pointer is set directly
+        self.use_model = use_model
+        self.task: ChildProcessTask | None = None
+        self.out_version = ""
+        self.base_id = ""
+        self.new_id = ""
+        self.steps: list[tuple[int, float]] = []
+        self.cpm: list[tuple[int, float]] = []
+        self.parent_cpm: float | None = None
+
+        self.base_box = QComboBox(self)
+        self.base_box.setToolTip("The model to start from")
+        self.counts = QLabel(self)
+        self.counts.setWordWrap(True)
+        self.epochs = QSpinBox(self)
+        self.epochs.setRange(1, 200)
+        self.epochs.setValue(4)
+        self.epochs.setPrefix("epochs ")
+        self.epoch_length = QSpinBox(self)
+        self.epoch_length.setRange(1, 10000)
+        self.epoch_length.setValue(100)
+        self.epoch_length.setSuffix(" steps each")
+        self.replay = QSpinBox(self)
+        self.replay.setRange(0, 20000)
+        self.replay.setValue(400)
+        self.replay.setPrefix("replay ")
+        self.replay.setToolTip("Synthetic samples mixed in so the model does not forget what it knew")
+        self.start_button = QPushButton("Start", self)
+        self.start_button.clicked.connect(lambda: self.start(resume=False))
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resume_button = QPushButton("Resume", self)
+        self.resume_button.clicked.connect(lambda: self.start(resume=True))
+        self.status = QLabel("Label nodules (accept AI findings, or File ▸ labels), then start.", self)
+        self.status.setWordWrap(True)
+
+        pg.setConfigOptions(antialias=True)
+        self.loss_plot = pg.PlotWidget(self, title="training loss")
+        self.loss_plot.setLabel("bottom", "step")
+        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#5ab4ff", width=2))
+        self.cpm_plot = pg.PlotWidget(self, title="validation CPM (dashed: base model)")
+        self.cpm_plot.setLabel("bottom", "step")
+        self.cpm_plot.setYRange(0, 1)
+        self.cpm_curve = self.cpm_plot.plot([], [], pen=pg.mkPen("#7ddc7d", width=2), symbol="o",
+                                            symbolSize=6)
+        self.parent_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#bbbbbb", style=Qt.DashLine))
+        self.parent_line.hide()
+        self.cpm_plot.addItem(self.parent_line)
+        self.froc_plot = pg.PlotWidget(self, title="FROC on the validation split")
+        self.froc_plot.setLabel("bottom", "false positives per scan (log2)")
+        self.froc_plot.setLabel("left", "sensitivity")
+        self.froc_plot.setYRange(0, 1)
+        self.froc_plot.addLegend()
+        self.use_button = QPushButton("Use this version", self)
+        self.use_button.clicked.connect(lambda: self._use(self.new_id))
+        self.rollback_button = QPushButton("Roll back", self)
+        self.rollback_button.setToolTip("Use the base model again")
+        self.rollback_button.clicked.connect(lambda: self._use(self.base_id))
+        self.versions = QTreeWidget(self)
+        self.versions.setHeaderLabels(["version", "parent", "created", "data", "validation CPM"])
+        self.versions.setRootIsDecorated(False)
+
+        lay = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("base", self))
+        row.addWidget(self.base_box, 1)
+        lay.addLayout(row)
+        row = QHBoxLayout()
+        for w in (self.epochs, self.epoch_length, self.replay):
+            row.addWidget(w)
+        lay.addLayout(row)
+        lay.addWidget(self.counts)
+        row = QHBoxLayout()
+        for b in (self.start_button, self.cancel_button, self.resume_button):
+            row.addWidget(b)
+        lay.addLayout(row)
+        lay.addWidget(self.status)
+        for w in (self.loss_plot, self.cpm_plot, self.froc_plot):
+            w.setMinimumHeight(120)
+            lay.addWidget(w, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.use_button)
+        row.addWidget(self.rollback_button)
+        lay.addLayout(row)
+        lay.addWidget(self.versions, 1)
+        self.refresh()
+
+    # -- state ---------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        from medstation.dicom.labels import all_labels, counts
+
+        registry = self.ctx.registry
+        versions = registry.versions("detection")
+        current = self.base_box.currentData()
+        self.base_box.clear()
+        default = registry.default("detection").id
+        for v in versions:
+            self.base_box.addItem(v.label if hasattr(v, "label") else v.id, v.id)
+        idx = self.base_box.findData(current or default)
+        self.base_box.setCurrentIndex(max(0, idx))
+        c = counts(all_labels(self.ctx.db))
+        self.counts.setText(f"Labels in the study database: {c['nodules']} nodule(s) and {c['negatives']} "
+                            f"negative(s) in {c['series']} series"
+                            + (f" ({', '.join(f'{k} {v}' for k, v in sorted(c['by_source'].items()))})"
+                               if c["by_source"] else ""))
+        self.versions.clear()
+        for v in versions:
+            m = v.manifest
+            ft = (m.training_data or {}).get("fine_tuned_on") or {}
+            val = (m.metrics or {}).get("validation") or {}
+            cpm = (val.get("new") or {}).get("cpm")
+            data = (f"{ft.get('nodules')} nodules, {ft.get('series')} series" if ft else
+                    str((m.training_data or {}).get("source", ""))[:40])
+            QTreeWidgetItem(self.versions, [v.id + (" (in use)" if registry.is_default(v) else ""),
+                                            m.parent_version or "", m.created[:16], data,
+                                            "" if cpm is None else f"{cpm:.3f}"])
+        running = self.task is not None and self.task.running
+        self.start_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.resume_button.setEnabled(not running and bool(self.out_version) and not self.new_id)
+        self.use_button.setEnabled(bool(self.new_id) and not running)
+        self.rollback_button.setEnabled(bool(self.new_id) and not running)
+
+    # -- running ---------------------------------------------------------------------------------
+    def start(self, resume: bool = False) -> None:
+        if self.task is not None and self.task.running:
+            return
+        base = self.base_box.currentData()
+        if not base:
+            return
+        if not resume:
+            self.base_id = base
+            self.out_version = self._next_version(base)
+            self.new_id = ""
+            self.steps, self.cpm, self.parent_cpm = [], [], None
+            self.froc_plot.clear()
+            self.parent_line.hide()
+            self._redraw()
+        args = ["--db", str(self.ctx.db.path), "train", "--base", self.base_id, "--epochs",
+                str(self.epochs.value()), "--epoch-length", str(self.epoch_length.value()),
+                "--replay", str(self.replay.value()), "--out-version", self.out_version]
+        if resume:
+            args.append("--resume")
+        self.task = ChildProcessTask(args, name="fine-tuning", parent=self)
+        self.task.event.connect(self._on_event)
+        self.task.finished.connect(self._on_finished)
+        self.task.start()
+        self.status.setText(f"{'Resuming' if resume else 'Starting'} fine-tuning of {self.base_id} "
+                            f"-> {self.out_version} …")
+        self.refresh()
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _next_version(self, base_id: str) -> str:
+        name, _, version = base_id.partition("@")
+        taken = {v.version for v in self.ctx.registry.versions("detection") if v.name == name}
+        n = 1
+        while f"{version}-ft{n}" in taken:
+            n += 1
+        return f"{version}-ft{n}"
+
+    def _on_event(self, ev: dict) -> None:
+        kind = ev.get("event")
+        if kind == "step" and "step" in ev:
+            loss = sum(float(v) for k, v in ev.items() if k in ("classification", "bbox_regression",
+                                                                 "bbox_ctrness"))
+            self.steps.append((int(ev["step"]), loss))
+            eta = f", about {ev['eta_s'] / 60:.1f} min left" if "eta_s" in ev else ""
+            self.status.setText(f"step {ev['step']} of {ev['steps']} (epoch {ev.get('epoch')}){eta}")
+        elif kind == "validation" and "cpm" in ev:
+            self.cpm.append((int(ev.get("step", 0)), float(ev["cpm"])))
+        elif kind == "baseline" and "cpm" in ev:
+            self.parent_cpm = float(ev["cpm"])
+            self.parent_line.setValue(self.parent_cpm)
+            self.parent_line.show()
+        elif kind == "data":
+            self.status.setText(f"{ev.get('nodules')} nodules in {ev.get('series')} series of "
+                                f"{ev.get('patients')} patients: {ev.get('train_series')} series train, "
+                                f"{ev.get('validation_series')} validate")
+        elif kind == "series":
+            self.status.setText(f"preparing series {ev.get('done')} of {ev.get('total')} "
+                                "(decoded once, cached)")
+        elif kind == "saved":
+            self.new_id = f"{self.base_id.partition('@')[0]}@{ev.get('version')}"
+            self._draw_froc(ev.get("path", ""))
+            self.version_saved.emit(str(ev.get("path", "")))
+        self._redraw()
+
+    def _on_finished(self, result) -> None:
+        if result.ok and self.new_id:
+            self.status.setText(f"{self.new_id} is ready: validation CPM "
+                                f"{self.cpm[-1][1] if self.cpm else float('nan'):.3f} against "
+                                f"{self.parent_cpm if self.parent_cpm is not None else float('nan'):.3f} "
+                                "for the base. Use it, or keep the base.")
+        elif result.cancelled:
+            self.status.setText("Cancelled; the last checkpoint is kept: Resume continues from it.")
+        else:
+            self.status.setText(f"Fine-tuning {result.describe()}")
+        self.refresh()
+
+    def _redraw(self) -> None:
+        if self.steps:
+            s = np.array(self.steps, float)
+            self.loss_curve.setData(s[:, 0], s[:, 1])
+        else:
+            self.loss_curve.setData([], [])
+        if self.cpm:
+            c = np.array(self.cpm, float)
+            self.cpm_curve.setData(c[:, 0], c[:, 1])
+        else:
+            self.cpm_curve.setData([], [])
+
+    def _draw_froc(self, path: str) -> None:
+        from pathlib import Path
+
+        try:
+            manifest = json.loads((Path(path) / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return
+        val = (manifest.get("metrics") or {}).get("validation") or {}
+        x = np.log2([float(r) for r in FP_RATES])
+        self.froc_plot.clear()
+        for key, colour, name in (("parent", "#bbbbbb", f"base {self.base_id}"),
+                                  ("new", "#7ddc7d", f"new {self.new_id}")):
+            sens = (val.get(key) or {}).get("sensitivity_at_fp_per_scan") or {}
+            if sens:
+                self.froc_plot.plot(x, [float(sens.get(r, 0.0)) for r in FP_RATES], name=name,
+                                    pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=6)
+
+    def _use(self, model_id: str) -> None:
+        if not model_id:
+            return
+        if self.use_model is not None:
+            self.use_model(model_id)
+        else:
+            self.ctx.registry.use(model_id, "detection")
+        self.status.setText(f"{model_id} is now the detection model")
+        self.refresh()
+
+    def shutdown(self) -> None:
+        """On window close: stop a run (its checkpoint stays) and wait for the child."""
+        if self.task is not None and self.task.running:
+            self.task.cancel()
+            self.task.wait(15000)

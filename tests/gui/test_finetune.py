@@ -1,0 +1,62 @@
+"""The fine-tuning panel drives a real `medstation train` child: live charts, cancel, resume, use, roll back."""
+
+from __future__ import annotations
+
+from medstation.dicom.labels import import_labels
+from medstation.synth import ChestPhantom, Nodule, PatientSpec, SeriesSpec, write_study
+from tests.gui.conftest import import_and_wait
+
+
+def _labelled_studies(root):
+    rows = []
+    for n in range(3):
+        nodules = [Nodule((60.0 - 10 * n, 10.0, -20.0), 10.0 + n), Nodule((-70.0, 0.0, -5.0 + 5 * n), 8.0)]
+        spec = SeriesSpec(description="chest", slices=36, rows=160, columns=160, pixel_spacing=2.2,
+                          slice_thickness=2.5, z_center=-12.0)
+        truth = write_study(root / f"p{n}", ChestPhantom(seed=400 + n, nodules=nodules), series=[spec],
+                            seed=400 + n, patient=PatientSpec(f"GT-{n}", f"Gui^{n}"))
+        rows += [f"{truth.series[0].series_uid},{x},{y},{z},{d.diameter_mm}" for d in nodules
+                 for x, y, z in [d.center]]
+    csv = root / "labels.csv"
+    csv.write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n" + "\n".join(rows) + "\n")
+    return [root / f"p{n}" for n in range(3)], csv
+
+
+def test_fine_tuning_panel_runs_cancels_resumes_and_switches_models(qtbot, window, tmp_path):
+    win = window
+    folders, csv = _labelled_studies(tmp_path)
+    import_and_wait(qtbot, win, folders)
+    import_labels(win.ctx.db, csv)
+    panel = win.finetune
+    panel.refresh()
+    assert "6 nodule(s)" in panel.counts.text() and "3 series" in panel.counts.text()
+    base = panel.base_box.currentData()
+    assert base == win.ctx.registry.default("detection").id
+    panel.epochs.setValue(2)
+    panel.epoch_length.setValue(3)
+    panel.replay.setValue(6)
+    # start, cancel at the first training step: the checkpoint stays, Resume is offered
+    stepped = []
+    panel.start()
+    panel.task.event.connect(lambda ev: stepped.append(ev) if ev.get("event") == "step" else None)
+    qtbot.waitUntil(lambda: bool(stepped), timeout=240000)
+    panel.cancel()
+    qtbot.waitUntil(lambda: panel.task.result is not None, timeout=60000)
+    assert panel.task.result.cancelled and panel.resume_button.isEnabled()
+    assert "Resume continues" in panel.status.text()
+    # resume: it runs to the end and writes the new version
+    panel.resume_button.click()
+    qtbot.waitUntil(lambda: panel.task.result is not None, timeout=240000)
+    assert panel.task.result.ok, panel.task.result.stderr_tail
+    assert panel.new_id == f"{base.split('@')[0]}@{panel.out_version}"
+    # the charts: loss per step, validation CPM per epoch against the base's (dashed), FROC side by side
+    assert len(panel.loss_curve.xData) >= 2 and len(panel.cpm_curve.xData) >= 1
+    assert panel.parent_line.isVisible() and 0.0 <= panel.parent_line.value() <= 1.0
+    assert len(panel.froc_plot.listDataItems()) == 2
+    assert any(panel.out_version in panel.versions.topLevelItem(i).text(0)
+               for i in range(panel.versions.topLevelItemCount()))
+    # use it (the AI controller checks the weights load first), then roll back
+    panel.use_button.click()
+    qtbot.waitUntil(lambda: win.ctx.registry.default("detection").id == panel.new_id, timeout=60000)
+    panel.rollback_button.click()
+    qtbot.waitUntil(lambda: win.ctx.registry.default("detection").id == base, timeout=60000)
