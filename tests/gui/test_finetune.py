@@ -1,4 +1,4 @@
-"""The fine-tuning panel drives a real `medstation train` child: live charts, cancel, resume, use, roll back."""
+"""The fine-tuning panel drives a real `medstation train` child: charts, cancel, resume, use, roll back."""
 
 from __future__ import annotations
 
