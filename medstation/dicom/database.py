@@ -466,6 +466,11 @@ class StudyDatabase:
         with self._tx():
             return sum(self._conn.execute("DELETE FROM labels WHERE id=?", (i,)).rowcount for i in ids)
 
+    def measurements_of_kind(self, kind: str) -> list[tuple[int, str, dict, float]]:
+        """``(id, series key, data, modified)`` of every measurement of ``kind``, in every series."""
+        return [(i, k, json.loads(d), t) for i, k, d, t in self._conn.execute(
+            "SELECT id, series_key, data, modified FROM measurements WHERE kind=? ORDER BY id", (kind,))]
+
     def series_of_instances(self, sop_uids: Iterable[str]) -> dict[str, str]:
         """SOP Instance UID -> the series UID holding it (for the ones the database knows)."""
         out: dict[str, str] = {}

@@ -191,6 +191,10 @@ def all_labels(db) -> list[Label]:
     """Stored labels plus the readers' accepts (nodules) and rejects (not nodules) of AI findings."""
     out = [Label(r["id"], r["series_key"], tuple(r["center_mm"]), r["diameter_mm"], r["is_nodule"],
                  r["source"], r["created"], r["model"], r["origin"]) for r in db.labels()]
+    for mid, key, data, modified in db.measurements_of_kind("nodule"):  # drawn in the viewer
+        if "center_mm" in data and float(data.get("diameter_mm", 0)) > 0:
+            out.append(Label(None, key, tuple(data["center_mm"]), float(data["diameter_mm"]), True, "reader",
+                             modified, "", f"measurement {mid}"))
     for r in db.reviewed_findings():
         f = r["finding"]
         accepted = r["status"] == "accepted"

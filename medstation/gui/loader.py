@@ -152,7 +152,8 @@ class SeriesLoader(QObject):
 
     def _save_measurement(self, m: Measurement) -> None:
         if self.state.series_key:
-            m.id = self.ctx.db.save_measurement(self.state.series_key, m.kind, m.to_dict(), m.id)
+            m.id = self.ctx.db.save_measurement(self.state.series_key, m.kind, m.to_dict(self.state.volume),
+                                                m.id)
 
     def _delete_measurement(self, m: Measurement) -> None:
         if m.id is not None:

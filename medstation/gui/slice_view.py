@@ -29,6 +29,7 @@ PLANE_COLORS = {"axial": QColor(77, 166, 255), "coronal": QColor(102, 204, 102),
 TEXT = QColor(235, 235, 235)
 MEASURE = QColor(255, 210, 60)
 SELECTED = QColor(80, 230, 255)
+NODULE_LABEL = QColor(255, 120, 220)  # a reader's nodule label
 HANDLE_PX = 6.0
 #: findings by confidence: high, medium, low
 FINDING_COLORS = ((0.75, QColor(255, 70, 70)), (0.5, QColor(255, 150, 40)), (0.0, QColor(240, 230, 80)))
@@ -317,6 +318,11 @@ class SliceView(QWidget):
             pts = [self.to_widget(*p.to_plane(q)[:2]) for q in m.points]
             if m.kind == "length":
                 painter.drawLine(pts[0], pts[1])
+            elif m.kind == "nodule":
+                if m is not self.state.selected:
+                    painter.setPen(QPen(NODULE_LABEL, 1.8))
+                r = math.hypot(pts[1].x() - pts[0].x(), pts[1].y() - pts[0].y())
+                painter.drawEllipse(pts[0], r, r)
             elif m.kind == "angle":
                 painter.drawPolyline(pts)
             else:
@@ -444,6 +450,10 @@ class SliceView(QWidget):
             if m.kind in ("length", "angle"):
                 segments = list(zip(pts, pts[1:]))
                 if any(_distance_to_segment(pt, a, b) <= HANDLE_PX for a, b in segments):
+                    return m
+            elif m.kind == "nodule":  # its circle
+                r = math.hypot(pts[1].x() - pts[0].x(), pts[1].y() - pts[0].y())
+                if abs(math.hypot(pt.x() - pts[0].x(), pt.y() - pts[0].y()) - r) <= HANDLE_PX:
                     return m
             else:
                 rect = QRectF(pts[0], pts[1]).normalized()

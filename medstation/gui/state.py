@@ -37,7 +37,7 @@ from .findings_model import FindingsModel, HeatmapLayer
 from .history import History
 
 #: left-button tools: window/level, zoom, pan, crosshair, and the measurements
-TOOLS = ("window", "zoom", "pan", "navigate", "length", "rect", "ellipse", "angle")
+TOOLS = ("window", "zoom", "pan", "navigate", "length", "rect", "ellipse", "angle", "nodule")
 #: what the right and middle buttons do (the left button does the current tool), as in
 #: RadiAnt, Horos and OHIF: left W/L, right zoom, middle pan; changed in Settings
 DEFAULT_BINDINGS = {"right": "zoom", "middle": "pan"}

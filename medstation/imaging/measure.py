@@ -80,8 +80,11 @@ def roi_stats(image: np.ndarray, p0, p1, kind: str, spacing: tuple[float, float]
 
 
 #: measurement kinds and how many points each takes
-KINDS = {"length": 2, "rect": 2, "ellipse": 2, "angle": 3}
-KIND_NAMES = {"length": "Length", "rect": "Rectangle ROI", "ellipse": "Ellipse ROI", "angle": "Angle"}
+#: a ``nodule`` is a reader's nodule label: a circle from its centre to its edge (a label for
+#: fine-tuning and evaluation, stored with its centre in patient mm and its diameter)
+KINDS = {"length": 2, "rect": 2, "ellipse": 2, "angle": 3, "nodule": 2}
+KIND_NAMES = {"length": "Length", "rect": "Rectangle ROI", "ellipse": "Ellipse ROI", "angle": "Angle",
+              "nodule": "Nodule label"}
 
 
 @dataclass
@@ -99,9 +102,15 @@ class Measurement:
     points: list[tuple[float, float, float]]
     id: int | None = None
 
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "axis": self.axis, "depth": self.depth,
-                "points": [list(map(float, p)) for p in self.points]}
+    def to_dict(self, volume: Volume | None = None) -> dict:
+        """The stored form; a nodule label with a ``volume`` also gets its centre in patient mm and
+        its diameter (what the label store reads)."""
+        d = {"kind": self.kind, "axis": self.axis, "depth": self.depth,
+             "points": [list(map(float, p)) for p in self.points]}
+        if self.kind == "nodule" and volume is not None and volume.has_geometry:
+            d["center_mm"] = [round(float(v), 3) for v in volume.index_to_patient(self.points[0])]
+            d["diameter_mm"] = round(2 * length_mm(volume, *self.points), 2)
+        return d
 
     @classmethod
     def from_dict(cls, data: dict, mid: int | None = None) -> Measurement:
@@ -117,6 +126,8 @@ class Measurement:
         """Numbers for the panel and the overlay: ``length_mm``, ``angle_deg`` or ROI statistics."""
         if self.kind == "length":
             return {"length_mm": length_mm(volume, *self.points)}
+        if self.kind == "nodule":
+            return {"diameter_mm": 2 * length_mm(volume, *self.points)}
         if self.kind == "angle":
             return {"angle_deg": angle_deg(volume, *self.points)}
         image = plane.image(volume.voxels, self.depth)
@@ -130,6 +141,8 @@ class Measurement:
         v = self.values(volume, plane)
         if "length_mm" in v:
             return f"{v['length_mm']:.1f} mm"
+        if "diameter_mm" in v:
+            return f"nodule {v['diameter_mm']:.1f} mm"
         if "angle_deg" in v:
             return f"{v['angle_deg']:.1f}°"
         if not v.get("pixels"):

@@ -215,3 +215,33 @@ def test_orientation_of_each_view_follows_the_direction_cosines(qtbot, window, t
     assert planes_for(vol)["axial"].edge_labels() == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
     # the axial view of a coronal acquisition scrolls through what were image rows
     assert win.viewer.views["axial"].plane.axis == 1
+
+
+def test_a_drawn_nodule_label_is_a_label_with_its_centre_in_mm_undoable(qtbot, window, marker_study):
+    from medstation.dicom.labels import all_labels
+
+    folder, _marker = marker_study
+    win = window
+    report = import_and_wait(qtbot, win, [folder])
+    open_and_wait(qtbot, win, next(iter(report.series)))
+    view = win.viewer.active
+    plane, vol = view.plane, win.state.volume
+    win.tool_actions["nodule"].trigger()
+    centre, edge = (20.0, 20.0), (20.0, 30.0)  # a 10-pixel radius
+    drag(view, view.to_widget(*centre), view.to_widget(*edge))
+    (m,) = win.state.measurements
+    assert m.kind == "nodule"
+    diameter = 2 * 10 * plane.spacing[1]
+    assert m.values(vol, plane)["diameter_mm"] == pytest.approx(diameter, abs=max(plane.spacing))
+    assert "nodule" in win.measurements.table.item(0, 2).text()
+    (lab,) = [x for x in all_labels(win.db) if x.source == "reader"]
+    k = win.state.depth(plane)
+    expected = vol.index_to_patient((k, *centre)) if plane.axis == 0 else None
+    assert lab.is_nodule and lab.diameter_mm == pytest.approx(diameter, abs=max(plane.spacing))
+    if expected is not None:
+        assert np.allclose(lab.center_mm, expected, atol=max(plane.spacing))
+    # undo removes the label, redo brings it back
+    win.state.history.undo()
+    assert not [x for x in all_labels(win.db) if x.source == "reader"]
+    win.state.history.redo()
+    assert len([x for x in all_labels(win.db) if x.source == "reader"]) == 1
