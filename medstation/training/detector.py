@@ -161,7 +161,7 @@ def froc_validation(config: TrainConfig, manifest: dict, log=None):
     studies = ensure_eval_set(folder, config.val_studies)
 
     def run(t: Trainer) -> dict[str, float]:
-        detector = Detector(copy.deepcopy(t.model).cpu(), manifest, "cpu")
+        detector = Detector(copy.deepcopy(t.module).cpu(), manifest, "cpu")
         result, _extra = evaluate(detector, studies)
         return {"cpm": result.cpm, "sensitivity_at_1fp": result.sensitivity_at.get(1.0, 0.0),
                 "threshold_at_1fp": result.threshold_at_1fp}
@@ -177,6 +177,11 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
     ``config.resume`` continues from it. A cancel (``check`` raising ``CancelledError``) saves the
     checkpoint and raises ``CancelledError``; no model directory is written.
     """
+    from medstation.training.distributed import setup, teardown, wrap
+
+    world = setup(config.device)
+    if not world.main:
+        log = None  # rank 0 alone reports, validates, checkpoints and saves
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -190,7 +195,11 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
     positives = sum(1 for b in bank.boxes if len(b))
     _emit(log, event="rendered", samples=len(bank), with_nodules=positives, seconds=round(render_s, 1))
 
-    device = torch.device(config.device)
+    device = torch.device(f"cuda:{world.local_rank}" if world.distributed and config.device == "cuda"
+                          else config.device)
+    if world.distributed:
+        _emit(log, event="distributed", world_size=world.size,
+              backend="nccl" if device.type == "cuda" else "gloo")
     model = build_model(ARCHITECTURE, config.input, config.network)
     if config.base:  # fine-tune: the base's weights (hash-checked), its input and network
         from medstation.ai.store import load_state
@@ -210,23 +219,29 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
         return float(min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / config.steps))))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    trainer = Trainer(detector_step(bank, config, device), model=model, optimizer=opt, scheduler=sched,
-                      max_iterations=config.steps, epoch_length=config.epoch_length or config.steps,
-                      rng=np.random.default_rng(config.seed + 1))
+    trainer = Trainer(detector_step(bank, config, device), model=wrap(model, world, device), optimizer=opt,
+                      scheduler=sched, max_iterations=config.steps,
+                      epoch_length=config.epoch_length or config.steps,
+                      rng=np.random.default_rng(config.seed + 1 + world.rank))
     trainer.attach(LRSchedule(sched), JsonLinesLogger(log, every=50, lr=lambda: sched.get_last_lr()[0]))
     manifest = _manifest(config, len(bank), positives)
-    if config.validate_every and config.val_studies:
+    manifest["training"]["world_size"] = world.size
+    if config.validate_every and config.val_studies and world.main:
         trainer.attach(Validation(froc_validation(config, manifest, log), every=config.validate_every))
-        if config.early_stop:
+        if config.early_stop and not world.distributed:  # one rank stopping alone would hang the rest
             trainer.attach(EarlyStopping(config.early_stop))
     if config.checkpoint:
-        trainer.attach(Checkpoint(config.checkpoint))
+        if world.main:
+            trainer.attach(Checkpoint(config.checkpoint))
         if config.resume:
             load_checkpoint(trainer, config.checkpoint)
             _emit(log, event="resumed", step=trainer.state.iteration, epoch=trainer.state.epoch)
     if check is not None:
         trainer.attach(CancelFlag(check))
     state = trainer.run()
+    if not world.main:
+        teardown(world)
+        return manifest
     if state.stop_reason == "cancelled":
         where = f" from {config.checkpoint}" if config.checkpoint else ""
         raise CancelledError(f"training was cancelled at step {state.iteration} of {config.steps}",
@@ -245,6 +260,7 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
 
     write_card(out_dir)
     _emit(log, event="saved", path=str(out_dir))
+    teardown(world)
     return manifest
 
 

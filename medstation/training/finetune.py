@@ -230,6 +230,7 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
     from medstation.core.errors import CancelledError
     from medstation.training.card import write_card
     from medstation.training.detector import TrainConfig, detector_step
+    from medstation.training.distributed import setup, teardown, wrap
     from medstation.training.trainer import (
         CancelFlag,
         Checkpoint,
@@ -240,11 +241,13 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
         load_checkpoint,
     )
 
-    log = log if log is not None else sys.stdout
+    world = setup(config.device)
+    log = (log if log is not None else sys.stdout) if world.main else None
 
     def emit(**event) -> None:
-        log.write(json.dumps(event) + "\n")
-        log.flush()
+        if log is not None:
+            log.write(json.dumps(event) + "\n")
+            log.flush()
 
     counts = check_counts(cases)
     train_cases, val_cases = split_by_patient(cases, config.seed)
@@ -261,14 +264,19 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
             volumes[key] = load(key)
         return volumes[key]
 
-    emit(event="baseline", status="measuring the parent on the validation series")
-    parent = froc_on_cases(load_detector(base_dir), val_cases, cached_load)
-    emit(event="baseline", **{k: v for k, v in parent.items() if k != "sensitivity_at_fp_per_scan"})
+    parent: dict = {}
+    if world.main:
+        emit(event="baseline", status="measuring the parent on the validation series")
+        parent = froc_on_cases(load_detector(base_dir), val_cases, cached_load)
+        emit(event="baseline", **{k: v for k, v in parent.items() if k != "sensitivity_at_fp_per_scan"})
     bank, data = build_bank(train_cases, cached_load, input_spec, cache_dir=cache_dir, replay=config.replay,
                             seed=config.seed, progress=lambda e: emit(**e), check=check)
     emit(event="samples", **data)
     torch.manual_seed(config.seed)
-    device = torch.device(config.device)
+    device = torch.device(f"cuda:{world.local_rank}" if world.distributed and config.device == "cuda"
+                          else config.device)
+    if world.distributed:
+        emit(event="distributed", world_size=world.size, backend="nccl" if device.type == "cuda" else "gloo")
     model = build_model(str(base_manifest["architecture"]), input_spec, base_manifest.get("network"))
     model.load_state_dict(det_state)
     model = model.to(device)
@@ -280,28 +288,33 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     tc = TrainConfig(batch_size=config.batch_size)
-    trainer = Trainer(detector_step(bank, tc, device), model=model, optimizer=opt, scheduler=sched,
-                      max_iterations=steps, epoch_length=config.epoch_length,
-                      rng=np.random.default_rng(config.seed + 1))
+    trainer = Trainer(detector_step(bank, tc, device), model=wrap(model, world, device), optimizer=opt,
+                      scheduler=sched, max_iterations=steps, epoch_length=config.epoch_length,
+                      rng=np.random.default_rng(config.seed + 1 + world.rank))
     every = max(1, min(10, config.epoch_length // 3))
     trainer.attach(LRSchedule(sched), JsonLinesLogger(log, every=every, lr=lambda: sched.get_last_lr()[0]))
     manifest = {k: v for k, v in base_manifest.items()
                 if k not in ("sha256", "calibration", "operating_point")}
 
     def validate(t: Trainer) -> dict:
-        m = copy.deepcopy(t.model).cpu().eval()
+        m = copy.deepcopy(t.module).cpu().eval()
         return {k: v for k, v in froc_on_cases(Detector(m, manifest, "cpu"), val_cases, cached_load).items()
                 if isinstance(v, float)}
 
-    trainer.attach(Validation(validate, every=1))
+    if world.main:
+        trainer.attach(Validation(validate, every=1))
     if config.checkpoint:
-        trainer.attach(Checkpoint(config.checkpoint))
+        if world.main:
+            trainer.attach(Checkpoint(config.checkpoint))
         if config.resume:
             load_checkpoint(trainer, config.checkpoint)
             emit(event="resumed", step=trainer.state.iteration, epoch=trainer.state.epoch)
     if check is not None:
         trainer.attach(CancelFlag(check))
     st = trainer.run()
+    if not world.main:
+        teardown(world)
+        return manifest
     if st.stop_reason == "cancelled":
         raise CancelledError(f"fine-tuning was cancelled at step {st.iteration} of {steps}",
                              "run it again with --resume to continue from the last checkpoint")
@@ -326,4 +339,5 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
     write_card(out_dir)
     emit(event="saved", path=str(out_dir), version=config.version, parent=manifest["parent_version"],
          cpm=round(new["cpm"], 4), parent_cpm=round(parent["cpm"], 4))
+    teardown(world)
     return manifest

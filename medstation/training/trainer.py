@@ -149,7 +149,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "format": 1,
-            "model": self.model.state_dict(),
+            "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "state": json.dumps(asdict(self.state)),
@@ -157,8 +157,14 @@ class Trainer:
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
         }
 
+    @property
+    def module(self) -> torch.nn.Module:
+        """The model itself (inside a ``DistributedDataParallel`` wrapper when there is one): what
+        checkpoints hold, so a run can resume with or without ``torchrun``."""
+        return getattr(self.model, "module", self.model)
+
     def load_state_dict(self, data: dict) -> None:
-        self.model.load_state_dict(data["model"])
+        self.module.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         if self.scheduler is not None and data.get("scheduler") is not None:
             self.scheduler.load_state_dict(data["scheduler"])

@@ -72,3 +72,21 @@ def test_too_few_labels_is_refused_with_the_counts(tmp_path):
     proc = medstation("--db", str(tmp_path / "empty.sqlite"), "train", env=env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "too few labels to fine-tune: 0 nodule(s) in 0 series of 0 patient(s)" in proc.stderr
+
+
+def test_fine_tuning_under_torchrun_with_two_cpu_processes(labelled):
+    import subprocess
+    import sys
+
+    root, db, env = labelled
+    env = {**env, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29527", "-m", "medstation", "--db", str(db), "train", "--epochs", "1",
+                           "--epoch-length", "2", "--batch-size", "2", "--replay", "4", "--out-version", "1.9.1"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    kinds = [e["event"] for e in events]
+    assert kinds.count("saved") == 1 and kinds.count("data") == 1, kinds
+    assert {"event": "distributed", "world_size": 2, "backend": "gloo"} in events
+    assert (root / "models" / "nodule-detector-1.9.1" / "manifest.json").exists()

@@ -74,3 +74,35 @@ def test_detector_training_cancelled_and_resumed_gives_the_same_model(tmp_path):
     _, whole = load_state(tmp_path / "whole")
     _, resumed = load_state(tmp_path / "cut")
     assert all(np.array_equal(whole[k].numpy(), resumed[k].numpy()) for k in whole)
+
+
+def test_the_same_entry_trains_data_parallel_under_torchrun(tmp_path):
+    """2 CPU processes (Gloo): one report, one model; its checkpoint resumes without torchrun."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29517"}
+    args = ["train-detector", "--samples", "16", "--steps", "4", "--batch-size", "2", "--epoch-length", "2",
+            "--threads", "1"]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29517", "-m", "medstation", *args,
+                           "--out", str(tmp_path / "ddp"), "--checkpoint", str(tmp_path / "ddp.ckpt")],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    kinds = [e["event"] for e in events]
+    assert kinds.count("started") == 1 and kinds.count("saved") == 1, kinds  # rank 0 alone reports
+    assert {"event": "distributed", "world_size": 2, "backend": "gloo"} in events
+    manifest = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
+    assert manifest["training"]["world_size"] == 2
+    load_detector(tmp_path / "ddp")
+    # the checkpoint holds the plain model: a single process resumes it to more steps
+    more = subprocess.run([sys.executable, "-m", "medstation", *args[:3], "--steps", "6", "--batch-size", "2",
+                           "--epoch-length", "2", "--out", str(tmp_path / "more"), "--checkpoint",
+                           str(tmp_path / "ddp.ckpt"), "--resume"], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert more.returncode == 0, more.stderr[-3000:]
+    resumed = [json.loads(line) for line in more.stdout.splitlines()
+               if line.startswith('{"event": "resumed"')]
+    assert resumed and resumed[0]["step"] == 4
