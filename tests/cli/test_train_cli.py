@@ -81,8 +81,9 @@ def test_fine_tuning_under_torchrun_with_two_cpu_processes(labelled):
     root, db, env = labelled
     env = {**env, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29527", "-m", "medstation", "--db", str(db), "train", "--epochs", "1",
-                           "--epoch-length", "2", "--batch-size", "2", "--replay", "4", "--out-version", "1.9.1"],
+                           "--master_port", "29527", "-m", "medstation", "--db", str(db), "train",
+                           "--epochs", "1", "--epoch-length", "2", "--batch-size", "2", "--replay", "4",
+                           "--out-version", "1.9.1"],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
