@@ -53,6 +53,11 @@ def main() -> int:
         steps.extend([
             (10, show_ai),
             (600, shot("viewer-ai-findings")),
+            (10, lambda: win.state.heatmap.set_show(True)),
+            (600, shot("viewer-ai-heatmap")),
+            (10, lambda: (win.state.heatmap.set_show(False), win.panels["finetune"].raise_())),
+            (600, shot("viewer-finetune-panel")),
+            (10, lambda: win.panels["findings"].raise_()),
             (10, lambda: win.set_layout("2x2")),
             (10, lambda: win.state.findings.select(target)),
             (600, shot("viewer-ai-mpr-2x2")),

@@ -91,3 +91,31 @@ def test_fine_tuning_under_torchrun_with_two_cpu_processes(labelled):
     assert kinds.count("saved") == 1 and kinds.count("data") == 1, kinds
     assert {"event": "distributed", "world_size": 2, "backend": "gloo"} in events
     assert (root / "models" / "nodule-detector-1.9.1" / "manifest.json").exists()
+
+
+def test_fine_tuning_resumes_after_kill_9(labelled):
+    import signal
+    import subprocess
+    import sys
+
+    root, db, env = labelled
+    args = [sys.executable, "-m", "medstation", "--db", str(db), "train", "--epochs", "3",
+            "--epoch-length", "2", "--batch-size", "2", "--replay", "4", "--out-version", "1.9.2"]
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        for line in child.stdout:  # a step of the second epoch: the first one's checkpoint is on disk
+            ev = json.loads(line) if line.startswith("{") else {}
+            if ev.get("event") == "step" and ev.get("epoch", 0) >= 2:
+                child.send_signal(signal.SIGKILL)
+                break
+    finally:
+        child.wait(60)
+    assert child.returncode == -signal.SIGKILL
+    assert not (root / "models" / "nodule-detector-1.9.2").exists()
+    proc = medstation("--db", str(db), "train", *args[args.index("--epochs"):], "--resume", env=env,
+                      timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    resumed = next(e for e in events if e["event"] == "resumed")
+    assert resumed["step"] >= 2 and resumed["epoch"] >= 1
+    assert (root / "models" / "nodule-detector-1.9.2" / "manifest.json").exists()
