@@ -195,9 +195,14 @@ def all_labels(db) -> list[Label]:
         if "center_mm" in data and float(data.get("diameter_mm", 0)) > 0:
             out.append(Label(None, key, tuple(data["center_mm"]), float(data["diameter_mm"]), True, "reader",
                              modified, "", f"measurement {mid}"))
+    readers = [lab for lab in out if lab.source == "reader"]
     for r in db.reviewed_findings():
         f = r["finding"]
         accepted = r["status"] == "accepted"
+        if accepted and any(lab.series_key == r["series_key"]
+                            and np.linalg.norm(np.subtract(lab.center_mm, f["center_mm"]))
+                            <= max(lab.diameter_mm / 2, 3.0) for lab in readers):
+            continue  # a reader's label on it (its corrected extent) stands for it
         out.append(Label(None, r["series_key"], tuple(f["center_mm"]),
                          float(f.get("equivalent_diameter_mm") or f["diameter_mm"]), accepted,
                          "accepted-ai" if accepted else "rejected-ai", r["reviewed"],

@@ -152,6 +152,8 @@ def build_menus(win) -> None:
     for status, key in (("accepted", "Y"), ("rejected", "X")):
         action(win, a, f"{'Accept' if key == 'Y' else 'Reject'} the selected finding, go to the next",
                lambda _=False, s=status: findings.review_and_next(s), key)
+    action(win, a, "Correct the selected finding's extent (a nodule label to drag)", win.ai.correct_extent,
+           "Shift+E")
     action(win, a, "Confidence back to the model's operating point", win.findings.reset_threshold, "Ctrl+0")
     a.addSeparator()
     action(win, a, "Export findings as DICOM SR + SEG…", win.export_results)

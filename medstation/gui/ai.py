@@ -224,6 +224,25 @@ class AiController(QObject):
         """Accept / reject (``""`` clears): stored with the model version, used for fine-tuning."""
         self.findings.review(finding, status)
 
+    def correct_extent(self, finding: Finding | None = None) -> None:
+        """Accept the (selected) finding and put a nodule label on it, at its centre with its
+        measured diameter, on the axial slice through it: the reader drags its edge to the true
+        extent. The label wins over the accepted finding in the label list (``dicom.labels``)."""
+        from medstation.imaging import Measurement
+
+        f = finding or self.findings.selected
+        vol = self.state.volume
+        if f is None or vol is None:
+            return
+        if f.status != "accepted":
+            self.review(f, "accepted")
+        k, i, j = f.center_voxel
+        r_px = (f.equivalent_diameter_mm or f.diameter_mm) / 2 / abs(float(vol.spacing[2]))
+        m = Measurement("nodule", 0, int(round(k)), [(float(k), float(i), float(j)),
+                                                    (float(k), float(i), float(j) + r_px)])
+        self.state.set_position((k, i, j))
+        self.state.add_measurement(m)
+
     def _store_review(self, finding: Finding, status: str) -> None:
         if self.version is None or not self.state.series_key or self.findings.partial:
             return

@@ -120,6 +120,23 @@ def render_card(manifest: dict) -> str:
                       f"{r['diameter_median_error']:+.1%} | {r['volume_median_error']:+.1%} | "
                       f"{r['diameter_within_1mm_or_10pct']:.0%} | {r['volume_within_15pct']:.0%} |"
                       for r in rows]
+    ft = (manifest.get("training_data") or {}).get("fine_tuned_on")
+    val = metrics.get("validation") or {}
+    if ft:
+        split = ft.get("split") or {}
+        lines += ["", "## Fine-tuned on local data", "",
+                  f"Fine-tuned from {manifest['name']} {manifest.get('parent_version')} on "
+                  f"{ft.get('nodules')} labelled nodules ({ft.get('negatives')} known non-nodules) in "
+                  f"{ft.get('series')} series of {ft.get('patients')} patients of the local study database; "
+                  f"split by patient (seed {split.get('seed')}): {len(split.get('train', []))} series train, "
+                  f"{len(split.get('validation', []))} validate; {ft.get('replay_synthetic')} synthetic samples "
+                  "replayed."]
+        if val.get("new") and val.get("parent"):
+            lines += ["", f"On the validation series: CPM {val['new'].get('cpm', 0):.3f} "
+                      f"(parent {val['parent'].get('cpm', 0):.3f}), sensitivity at 1 FP per scan "
+                      f"{val['new'].get('sensitivity_at_1fp', 0):.3f} "
+                      f"(parent {val['parent'].get('sensitivity_at_1fp', 0):.3f}). Few validation series "
+                      "make these figures coarse."]
     fp = manifest.get("fp_reduction")
     if fp:
         lines += ["", "## False-positive reduction", "",

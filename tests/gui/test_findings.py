@@ -126,6 +126,21 @@ def test_threshold_review_and_cache(qtbot, demo_window):
     assert sig.args[1] is None
     again = {f.finding_id: f.status for f in st.findings.items}
     assert again[first.finding_id] == "accepted" and again[second.finding_id] == "rejected"
+    # correct a finding's extent: accepted, a nodule label on it to drag; the label stands for it
+    from medstation.dicom.labels import all_labels
+
+    third = next(f for f in st.findings.visible()
+                 if f.finding_id not in (first.finding_id, second.finding_id))
+    st.findings.select(third)
+    win.ai.correct_extent()
+    (m,) = [m for m in st.measurements if m.kind == "nodule"]
+    assert third.status == "accepted" and m.points[0] == pytest.approx(third.center_voxel)
+    labels = [lab for lab in all_labels(win.db) if lab.series_key == st.series_key]
+    assert [lab.source for lab in labels].count("reader") == 1
+    reader = next(lab for lab in labels if lab.source == "reader")
+    assert np.allclose(reader.center_mm, third.center_mm, atol=0.6)
+    assert not [lab for lab in labels if lab.source == "accepted-ai"
+                and np.allclose(lab.center_mm, third.center_mm, atol=0.6)]
     # "Detect" runs again on demand
     with qtbot.waitSignal(win.ai.detection_finished, timeout=240000) as sig:
         panel.run_button.click()
