@@ -127,7 +127,8 @@ def render_card(manifest: dict) -> str:
         lines += ["", "## Fine-tuned on local data", "",
                   f"Fine-tuned from {manifest['name']} {manifest.get('parent_version')} on "
                   f"{ft.get('nodules')} labelled nodules ({ft.get('negatives')} known non-nodules) in "
-                  f"{ft.get('series')} series of {ft.get('patients')} patients of the local study database; "
+                  f"{ft.get('series')} series of {ft.get('patients')} patients of the local study "
+                  "database; "
                   f"split by patient (seed {split.get('seed')}): {len(split.get('train', []))} series train, "
                   f"{len(split.get('validation', []))} validate; {ft.get('replay_synthetic')} synthetic samples "
                   "replayed."]
