@@ -130,8 +130,8 @@ def render_card(manifest: dict) -> str:
                   f"{ft.get('series')} series of {ft.get('patients')} patients of the local study "
                   "database; "
                   f"split by patient (seed {split.get('seed')}): {len(split.get('train', []))} series train, "
-                  f"{len(split.get('validation', []))} validate; {ft.get('replay_synthetic')} synthetic samples "
-                  "replayed."]
+                  f"{len(split.get('validation', []))} validate; {ft.get('replay_synthetic')} synthetic "
+                  "samples replayed."]
         if val.get("new") and val.get("parent"):
             lines += ["", f"On the validation series: CPM {val['new'].get('cpm', 0):.3f} "
                       f"(parent {val['parent'].get('cpm', 0):.3f}), sensitivity at 1 FP per scan "
