@@ -21,10 +21,10 @@ def test_samples_put_boxes_on_the_nodules():
     assert img.shape == (5, 96, 96) and 0 <= img.min() and img.max() <= 1
     centre = [(b[0] + b[2]) / 2 for b in boxes]
     assert any(abs(c - 48) < 1.0 for c in centre)  # the nodule we centred on
-    # inside the box the centre slice is brighter (nodule) than the lung around it
+    # inside the box the centre slice is brighter (nodule) than the lung in the crop
     b = boxes[np.argmin([abs(c - 48) for c in centre])]
     cx, cy = int((b[0] + b[2]) / 2), int((b[1] + b[3]) / 2)
-    assert img[2, cy, cx] > img[2, cy, int(b[0]) - 4 if b[0] > 4 else int(b[2]) + 4] or n.hu < 0
+    assert img[2, cy, cx] > np.percentile(img[2], 10) + 0.15
     bank = make_bank(12, DEFAULT_INPUT, crop=64, seed=1, phantom_seeds=(0, 3))
     assert bank.images.shape == (12, 5, 64, 64) and bank.images.dtype == np.uint8
     again = make_bank(12, DEFAULT_INPUT, crop=64, seed=1, phantom_seeds=(0, 3))
