@@ -1,0 +1,127 @@
+"""``LesionTrack``: one lesion followed across a patient's studies, its sizes and its course.
+
+A track holds one ``TrackPoint`` per timepoint (``None`` where the lesion is
+absent: not yet there, or gone), in date order, and a DICOM tracking UID that
+an SR carries at every timepoint. From the points:
+
+- percent volume change and volume doubling time (VDT, days) between each pair
+  of consecutive present timepoints and from the first to the last:
+  ``VDT = dt * ln 2 / ln(V2 / V1)`` (negative when it shrinks, infinite when
+  the volume is unchanged);
+- a status: ``new`` (absent at the first timepoint), ``resolved`` (absent at
+  the last), else ``growing`` / ``shrinking`` when the volume changed by more
+  than ``VOLUME_CHANGE`` (25%, about twice the volumetry's error) or the mean
+  diameter by more than 1.5 mm, else ``stable``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass, field
+
+#: a volume change beyond this fraction is growth or shrinkage
+VOLUME_CHANGE = 0.25
+#: so is a mean-diameter change beyond this (Lung-RADS' growth threshold)
+DIAMETER_CHANGE_MM = 1.5
+STATUSES = ("stable", "growing", "shrinking", "new", "resolved")
+
+
+@dataclass
+class TrackPoint:
+    study_date: str  # YYYYMMDD
+    series_uid: str
+    center_patient: tuple[float, float, float]  # in that study's patient mm
+    diameter_mm: float  # Lung-RADS mean diameter (long + short axis) / 2
+    volume_mm3: float
+    mean_hu: float = 0.0
+    type: str = ""
+    finding_id: str = ""
+
+    def to_dict(self) -> dict:
+        return {"study_date": self.study_date, "series_uid": self.series_uid,
+                "center_patient": [float(v) for v in self.center_patient], "diameter_mm": self.diameter_mm,
+                "volume_mm3": self.volume_mm3, "mean_hu": self.mean_hu, "type": self.type}
+
+
+def days_between(a: str, b: str) -> float:
+    da = _dt.date(int(a[:4]), int(a[4:6]), int(a[6:8]))
+    db = _dt.date(int(b[:4]), int(b[4:6]), int(b[6:8]))
+    return float((db - da).days)
+
+
+def percent_change(v1: float, v2: float) -> float:
+    return 100.0 * (v2 - v1) / v1 if v1 > 0 else math.inf
+
+
+def doubling_time_days(v1: float, v2: float, days: float) -> float:
+    """Volume doubling time; ``inf`` when unchanged, negative when shrinking, NaN without a valid pair."""
+    if v1 <= 0 or v2 <= 0 or days <= 0:
+        return math.nan
+    ratio = math.log(v2 / v1)
+    return math.inf if ratio == 0 else days * math.log(2) / ratio
+
+
+@dataclass
+class LesionTrack:
+    track_id: str
+    tracking_uid: str
+    points: list[TrackPoint | None] = field(default_factory=list)  # one per timepoint, date order
+    name: str = ""  # a reader's name for it ("RUL nodule"); "" until renamed
+
+    @property
+    def present(self) -> list[TrackPoint]:
+        return [p for p in self.points if p is not None]
+
+    @property
+    def status(self) -> str:
+        if not self.points or not self.present:
+            return "stable"
+        if self.points[0] is None:
+            return "new"
+        if self.points[-1] is None:
+            return "resolved"
+        first, last = self.present[0], self.present[-1]
+        dv = (last.volume_mm3 - first.volume_mm3) / first.volume_mm3 if first.volume_mm3 > 0 else 0.0
+        dd = last.diameter_mm - first.diameter_mm
+        if dv > VOLUME_CHANGE or dd > DIAMETER_CHANGE_MM:
+            return "growing"
+        if dv < -VOLUME_CHANGE or dd < -DIAMETER_CHANGE_MM:
+            return "shrinking"
+        return "stable"
+
+    def intervals(self) -> list[dict]:
+        """Between each pair of consecutive present timepoints: days, percent volume change, VDT."""
+        out = []
+        pts = self.present
+        for a, b in zip(pts, pts[1:]):
+            days = days_between(a.study_date, b.study_date)
+            out.append({"from": a.study_date, "to": b.study_date, "days": days,
+                        "percent_change_volume": percent_change(a.volume_mm3, b.volume_mm3),
+                        "volume_doubling_days": doubling_time_days(a.volume_mm3, b.volume_mm3, days)})
+        return out
+
+    @property
+    def percent_change_volume(self) -> float | None:
+        pts = self.present
+        return percent_change(pts[0].volume_mm3, pts[-1].volume_mm3) if len(pts) > 1 else None
+
+    @property
+    def volume_doubling_days(self) -> float | None:
+        pts = self.present
+        if len(pts) < 2:
+            return None
+        return doubling_time_days(pts[0].volume_mm3, pts[-1].volume_mm3,
+                                  days_between(pts[0].study_date, pts[-1].study_date))
+
+    def to_dict(self) -> dict:
+        def num(v):
+            return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(v, 2)
+
+        return {"track_id": self.track_id, "tracking_uid": self.tracking_uid, "name": self.name,
+                "status": self.status,
+                "measurements": [p.to_dict() if p is not None else None for p in self.points],
+                "percent_change_volume": num(self.percent_change_volume),
+                "volume_doubling_days": num(self.volume_doubling_days),
+                "intervals": [{k: num(v) if isinstance(v, float) else v for k, v in i.items()}
+                              for i in self.intervals()]}

@@ -1,0 +1,47 @@
+"""LesionTrack: status, percent change and volume doubling time against known courses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from medstation.core.tracks import LesionTrack, TrackPoint, doubling_time_days, percent_change
+
+
+def point(date, volume, diameter=None):
+    d = diameter if diameter is not None else (6 * volume / math.pi) ** (1 / 3)
+    return TrackPoint(date, "1.2.3", (0.0, 0.0, 0.0), d, volume)
+
+
+def test_a_nodule_doubling_in_200_days_has_a_vdt_of_200_days():
+    v0 = 500.0
+    # 400 days later, two doublings
+    t = LesionTrack("T1", "2.25.1", [point("20250101", v0), point("20250305", v0 * 2 ** (63 / 200)),
+                                     point("20260205", v0 * 4)])
+    assert t.status == "growing"
+    assert t.volume_doubling_days == pytest.approx(200.0, rel=1e-6)
+    assert t.percent_change_volume == pytest.approx(300.0)
+    first, second = t.intervals()
+    assert first["days"] == 63 and first["volume_doubling_days"] == pytest.approx(200.0, rel=1e-6)
+    assert second["volume_doubling_days"] == pytest.approx(200.0, rel=1e-6)
+
+
+def test_statuses():
+    assert LesionTrack("a", "u", [point("20250101", 300), point("20260101", 330)]).status == "stable"
+    assert LesionTrack("b", "u", [point("20250101", 300), point("20260101", 150)]).status == "shrinking"
+    assert LesionTrack("c", "u", [None, point("20260101", 150)]).status == "new"
+    assert LesionTrack("d", "u", [point("20250101", 150), None]).status == "resolved"
+    # a mean diameter up by more than 1.5 mm is growth even under 25% volume
+    grew = LesionTrack("e", "u", [point("20250101", 300, 8.0), point("20260101", 360, 9.6)])
+    assert grew.status == "growing"
+
+
+def test_edge_cases_of_the_formulas():
+    assert doubling_time_days(100, 100, 90) == math.inf
+    assert doubling_time_days(200, 100, 90) == pytest.approx(-90.0)
+    assert math.isnan(doubling_time_days(0, 100, 90))
+    assert percent_change(0, 5) == math.inf
+    d = LesionTrack("f", "u", [point("20250101", 100), point("20250401", 100)]).to_dict()
+    assert d["volume_doubling_days"] is None and d["status"] == "stable"  # inf is not JSON
+    assert d["measurements"][0]["volume_mm3"] == 100
