@@ -51,8 +51,8 @@ def render_card(manifest: dict) -> str:
         + ", ".join(td.get("acquisition") or ["pixel 0.6-1.5 mm", "slices 1-3 mm", "noise 6-30 HU"]) + ".",
         f"- Optimisation: {tr.get('steps', '?')} steps of AdamW (lr {tr.get('lr', '?')}, batch "
         f"{tr.get('batch_size', '?')}, crops of {td.get('crop_px', '?')} px, flips in x, y and z), seed "
-        f"{tr.get('seed', '?')}, on {tr.get('device', '?')} "
-        f"({(manifest.get('training_seconds') or {}).get('train', '?')} s).",
+        f"{tr.get('seed', '?')}, {(manifest.get('training_seconds') or {}).get('train', '?')} s of training "
+        "on this project's 2-core CPU.",
         "",
         "Reproduce it with one command:",
         "",

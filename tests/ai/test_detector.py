@@ -165,8 +165,10 @@ def test_heatmap_is_aligned_with_the_nodule_and_calibration_maps_scores(detector
     peak = np.unravel_index(int(np.argmax(plane)), plane.shape)
     assert near >= 0.5 and abs(peak[0] - r) <= 2 and abs(peak[1] - c) <= 2, (near, peak, (r, c))
     assert np.median(plane) < 0.05
-    # a calibrated copy: every score mapped through the calibration, the ranking unchanged
-    manifest = dict(detector.manifest, calibration={"method": "platt", "a": 0.6, "b": -0.5})
+    # a calibrated copy: every raw score mapped through the calibration, the ranking unchanged
+    plain = {k: v for k, v in detector.manifest.items() if k != "calibration"}
+    run = Detector(copy.deepcopy(detector.model), plain, "cpu").detect(vol, heatmap=False)
+    manifest = dict(plain, calibration={"method": "platt", "a": 0.6, "b": -0.5})
     calibrated = Detector(copy.deepcopy(detector.model), manifest, "cpu").detect(vol, heatmap=False)
     assert calibrated.heatmap is None
     raw = {f.finding_id: f.score for f in run.findings}
