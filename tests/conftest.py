@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -65,6 +66,11 @@ def small_volume(small_study, tmp_path_factory):
     return volume, uids
 
 
+#: the shipped detector's version: findings "made by it" carry it (reviews are stored per version)
+BUILTIN_VERSION = json.loads((Path(__file__).resolve().parents[1] / "models" / "nodule-detector" /
+                              "manifest.json").read_text())["version"]
+
+
 def nodule_finding(volume, nodule=NODULE, finding_id="F1", score=0.91):
     """A finding where ``nodule`` is, with a box on each slice it spans (as the detector reports one)."""
     from medstation.core.findings import Finding
@@ -77,7 +83,7 @@ def nodule_finding(volume, nodule=NODULE, finding_id="F1", score=0.91):
               score) for k in ks]
     return Finding(finding_id, tuple(round(float(v), 2) for v in nodule.center),
                    tuple(round(float(v), 2) for v in c), float(nodule.diameter_mm), score,
-                   (ks[0], ks[-1]), 904.8, boxes, "nodule-detector", "1.0.0")
+                   (ks[0], ks[-1]), 904.8, boxes, "nodule-detector", BUILTIN_VERSION)
 
 
 # ------------------------------------------------------------ a real PACS (Orthanc), see tests/_orthanc.py

@@ -135,5 +135,5 @@ def test_cancel_stops_within_a_chunk_and_clears_partial_findings(qtbot, stub_win
     assert type(sig.args[1]).__name__ == "CancelledError"
     assert not layer.items and not layer.partial
     assert win.findings.status.text() == "Detection cancelled."
-    assert win.db.ai_result(win.state.series_key, "nodule-detector", "1.0.0",
-                            win.ai.version.manifest.sha256) is None
+    m = win.ai.version.manifest
+    assert win.db.ai_result(win.state.series_key, m.name, m.version, m.sha256) is None
