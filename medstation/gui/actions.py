@@ -22,7 +22,7 @@ LAYOUT_KEYS = {"1x1": "Ctrl+1", "1x2": "Ctrl+2", "1x3": "Ctrl+3", "2x2": "Ctrl+4
 TOOLS = (("window", "Window / level", "W"), ("zoom", "Zoom", "Z"), ("pan", "Pan", "P"),
          ("navigate", "Crosshair", "N"), ("length", "Length", "L"), ("rect", "Rectangle ROI", "Shift+R"),
          ("ellipse", "Ellipse ROI", "O"), ("angle", "Angle", "G"),
-         ("nodule", "Nodule label (drag from its centre to its edge)", "Shift+N"))
+         ("nodule", "Nodule label", "Shift+N"))
 
 
 def refocus(win) -> None:

@@ -77,7 +77,8 @@ class FinetunePanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.resume_button = QPushButton("Resume", self)
         self.resume_button.clicked.connect(lambda: self.start(resume=True))
-        self.status = QLabel("Label nodules (accept AI findings, or File ▸ labels), then start.", self)
+        self.status = QLabel("Label nodules (accept AI findings, draw them with Tools ▸ Nodule label, or "
+                             "`medstation labels import`), then start.", self)
         self.status.setWordWrap(True)
 
         pg.setConfigOptions(antialias=True)
