@@ -3,7 +3,7 @@
 With no command it opens the viewer (``--demo``: on the built-in demo study).
 Subcommands: ``open``, ``import``, ``info``, ``demo``, ``detect``, ``evaluate``,
 ``calibrate``, ``train-detector``, ``train-fpr``, ``models list|show|use|remove``,
-``labels import|export|list``, ``train``,
+``labels import|export|list``, ``train``, ``followup``,
 ``pacs echo|find|retrieve|send``, ``deidentify``, ``bench load|render|infer``.
 
 A new command: a module ``cli/<name>.py`` with its ``cmd_*`` functions (imported
@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     from medstation.cli.train import add_parser as add_train_parser
 
     add_train_parser(sub, _train)
+    from medstation.cli.followup import add_parser as add_followup_parser
+
+    add_followup_parser(sub, _followup)
 
     s = sub.add_parser("evaluate", help="FROC and CPM of a detector on generated studies with known nodules")
     s.add_argument("--studies", type=int, default=20)
@@ -301,6 +304,12 @@ def _selftest(args) -> int:
 
         window_step = selftest_window
     return cmd_selftest(args, window_step=window_step)
+
+
+def _followup(args):
+    from medstation.cli.followup import cmd_followup
+
+    return cmd_followup(args)
 
 
 def _train(args):

@@ -68,6 +68,8 @@ class LesionTrack:
     tracking_uid: str
     points: list[TrackPoint | None] = field(default_factory=list)  # one per timepoint, date order
     name: str = ""  # a reader's name for it ("RUL nodule"); "" until renamed
+    #: management at the last timepoint: ``{"lung_rads": {...}, "fleischner": {...}}`` ({} when gone)
+    guideline: dict = field(default_factory=dict)
 
     @property
     def present(self) -> list[TrackPoint]:
@@ -124,4 +126,5 @@ class LesionTrack:
                 "percent_change_volume": num(self.percent_change_volume),
                 "volume_doubling_days": num(self.volume_doubling_days),
                 "intervals": [{k: num(v) if isinstance(v, float) else v for k, v in i.items()}
-                              for i in self.intervals()]}
+                              for i in self.intervals()],
+                "guideline": self.guideline}

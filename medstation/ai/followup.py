@@ -1,0 +1,145 @@
+"""Follow-up across a patient's studies: detections matched through registrations into lesion tracks.
+
+For timepoints in date order (one series each, its detector findings and sizes),
+each consecutive pair is registered (prior onto current, ``imaging.registration``)
+and the prior's findings, mapped into the current study's patient mm, are matched
+to the current ones by the Hungarian algorithm (``core.matching``) on distance,
+with a penalty for a different size: a pair farther apart than the larger of
+``MATCH_MM`` and the lesions' mean radius, or twice that when the registration
+failed (patient coordinates only), stays unmatched. Chained matches make
+``LesionTrack`` s; a lesion unmatched at a timepoint starts a track there (new)
+or ends one (resolved). Each track gets Lung-RADS v2022 and Fleischner 2017 at the
+last timepoint (``core.guidelines``), and a DICOM tracking UID derived from the
+patient and the track (the same at every timepoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from medstation.core.findings import Finding
+from medstation.core.guidelines import fleischner, lung_rads, lung_rads_growth
+from medstation.core.matching import match
+from medstation.core.tracks import LesionTrack, TrackPoint, days_between
+from medstation.imaging.registration import Registration
+
+MATCH_MM = 10.0
+FALLBACK_FACTOR = 2.0
+
+
+@dataclass
+class Timepoint:
+    study_uid: str
+    study_date: str  # YYYYMMDD
+    series_uid: str
+    findings: list[Finding] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"study_uid": self.study_uid, "study_date": self.study_date, "series_uid": self.series_uid}
+
+
+def _size(f: Finding) -> float:
+    return float(f.mean_diameter_mm or f.equivalent_diameter_mm or f.diameter_mm)
+
+
+def _point(tp: Timepoint, f: Finding) -> TrackPoint:
+    return TrackPoint(tp.study_date, tp.series_uid, tuple(float(v) for v in f.center_mm), round(_size(f), 1),
+                      float(f.volume_mm3), float(f.mean_hu), f.nodule_type or "solid", f.finding_id)
+
+
+def match_pair(prior: list[Finding], current: list[Finding], reg: Registration) -> list[tuple[int, int]]:
+    """Pairs (prior index, current index) of the same lesion."""
+    if not prior or not current:
+        return []
+    mapped = np.array([reg.map_point(f.center_mm) for f in prior])
+    cur = np.array([f.center_mm for f in current], float)
+    dist = np.linalg.norm(mapped[:, None, :] - cur[None, :, :], axis=2)
+    sp = np.array([_size(f) for f in prior])[:, None]
+    sc = np.array([_size(f) for f in current])[None, :]
+    ratio = np.maximum(sp, sc) / np.maximum(np.minimum(sp, sc), 0.5)
+    cost = dist + 2.0 * np.log(ratio)  # a few mm for a lesion that doubled in diameter
+    limit = np.maximum(MATCH_MM, (sp + sc) / 4) * (1.0 if reg.ok else FALLBACK_FACTOR)
+    cost = np.where(dist <= limit, cost, np.inf)
+    finite = cost[np.isfinite(cost)]
+    ceiling = float(finite.max()) + 1.0 if finite.size else 1.0
+    return match(np.where(np.isfinite(cost), cost, ceiling * 10), ceiling)
+
+
+def tracking_uid(patient_id: str, track_id: str, first: TrackPoint) -> str:
+    from pydicom.uid import generate_uid
+
+    return generate_uid(entropy_srcs=[patient_id, track_id, first.study_date, first.series_uid,
+                                      *(f"{v:.1f}" for v in first.center_patient)])
+
+
+def build_tracks(patient_id: str, timepoints: list[Timepoint], registrations: list[Registration], *,
+                 risk: str = "high") -> list[LesionTrack]:
+    """Tracks over ``timepoints`` (date order); ``registrations[i]`` maps timepoint i onto i + 1."""
+    n = len(timepoints)
+    open_tracks: dict[int, list] = {}  # current finding index -> its track's points
+    tracks: list[list] = []
+    for t, tp in enumerate(timepoints):
+        if t == 0:
+            for i, f in enumerate(tp.findings):
+                pts = [None] * n
+                pts[0] = _point(tp, f)
+                tracks.append(pts)
+                open_tracks[i] = pts
+            continue
+        prior = timepoints[t - 1]
+        pairs = dict(match_pair(prior.findings, tp.findings, registrations[t - 1]))
+        nxt: dict[int, list] = {}
+        for pi, ci in pairs.items():
+            pts = open_tracks.get(pi)
+            if pts is None:
+                continue
+            pts[t] = _point(tp, tp.findings[ci])
+            nxt[ci] = pts
+        for ci, f in enumerate(tp.findings):
+            if ci not in nxt:
+                pts = [None] * n
+                pts[t] = _point(tp, f)
+                tracks.append(pts)
+                nxt[ci] = pts
+        open_tracks = nxt
+    out = []
+    last_date = timepoints[-1].study_date if timepoints else ""
+    present_at_last = sum(1 for pts in tracks if pts and pts[-1] is not None)
+    for k, pts in enumerate(sorted(tracks, key=lambda p: next(i for i, x in enumerate(p) if x is not None)),
+                            start=1):
+        first = next(p for p in pts if p is not None)
+        track = LesionTrack(f"T{k}", tracking_uid(patient_id, f"T{k}", first), pts)
+        track.guideline = guideline(track, last_date, multiple=present_at_last > 1, risk=risk)
+        out.append(track)
+    return out
+
+
+def guideline(track: LesionTrack, exam_date: str, *, multiple: bool, risk: str = "high") -> dict:
+    """Lung-RADS v2022 and Fleischner 2017 for the track's last measurement ({} if it is gone)."""
+    last = track.points[-1] if track.points else None
+    if last is None:
+        return {}
+    kind = last.type if last.type in ("solid", "part-solid", "ground-glass", "calcified") else "solid"
+    present = track.present
+    if len(track.points) == 1:
+        status = "baseline"
+    elif track.points[-2] is None:
+        status = "new"
+    else:
+        prior = track.points[-2]
+        days = days_between(prior.study_date, last.study_date)
+        grew = lung_rads_growth(prior.diameter_mm, last.diameter_mm, days)
+        status = "growing" if grew else "stable"
+    # the solid component's own size is not tracked yet: half the nodule's as a stand-in
+    solid = last.diameter_mm / 2 if kind == "part-solid" else 0.0
+    prior_cat = None
+    if status == "stable" and len(present) > 1:
+        prior_cat = lung_rads(kind, present[-2].diameter_mm, solid_mm=solid).category
+    lr = lung_rads(kind, last.diameter_mm, solid_mm=solid, status=status, prior_category=prior_cat,
+                   exam_date=exam_date)
+    fl = fleischner(kind, last.diameter_mm, multiple=multiple, risk=risk)
+    return {"lung_rads": {"category": lr.category, "management": lr.management,
+                          "next_ct_date": lr.next_ct_date, "status": status},
+            "fleischner": {"recommendation": fl["recommendation"], "risk": fl["risk"]}}

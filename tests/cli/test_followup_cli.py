@@ -1,0 +1,58 @@
+"""medstation followup on a synthetic cohort: tracks, growth, the JSON a script reads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medstation.synth.cohort import write_cohort_patient
+from tests.cli.test_cli import medstation
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("followup")
+    truth = write_cohort_patient(root / "p5", seed=5, timepoints=3, small=True)
+    return root, truth
+
+
+def test_followup_tracks_a_growing_nodule_and_a_resolved_one(cohort):
+    root, truth = cohort
+    proc = medstation("followup", str(root / "p5"), "--json", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["patient_id"] == truth.patient_id
+    assert [tp["study_date"] for tp in r["timepoints"]] == [tp["date"] for tp in truth.timepoints]
+    assert [tp["series_uid"] for tp in r["timepoints"]] == [tp["series_uid"] for tp in truth.timepoints]
+    assert len(r["registrations"]) == 2 and all(g["ok"] and g["method"] == "affine" for g in r["registrations"])
+    assert all(g["residual_mm"] is None or g["residual_mm"] < 3 for g in r["registrations"])
+    growing = next(c for c in truth.courses if c.kind == "growing")
+    n = truth.courses.index(growing)
+    centres = [tp["nodules"][n]["center_patient"] for tp in truth.timepoints]
+    track = next(t for t in r["tracks"] if all(
+        m is not None and sum((a - b) ** 2 for a, b in zip(m["center_patient"], c)) ** 0.5 < 5
+        for m, c in zip(t["measurements"], centres)))
+    assert track["status"] == "growing" and track["tracking_uid"].startswith("1.2.826.0.1.3680043.8.498.")
+    assert track["volume_doubling_days"] == pytest.approx(growing.vdt_days, rel=0.25)
+    assert set(track["measurements"][0]) == {"study_date", "series_uid", "center_patient", "diameter_mm",
+                                            "volume_mm3", "mean_hu", "type"}
+    assert track["guideline"]["lung_rads"]["category"] in ("4A", "4B")
+    assert track["guideline"]["lung_rads"]["status"] == "growing"
+    assert "recommendation" in track["guideline"]["fleischner"]
+    resolving = next(c for c in truth.courses if c.kind == "resolving")
+    gone = truth.timepoints[0]["nodules"][truth.courses.index(resolving)]["center_patient"]
+    assert any(t["status"] == "resolved" and t["measurements"][-1] is None
+               and sum((a - b) ** 2 for a, b in zip(t["measurements"][0]["center_patient"], gone)) ** 0.5 < 5
+               for t in r["tracks"])
+
+
+def test_series_of_two_patients_are_an_error_unless_one_is_picked(cohort, tmp_path):
+    root, truth = cohort
+    other = write_cohort_patient(tmp_path / "p6", seed=6, timepoints=1, small=True)
+    proc = medstation("followup", str(root / "p5"), str(tmp_path / "p6"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert truth.patient_id in proc.stderr and other.patient_id in proc.stderr and "--patient" in proc.stderr
+    proc = medstation("followup", str(root / "p5"), str(tmp_path / "p6"), "--patient", other.patient_id, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["patient_id"] == other.patient_id
