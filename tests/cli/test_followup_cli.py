@@ -53,6 +53,7 @@ def test_series_of_two_patients_are_an_error_unless_one_is_picked(cohort, tmp_pa
     proc = medstation("followup", str(root / "p5"), str(tmp_path / "p6"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert truth.patient_id in proc.stderr and other.patient_id in proc.stderr and "--patient" in proc.stderr
-    proc = medstation("followup", str(root / "p5"), str(tmp_path / "p6"), "--patient", other.patient_id, "--json")
+    proc = medstation("followup", str(root / "p5"), str(tmp_path / "p6"), "--patient", other.patient_id,
+                      "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["patient_id"] == other.patient_id
