@@ -25,7 +25,8 @@ def test_followup_tracks_a_growing_nodule_and_a_resolved_one(cohort):
     assert r["patient_id"] == truth.patient_id
     assert [tp["study_date"] for tp in r["timepoints"]] == [tp["date"] for tp in truth.timepoints]
     assert [tp["series_uid"] for tp in r["timepoints"]] == [tp["series_uid"] for tp in truth.timepoints]
-    assert len(r["registrations"]) == 2 and all(g["ok"] and g["method"] == "affine" for g in r["registrations"])
+    assert len(r["registrations"]) == 2
+    assert all(g["ok"] and g["method"] == "affine" for g in r["registrations"])
     assert all(g["residual_mm"] is None or g["residual_mm"] < 3 for g in r["registrations"])
     growing = next(c for c in truth.courses if c.kind == "growing")
     n = truth.courses.index(growing)
