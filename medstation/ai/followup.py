@@ -143,3 +143,83 @@ def guideline(track: LesionTrack, exam_date: str, *, multiple: bool, risk: str =
     return {"lung_rads": {"category": lr.category, "management": lr.management,
                           "next_ct_date": lr.next_ct_date, "status": status},
             "fleischner": {"recommendation": fl["recommendation"], "risk": fl["risk"]}}
+
+
+def _comparable(stacks):
+    """The series of a study a follow-up reads: CT, axial, thinnest slices, most slices."""
+    def key(st):
+        h = st.first
+        axial = abs(float(np.asarray(st.direction)[0][2])) > 0.9
+        return (h.modality == "CT", axial and st.has_geometry, -abs(float(st.spacing[0])), len(st.slices))
+    return max(stacks, key=key)
+
+
+def follow(paths, detector, *, patient: str | None = None, risk: str = "high", pool=None,
+           progress=None) -> tuple[dict, list[LesionTrack]]:
+    """The whole follow-up of one patient's studies under ``paths``: the report (the JSON
+    ``medstation followup`` prints) and its tracks."""
+    import tempfile
+
+    from medstation.core.errors import LoadError, MedstationError
+    from medstation.dicom import WorkerPool, list_series, open_series
+    from medstation.imaging.registration import register
+
+    say = progress or (lambda _text: None)
+    own_pool = pool is None
+    with tempfile.TemporaryDirectory(prefix="medstation-followup-") as tmp:
+        pool = pool or WorkerPool()
+        try:
+            listing = list_series(list(paths), pool, extract_dir=tmp)
+            if not listing.stacks:
+                raise LoadError(", ".join(str(p) for p in paths), "no image series found",
+                                "give the studies' folders or files")
+            patients = sorted({s.first.patient_id for s in listing.stacks})
+            if patient:
+                stacks = [s for s in listing.stacks if s.first.patient_id == patient]
+                if not stacks:
+                    raise MedstationError(f"no series of patient {patient!r} (found {', '.join(patients)})",
+                                          "name one of the patients found")
+            elif len(patients) > 1:
+                raise MedstationError(f"the series belong to {len(patients)} patients: "
+                                      f"{', '.join(patients)}", "follow one with --patient ID")
+            else:
+                stacks = listing.stacks
+            patient = patient or patients[0]
+            by_study: dict[str, list] = {}
+            for st in stacks:
+                by_study.setdefault(st.first.study_uid, []).append(st)
+            chosen = sorted((_comparable(v) for v in by_study.values()),
+                            key=lambda st: (st.first.study_date or "", st.first.study_time or ""))
+            threshold = detector.threshold
+            timepoints, registrations = [], []
+            previous = None
+            for st in chosen:
+                volume = open_series(st, pool=pool).volume
+                run = detector.detect(volume, heatmap=False)
+                found = [f for f in run.findings if f.score >= threshold]
+                timepoints.append(Timepoint(st.first.study_uid, st.first.study_date, st.series_uid, found))
+                say(f"{st.first.study_date}: {len(found)} finding(s) at the operating point "
+                    f"({threshold:.2f})")
+                if previous is not None:  # one pair of volumes in memory at a time
+                    reg = register(volume, previous)
+                    registrations.append(reg)
+                    say(f"  registered onto the prior: {reg.method} "
+                        f"{'ok' if reg.ok else 'FAILED: ' + reg.message} ({reg.seconds:.1f} s)")
+                previous = volume
+        finally:
+            if own_pool:
+                pool.close()
+    tracks = build_tracks(patient, timepoints, registrations, risk=risk)
+    regs = []
+    for i, reg in enumerate(registrations):
+        pairs = [(t.points[i], t.points[i + 1]) for t in tracks if t.points[i] and t.points[i + 1]]
+        gaps = [np.linalg.norm(reg.map_point(a.center_patient) - np.asarray(b.center_patient))
+                for a, b in pairs]
+        regs.append({"from_series_uid": timepoints[i].series_uid,
+                     "to_series_uid": timepoints[i + 1].series_uid, "method": reg.method, "ok": reg.ok,
+                     "message": reg.message, "seconds": round(reg.seconds, 2),
+                     "residual_mm": round(float(np.mean(gaps)), 2) if gaps else None})
+    report = {"patient_id": patient, "timepoints": [tp.to_dict() for tp in timepoints], "registrations": regs,
+              "tracks": [t.to_dict() for t in tracks],
+              "model": {"name": detector.name, "version": detector.version}, "not_for_clinical_use": True}
+    return report, tracks
