@@ -3,7 +3,7 @@
 With no command it opens the viewer (``--demo``: on the built-in demo study).
 Subcommands: ``open``, ``import``, ``info``, ``demo``, ``detect``, ``evaluate``,
 ``calibrate``, ``train-detector``, ``train-fpr``, ``models list|show|use|remove``,
-``labels import|export|list``, ``train``, ``followup``,
+``labels import|export|list``, ``train``, ``followup``, ``evaluate-followup``,
 ``pacs echo|find|retrieve|send``, ``deidentify``, ``bench load|render|infer``.
 
 A new command: a module ``cli/<name>.py`` with its ``cmd_*`` functions (imported
@@ -221,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--write-metrics", action="store_true", help="store the figures in the model's manifest")
     _model_args(s)
     s.set_defaults(func=_ai("cmd_evaluate"))
+
+    s = sub.add_parser("evaluate-followup", help="lesion tracking on generated longitudinal cohorts "
+                       "with known courses")
+    s.add_argument("--cohorts", type=int, default=5)
+    s.add_argument("--timepoints", type=int, default=3)
+    s.add_argument("--data", help="folder for the generated cohorts (default: the user data folder's "
+                   "eval-followup)")
+    s.add_argument("--small", action="store_true", help="coarse, short series (a quick check)")
+    s.add_argument("--json", action="store_true")
+    _model_args(s)
+    s.set_defaults(func=_ai("cmd_evaluate_followup"))
 
     s = sub.add_parser("calibrate", help="fit the detector's score calibration on validation studies "
                        "and store it with the operating point")

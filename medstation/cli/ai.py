@@ -154,6 +154,27 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_evaluate_followup(args) -> int:
+    from medstation.training.followup_eval import evaluate_followup
+
+    detector, _model_dir = _detector(args)
+    folder = Path(args.data) if args.data else _data_dir() / "eval-followup"
+    r = evaluate_followup(detector, folder, args.cohorts, timepoints=args.timepoints, small=args.small,
+                          progress=lambda s: _say(args, s))
+    if args.json:
+        print(jsonout.dumps(r, indent=1))
+    else:
+        print(f"{r['cohorts']} cohort patient(s), {r['timepoints']} timepoints each, "
+              f"{r['nodules']} nodules >= 6 mm")
+        print(f"  tracked correctly at every timepoint: {r['tracked_correctly']} (target >= 0.95)")
+        print(f"  new / resolved status right: {r['new_resolved_status_right']} (target >= 0.90)")
+        print(f"  volume error, median: {r['volume_error_median']} (target <= 0.15)")
+        print(f"  VDT within 25% (growing solid): {r['vdt_within_25pct']} "
+              f"(median error {r['vdt_error_median']})")
+        print(f"  registration: {r['registration_seconds_per_pair']} s per pair")
+    return 0
+
+
 def cmd_calibrate(args) -> int:
     """Fit the score calibration on validation studies of the training family (seeds of their own,
     apart from the evaluation seeds), store it with the operating point in the manifest."""
