@@ -137,3 +137,41 @@ def run_infer(args) -> dict:
         "threads_with_gui_thread": threads,
     })
     return out
+
+
+def run_followup(args) -> dict:
+    """A 3-timepoint follow-up of ``args.slices``-slice CTs: registration per pair, matching, the whole."""
+    from medstation.ai.followup import follow, match_pair
+    from medstation.ai.store import open_detector
+    from medstation.synth.cohort import write_cohort_patient
+
+    detector, _ = open_detector(args.model, args.device, args.threads)
+    with tempfile.TemporaryDirectory(prefix="medstation-bench-followup-") as tmp:
+        truth = write_cohort_patient(Path(tmp), seed=70100, timepoints=args.timepoints, slices=args.slices)
+        paths = [Path(tmp) / tp["date"] for tp in truth.timepoints]
+        follow(paths[:1], detector)  # warm-up: workers, kernels
+        t0 = time.perf_counter()
+        report, tracks = follow(paths, detector)
+        total = time.perf_counter() - t0
+    regs = [r["seconds"] for r in report["registrations"]]
+    # matching alone, timed on the findings of the run (registration excluded)
+    from medstation.core.findings import Finding
+    from medstation.imaging.registration import Registration
+
+    def as_findings(i):
+        return [Finding(f"F{k}", tuple(m["center_patient"]), (0, 0, 0), m["diameter_mm"], 1.0, (0, 0),
+                        m["volume_mm3"], mean_diameter_mm=m["diameter_mm"])
+                for k, m in enumerate(t["measurements"][i] for t in report["tracks"] if t["measurements"][i])]
+    identity = Registration(np.eye(3), np.zeros(3), "affine", True)
+    pairs = [(as_findings(i), as_findings(i + 1)) for i in range(len(paths) - 1)]
+    t1 = time.perf_counter()
+    reps = 200
+    for _ in range(reps):
+        for prior, current in pairs:
+            match_pair(prior, current, identity)
+    matching_ms = (time.perf_counter() - t1) / reps / max(1, len(paths) - 1) * 1000
+    return {"model": f"{detector.name} {detector.version}", "slices": args.slices,
+            "timepoints": args.timepoints,
+            "registration_seconds": regs, "registration_max_s": max(regs) if regs else None,
+            "matching_ms_per_pair": round(matching_ms, 2), "followup_total_s": round(total, 2),
+            "tracks": len(tracks), "targets": {"registration_s": 5.0, "followup_total_s": 30.0}}

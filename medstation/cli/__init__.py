@@ -4,7 +4,7 @@ With no command it opens the viewer (``--demo``: on the built-in demo study).
 Subcommands: ``open``, ``import``, ``info``, ``demo``, ``detect``, ``evaluate``,
 ``calibrate``, ``train-detector``, ``train-fpr``, ``models list|show|use|remove``,
 ``labels import|export|list``, ``train``, ``followup``, ``evaluate-followup``,
-``pacs echo|find|retrieve|send``, ``deidentify``, ``bench load|render|infer``.
+``pacs echo|find|retrieve|send``, ``deidentify``, ``bench load|render|infer|followup``.
 
 A new command: a module ``cli/<name>.py`` with its ``cmd_*`` functions (imported
 lazily, so ``medstation --help`` stays fast) and its parser added in
@@ -278,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--early-stop", type=int, default=0, help="stop after this many validations "
                    "without a better CPM (0: never)")
     s.set_defaults(func=_ai("cmd_train_detector"))
+
+    b = bsub.add_parser("followup", help="registration and matching per pair, a whole 3-timepoint follow-up")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--slices", type=int, default=300)
+    b.add_argument("--timepoints", type=int, default=3)
+    _model_args(b)
+    b.set_defaults(func=_ai("cmd_bench_followup"))
 
     b = bsub.add_parser("infer", help="detector end to end on a 300-slice CT vs a plain slice loop")
     b.add_argument("--json", action="store_true")

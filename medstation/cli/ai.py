@@ -294,6 +294,22 @@ def _base_dir(spec: str) -> str:
     return str(ModelRegistry().resolve(spec, "detection").path)
 
 
+def cmd_bench_followup(args) -> int:
+    from medstation.ai.bench import run_followup
+
+    r = run_followup(args)
+    if args.json:
+        print(jsonout.dumps(r, indent=1))
+    else:
+        print(f"follow-up of {r['timepoints']} generated {r['slices']}-slice CTs with {r['model']}:")
+        print(f"  registration per pair: {', '.join(f'{s:.1f} s' for s in r['registration_seconds'])} "
+              f"(target 5 s)")
+        print(f"  matching per pair: {r['matching_ms_per_pair']:.2f} ms")
+        print(f"  whole follow-up (load, detect, register, match): {r['followup_total_s']:.1f} s "
+              f"(target 30 s), {r['tracks']} tracks")
+    return 0
+
+
 def cmd_bench_infer(args) -> int:
     from medstation.ai.bench import run_infer
 

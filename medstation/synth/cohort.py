@@ -122,9 +122,9 @@ def make_courses(body: ChestPhantom, rng: np.random.Generator, timepoints: int, 
 
 
 def write_cohort_patient(out_dir: str | Path, seed: int, *, timepoints: int = 3, count: int = 5,
-                         small: bool = False) -> CohortTruth:
+                         small: bool = False, slices: int | None = None) -> CohortTruth:
     """One patient of a cohort: ``timepoints`` studies under ``out_dir/<date>/`` and ``cohort.json``.
-    ``small`` writes coarse, short series (tests)."""
+    ``small`` writes coarse, short series (tests); ``slices`` a fixed count of 1.25 mm slices."""
     rng = np.random.default_rng([seed, 2024])
     body = ChestPhantom(seed=seed)
     courses = make_courses(body, rng, timepoints, count, z_range=(-50.0, 10.0) if small else None)
@@ -155,6 +155,8 @@ def write_cohort_patient(out_dir: str | Path, seed: int, *, timepoints: int = 3,
         pixel = 2.0 if small else float(rng.choice([0.7, 0.8, 0.9]))
         thick = 2.5 if small else float(rng.choice([1.0, 1.25, 2.0]))
         extent = 120.0 if small else 380.0
+        if slices:  # a fixed slice count (benchmarks): 1.25 mm slices
+            thick, extent = 1.25, slices * 1.25
         spec = SeriesSpec(description=f"Chest {thick} mm", slices=int(extent / thick),
                           rows=int(round(360 / pixel)), columns=int(round(360 / pixel)),
                           pixel_spacing=pixel,

@@ -139,3 +139,11 @@ def test_detect_on_a_head_says_why_in_json_and_sr(tmp_path):
     reason = read_skipped(sr)
     assert "no lung in this series" in reason and "detection skipped" in reason
     assert "detection skipped" in pydicom.dcmread(sr).SeriesDescription
+
+
+def test_bench_followup_json():
+    proc = medstation("bench", "followup", "--slices", "40", "--timepoints", "2", "--json", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["timepoints"] == 2 and len(r["registration_seconds"]) == 1 and r["registration_seconds"][0] > 0
+    assert r["followup_total_s"] > r["registration_seconds"][0] and r["matching_ms_per_pair"] >= 0
