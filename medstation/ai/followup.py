@@ -155,7 +155,7 @@ def _comparable(stacks):
 
 
 def follow(paths, detector, *, patient: str | None = None, risk: str = "high", pool=None,
-           progress=None) -> tuple[dict, list[LesionTrack]]:
+           progress=None, check=None) -> tuple[dict, list[LesionTrack]]:
     """The whole follow-up of one patient's studies under ``paths``: the report (the JSON
     ``medstation followup`` prints) and its tracks."""
     import tempfile
@@ -194,8 +194,10 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
             timepoints, registrations = [], []
             previous = None
             for st in chosen:
+                if check:
+                    check()
                 volume = open_series(st, pool=pool).volume
-                run = detector.detect(volume, heatmap=False)
+                run = detector.detect(volume, heatmap=False, check=check)
                 found = [f for f in run.findings if f.score >= threshold]
                 timepoints.append(Timepoint(st.first.study_uid, st.first.study_date, st.series_uid, found))
                 say(f"{st.first.study_date}: {len(found)} finding(s) at the operating point "

@@ -36,6 +36,7 @@ from .context import AppContext
 from .dialogs import HelpDialog, ProblemsDialog
 from .findings import FindingsPanel
 from .finetune import FinetunePanel
+from .followup import FollowupPanel
 from .importing import Importer
 from .loader import SeriesLoader
 from .panels import MeasurementPanel, TagInspector
@@ -90,6 +91,7 @@ class MainWindow(QMainWindow):
         self.ai = AiController(ctx)
         self.findings = FindingsPanel(self.ai, self)
         self.finetune = FinetunePanel(ctx, use_model=self.ai.set_model, parent=self)
+        self.followup = FollowupPanel(ctx, self.ai, self)
         self.pacs_dialog = None
         self.panels: dict[str, QDockWidget] = {}
         # what tests and the single-instance server reach through the window
@@ -197,7 +199,9 @@ class MainWindow(QMainWindow):
         self.add_panel("tags", "DICOM tags", self.tags)
         self.add_panel("findings", "AI findings", self.findings)
         self.add_panel("finetune", "Fine-tuning", self.finetune)
-        self.tabifyDockWidget(self.panels["findings"], self.panels["finetune"])
+        self.add_panel("followup", "Follow-up", self.followup)
+        self.tabifyDockWidget(self.panels["findings"], self.panels["followup"])
+        self.tabifyDockWidget(self.panels["followup"], self.panels["finetune"])
         self.tabifyDockWidget(self.panels["finetune"], self.panels["measurements"])
         self.tabifyDockWidget(self.panels["measurements"], self.panels["tags"])
         self.panels["findings"].raise_()

@@ -1,0 +1,168 @@
+"""The follow-up panel: the open patient's studies matched into lesion tracks, with their course.
+
+*Follow up this patient* gathers the patient's CT studies from the study
+database (the open series' patient ID), and runs ``ai.jobs.FollowupJob`` on the
+engine's lane (detection, registration of each prior onto the next study,
+matching; never on the GUI thread; cancellable). The tracks table shows each
+lesion's status, its size at every date, the volume change, the doubling time
+and the Lung-RADS category; the growth chart (pyqtgraph) draws the selected
+track's volume against the date. Clicking a track whose lesion lies in the open
+series centres the views on it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def _days(date: str) -> float:
+    return float(_dt.date(int(date[:4]), int(date[4:6]), int(date[6:8])).toordinal())
+
+
+class FollowupPanel(QWidget):
+    finished = Signal(object)  # the report dict (or None after a failure)
+
+    def __init__(self, ctx, ai, parent=None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.ai = ai
+        self.report: dict | None = None
+        self.handle = None
+        self.run_button = QPushButton("Follow up this patient", self)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        self.status = QLabel("Open a CT series, then follow the patient's studies.", self)
+        self.status.setWordWrap(True)
+        self.table = QTableWidget(0, 6, self)
+        self.table.setHorizontalHeaderLabels(["track", "status", "sizes (mm)", "volume change", "VDT (days)",
+                                              "Lung-RADS"])
+        self.table.setSelectionBehavior(QTableWidget.SelectRows)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.itemSelectionChanged.connect(self._selected)
+        self.chart = pg.PlotWidget(self, title="volume (mm³) by date")
+        self.chart.setLabel("bottom", "days since the first study")
+        self.curve = self.chart.plot([], [], pen=pg.mkPen("#ffb347", width=2), symbol="o", symbolSize=7)
+        lay = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addWidget(self.run_button)
+        row.addWidget(self.cancel_button)
+        lay.addLayout(row)
+        lay.addWidget(self.status)
+        lay.addWidget(self.table, 2)
+        lay.addWidget(self.chart, 1)
+        ctx.engine.ready.connect(lambda bridge: bridge.job_event.connect(self._on_job_event))
+
+    # -- running -----------------------------------------------------------------------------
+    def patient_paths(self) -> tuple[str, list[str]]:
+        """The open series' patient and the files of every CT series of theirs in the database."""
+        key = self.ctx.state.series_key
+        uid = key.split("#")[0]
+        rows = self.ctx.db.series()
+        me = next((r for r in rows if r.series_uid == uid), None)
+        if me is None:
+            return "", []
+        paths = []
+        for r in rows:
+            if r.patient_id == me.patient_id and r.modality == "CT":
+                paths += [h.path for h in self.ctx.db.series_headers(r.ref)]
+        return me.patient_id, paths
+
+    def run(self) -> None:
+        from medstation.ai.jobs import FollowupJob, ModelRef
+
+        patient, paths = self.patient_paths()
+        if not paths or self.ai.version is None:
+            self.status.setText("Open a CT series first (its patient's studies are followed).")
+            return
+        self.status.setText(f"Following patient {patient}: {len(paths)} files …")
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        job = FollowupJob(tuple(paths), ModelRef.of(self.ai.version), patient)
+        self.ctx.engine.when_ready(lambda: setattr(self, "handle", self.ctx.engine.submit(job)))
+
+    def cancel(self) -> None:
+        if self.handle is not None and not self.handle.done():
+            self.handle.cancel()
+
+    def _on_job_event(self, handle, kind: str, payload) -> None:
+        if handle is not self.handle:
+            return
+        if kind == "progress":
+            done, total = payload
+            self.status.setText(f"Following up … step {done} of about {total}")
+        elif kind == "done":
+            report, _tracks = payload
+            self._show(report)
+            self.finished.emit(report)
+        elif kind in ("failed", "cancelled"):
+            self.run_button.setEnabled(True)
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Follow-up cancelled." if kind == "cancelled"
+                                else f"Follow-up failed: {payload}")
+            self.finished.emit(None)
+
+    # -- showing -------------------------------------------------------------------------------
+    def _show(self, report: dict) -> None:
+        self.report = report
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        tracks = report["tracks"]
+        dates = [tp["study_date"] for tp in report["timepoints"]]
+        regs = report["registrations"]
+        failed = [r for r in regs if not r["ok"]]
+        self.status.setText(f"Patient {report['patient_id']}: {len(dates)} studies ({', '.join(dates)}), "
+                            f"{len(tracks)} tracks"
+                            + (f"; {len(failed)} registration(s) failed: matched in patient coordinates"
+                               if failed else "") + ". Not for clinical use.")
+        self.table.setRowCount(len(tracks))
+        for r, t in enumerate(tracks):
+            sizes = " / ".join("–" if m is None else f"{m['diameter_mm']:.1f}" for m in t["measurements"])
+            change = t["percent_change_volume"]
+            vdt = t["volume_doubling_days"]
+            lr = (t.get("guideline") or {}).get("lung_rads") or {}
+            cells = [t["track_id"], t["status"], sizes, "" if change is None else f"{change:+.0f}%",
+                     "" if vdt is None or not math.isfinite(vdt) else f"{vdt:.0f}", lr.get("category", "")]
+            for c, text in enumerate(cells):
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        if tracks:
+            self.table.selectRow(0)
+
+    def _selected(self) -> None:
+        if self.report is None:
+            return
+        rows = {i.row() for i in self.table.selectedItems()}
+        if not rows:
+            return
+        t = self.report["tracks"][min(rows)]
+        pts = [(m["study_date"], m["volume_mm3"]) for m in t["measurements"] if m is not None]
+        if pts:
+            d0 = _days(pts[0][0])
+            self.curve.setData([_days(d) - d0 for d, _ in pts], [v for _, v in pts])
+        self._jump(t)
+
+    def _jump(self, track: dict) -> None:
+        """Centre the views on the track's lesion when it lies in the open series."""
+        st = self.ctx.state
+        if st.volume is None:
+            return
+        uid = st.series_key.split("#")[0]
+        for m in track["measurements"]:
+            if m is not None and m["series_uid"] == uid:
+                st.centre_on(st.volume.patient_to_index(m["center_patient"]))
+                return

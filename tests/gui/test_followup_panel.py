@@ -1,0 +1,32 @@
+"""The follow-up panel: a real FollowupJob on the engine for the open patient's studies."""
+
+from __future__ import annotations
+
+import json
+
+from medstation.synth.cohort import write_cohort_patient
+from tests.gui.conftest import import_and_wait, open_and_wait
+
+
+def test_follow_up_panel_tracks_the_open_patient_and_charts_a_track(qtbot, window, tmp_path):
+    win = window
+    truth = write_cohort_patient(tmp_path / "p5", seed=5, timepoints=3, small=True)
+    import_and_wait(qtbot, win, [tmp_path / "p5"])
+    last = truth.timepoints[-1]
+    open_and_wait(qtbot, win, last["series_uid"])
+    panel = win.followup
+    patient, paths = panel.patient_paths()
+    assert patient == truth.patient_id and len(paths) == sum(
+        len(list((tmp_path / "p5" / tp["date"]).rglob("*.dcm"))) for tp in truth.timepoints)
+    assert win.ai.version is not None
+    with qtbot.waitSignal(panel.finished, timeout=300000) as sig:
+        panel.run()
+    report = sig.args[0]
+    assert report is not None and report["patient_id"] == truth.patient_id
+    assert [tp["study_date"] for tp in report["timepoints"]] == [tp["date"] for tp in truth.timepoints]
+    assert panel.table.rowCount() == len(report["tracks"]) >= 1
+    growing = next(r for r in range(panel.table.rowCount()) if panel.table.item(r, 1).text() == "growing")
+    panel.table.selectRow(growing)
+    xs, ys = panel.curve.getData()
+    assert len(xs) == 3 and xs[0] == 0 and ys[-1] > ys[0]
+    json.dumps(report)  # the report is plain JSON
