@@ -155,9 +155,10 @@ def _comparable(stacks):
 
 
 def follow(paths, detector, *, patient: str | None = None, risk: str = "high", pool=None,
-           progress=None, check=None) -> tuple[dict, list[LesionTrack]]:
+           progress=None, check=None, cache=None) -> tuple[dict, list[LesionTrack]]:
     """The whole follow-up of one patient's studies under ``paths``: the report (the JSON
-    ``medstation followup`` prints) and its tracks."""
+    ``medstation followup`` prints) and its tracks. ``cache`` (the study database, or anything with
+    ``registration(from, to)`` and ``save_registration(from, to, dict)``) keeps the transforms."""
     import tempfile
 
     from medstation.core.errors import LoadError, MedstationError
@@ -203,7 +204,15 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
                 say(f"{st.first.study_date}: {len(found)} finding(s) at the operating point "
                     f"({threshold:.2f})")
                 if previous is not None:  # one pair of volumes in memory at a time
-                    reg = register(volume, previous)
+                    pair = (timepoints[-2].series_uid, st.series_uid)
+                    cached = cache.registration(*pair) if cache is not None else None
+                    if cached is not None:
+                        reg = Registration.from_dict(cached)
+                        reg.message = (reg.message + " (cached)").strip()
+                    else:
+                        reg = register(volume, previous)
+                        if cache is not None and reg.ok:
+                            cache.save_registration(*pair, reg.to_dict())
                     registrations.append(reg)
                     say(f"  registered onto the prior: {reg.method} "
                         f"{'ok' if reg.ok else 'FAILED: ' + reg.message} ({reg.seconds:.1f} s)")

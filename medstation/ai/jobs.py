@@ -106,6 +106,7 @@ class FollowupJob:
     paths: tuple[str, ...]
     model: ModelRef
     patient: str | None = None
+    cache: Any = field(default=None, compare=False, repr=False)  # where registrations are kept
     name: str = "Following up the patient's studies"
     priority: int = INTERACTIVE
 
@@ -120,4 +121,5 @@ class FollowupJob:
             ctx.check()
             ctx.progress(steps["n"], max(steps["n"] + 1, 2 * len(self.paths)))
 
-        return follow(list(self.paths), detector, patient=self.patient, progress=progress, check=ctx.check)
+        return follow(list(self.paths), detector, patient=self.patient, progress=progress, check=ctx.check,
+                      cache=self.cache)

@@ -24,7 +24,7 @@ from medstation.core.paths import ENV_DB, default_db_path, user_data_path  # noq
 from medstation.core.series import SeriesRef, series_key
 from medstation.dicom.header import InstanceHeader, series_key_of, study_key
 
-SCHEMA_VERSION = 4  # 2: measurements; 3: AI results and finding reviews; 4: labels
+SCHEMA_VERSION = 5  # 2: measurements; 3: AI results and finding reviews; 4: labels; 5: registrations
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -117,6 +117,13 @@ CREATE TABLE IF NOT EXISTS labels (
     extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS labels_series ON labels(series_key);
+CREATE TABLE IF NOT EXISTS registrations (
+    from_series TEXT NOT NULL,
+    to_series TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (from_series, to_series)
+);
 """
 
 
@@ -465,6 +472,17 @@ class StudyDatabase:
         ids = [int(i) for i in ids]
         with self._tx():
             return sum(self._conn.execute("DELETE FROM labels WHERE id=?", (i,)).rowcount for i in ids)
+
+    # -- registrations (prior -> current transforms, cached) ---------------------------------------
+    def save_registration(self, from_series: str, to_series: str, data: dict) -> None:
+        with self._tx():
+            self._conn.execute("INSERT OR REPLACE INTO registrations VALUES (?, ?, ?, ?)",
+                               (from_series, to_series, json.dumps(data), time.time()))
+
+    def registration(self, from_series: str, to_series: str) -> dict | None:
+        row = self._conn.execute("SELECT data FROM registrations WHERE from_series=? AND to_series=?",
+                                 (from_series, to_series)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     def measurements_of_kind(self, kind: str) -> list[tuple[int, str, dict, float]]:
         """``(id, series key, data, modified)`` of every measurement of ``kind``, in every series."""

@@ -92,7 +92,7 @@ class FollowupPanel(QWidget):
         self.status.setText(f"Following patient {patient}: {len(paths)} files …")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        job = FollowupJob(tuple(paths), ModelRef.of(self.ai.version), patient)
+        job = FollowupJob(tuple(paths), ModelRef.of(self.ai.version), patient, cache=self.ctx.db)
         self.ctx.engine.when_ready(lambda: setattr(self, "handle", self.ctx.engine.submit(job)))
 
     def cancel(self) -> None:

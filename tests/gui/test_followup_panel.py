@@ -30,3 +30,9 @@ def test_follow_up_panel_tracks_the_open_patient_and_charts_a_track(qtbot, windo
     xs, ys = panel.curve.getData()
     assert len(xs) == 3 and xs[0] == 0 and ys[-1] > ys[0]
     json.dumps(report)  # the report is plain JSON
+    # the transforms are kept in the database: a second run reuses them
+    first = report["registrations"][0]
+    assert win.db.registration(first["from_series_uid"], first["to_series_uid"]) is not None
+    with qtbot.waitSignal(panel.finished, timeout=300000) as sig:
+        panel.run()
+    assert all("(cached)" in r["message"] for r in sig.args[0]["registrations"])
