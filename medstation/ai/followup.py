@@ -35,6 +35,7 @@ class Timepoint:
     study_date: str  # YYYYMMDD
     series_uid: str
     findings: list[Finding] = field(default_factory=list)
+    sources: list = field(default_factory=list, repr=False)  # the series' (file, frame) per slice
 
     def to_dict(self) -> dict:
         return {"study_uid": self.study_uid, "study_date": self.study_date, "series_uid": self.series_uid}
@@ -155,10 +156,12 @@ def _comparable(stacks):
 
 
 def follow(paths, detector, *, patient: str | None = None, risk: str = "high", pool=None,
-           progress=None, check=None, cache=None) -> tuple[dict, list[LesionTrack]]:
+           progress=None, check=None, cache=None,
+           timepoints_out: list | None = None) -> tuple[dict, list[LesionTrack]]:
     """The whole follow-up of one patient's studies under ``paths``: the report (the JSON
     ``medstation followup`` prints) and its tracks. ``cache`` (the study database, or anything with
-    ``registration(from, to)`` and ``save_registration(from, to, dict)``) keeps the transforms."""
+    ``registration(from, to)`` and ``save_registration(from, to, dict)``) keeps the transforms;
+    ``timepoints_out`` receives the ``Timepoint`` s (their findings and slices, for :func:`export_sr`)."""
     import tempfile
 
     from medstation.core.errors import LoadError, MedstationError
@@ -200,7 +203,8 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
                 volume = open_series(st, pool=pool).volume
                 run = detector.detect(volume, heatmap=False, check=check)
                 found = [f for f in run.findings if f.score >= threshold]
-                timepoints.append(Timepoint(st.first.study_uid, st.first.study_date, st.series_uid, found))
+                timepoints.append(Timepoint(st.first.study_uid, st.first.study_date, st.series_uid, found,
+                                            list(volume.sources)))
                 say(f"{st.first.study_date}: {len(found)} finding(s) at the operating point "
                     f"({threshold:.2f})")
                 if previous is not None:  # one pair of volumes in memory at a time
@@ -233,4 +237,24 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
     report = {"patient_id": patient, "timepoints": [tp.to_dict() for tp in timepoints], "registrations": regs,
               "tracks": [t.to_dict() for t in tracks],
               "model": {"name": detector.name, "version": detector.version}, "not_for_clinical_use": True}
+    if timepoints_out is not None:
+        timepoints_out.extend(timepoints)
     return report, tracks
+
+
+def export_sr(timepoints: list[Timepoint], tracks: list[LesionTrack], out_dir) -> list[str]:
+    """One TID 1500 SR per timepoint; a lesion's measurement group carries its track's tracking UID
+    at every timepoint, so a PACS viewer links the same lesion across the studies."""
+    from pathlib import Path
+
+    from medstation.dicom.results import export_results
+
+    written = []
+    for t, tp in enumerate(timepoints):
+        uids = {p.finding_id: tr.tracking_uid for tr in tracks
+                for p in [tr.points[t]] if p is not None and p.finding_id}
+        findings = [f for f in tp.findings if f.finding_id in uids]
+        if findings and tp.sources:
+            written.append(export_results(findings, tp.sources, Path(out_dir) / tp.study_date,
+                                          tracking_uids=uids).sr)
+    return written

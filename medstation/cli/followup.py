@@ -25,6 +25,8 @@ def add_parser(sub, run) -> None:
     s.add_argument("--patient", help="the patient ID to follow when the paths hold several")
     s.add_argument("--risk", choices=("low", "high"), default="high", help="Fleischner risk (default high)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--dicom", metavar="DIR", help="also write one DICOM SR (TID 1500) per study, each lesion "
+                   "with the same tracking UID at every timepoint")
     s.add_argument("--model", help="detection model (default: the one in use)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=0)
@@ -40,7 +42,13 @@ def cmd_followup(args) -> int:
             print(text, file=sys.stderr)
 
     detector, _model_dir = open_detector(args.model, args.device, args.threads)
-    report, tracks = follow(args.paths, detector, patient=args.patient, risk=args.risk, progress=say)
+    timepoints: list = []
+    report, tracks = follow(args.paths, detector, patient=args.patient, risk=args.risk, progress=say,
+                            timepoints_out=timepoints)
+    if args.dicom:
+        from medstation.ai.followup import export_sr
+
+        report["dicom"] = export_sr(timepoints, tracks, args.dicom)
     if args.json:
         print(jsonout.dumps(report, indent=1))
         return 0

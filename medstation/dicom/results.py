@@ -157,6 +157,7 @@ def export_results(
     voxels: np.ndarray | None = None,
     lengths: Sequence[dict] = (),
     spacing: tuple[float, float, float] | None = None,
+    tracking_uids: dict[str, str] | None = None,
 ) -> ExportResult:
     """Write the SR (and the SEG when ``voxels`` is given) for one series into ``out_dir``.
 
@@ -174,7 +175,9 @@ def export_results(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     key = [str(ref.SeriesInstanceUID), repr([f.to_dict() for f in findings]), repr(list(lengths))]
-    tracking = {f.finding_id: _uid(*key, "track", f.finding_id) for f in findings}
+    # a follow-up passes each lesion's track UID: the same at every timepoint of the patient
+    tracking = {f.finding_id: (tracking_uids or {}).get(f.finding_id) or _uid(*key, "track", f.finding_id)
+                for f in findings}
     model_names = sorted({(f.model_name, f.model_version) for f in findings})
 
     device = hd.sr.ObserverContext(

@@ -58,3 +58,26 @@ def test_series_of_two_patients_are_an_error_unless_one_is_picked(cohort, tmp_pa
                       "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["patient_id"] == other.patient_id
+
+
+def test_followup_sr_carries_one_tracking_uid_per_lesion_at_every_timepoint(cohort, tmp_path):
+    from pydicom import dcmread
+
+    root, truth = cohort
+    proc = medstation("followup", str(root / "p5"), "--json", "--dicom", str(tmp_path / "sr"), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert len(r["dicom"]) >= 2
+    full = [t for t in r["tracks"] if all(m is not None for m in t["measurements"])]
+    assert full
+    uid = full[0]["tracking_uid"]
+
+    def uids(ds):
+        for item in ds.get("ContentSequence", []):
+            if item.get("ValueType") == "UIDREF":
+                yield str(item.UID)
+            yield from uids(item)
+
+    for path in r["dicom"]:
+        ds = dcmread(path)
+        assert uid in set(uids(ds)), path
