@@ -233,7 +233,8 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
         regs.append({"from_series_uid": timepoints[i].series_uid,
                      "to_series_uid": timepoints[i + 1].series_uid, "method": reg.method, "ok": reg.ok,
                      "message": reg.message, "seconds": round(reg.seconds, 2),
-                     "residual_mm": round(float(np.mean(gaps)), 2) if gaps else None})
+                     "residual_mm": round(float(np.mean(gaps)), 2) if gaps else None,
+                     "matrix": reg.matrix.round(6).tolist(), "offset": reg.offset.round(4).tolist()})
     report = {"patient_id": patient, "timepoints": [tp.to_dict() for tp in timepoints], "registrations": regs,
               "tracks": [t.to_dict() for t in tracks],
               "model": {"name": detector.name, "version": detector.version}, "not_for_clinical_use": True}

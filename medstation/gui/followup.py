@@ -46,6 +46,13 @@ class FollowupPanel(QWidget):
         self.cancel_button = QPushButton("Cancel", self)
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.setEnabled(False)
+        self.compare_button = QPushButton("Compare with the prior", self)
+        self.compare_button.setToolTip("The previous study beside this one, scrolling in step through the "
+                                       "registration")
+        self.compare_button.clicked.connect(self.compare_prior)
+        self.compare_button.setEnabled(False)
+        #: ``show_beside(series_uid, registration)``: the window opens the prior beside the current one
+        self.show_beside = None
         self.status = QLabel("Open a CT series, then follow the patient's studies.", self)
         self.status.setWordWrap(True)
         self.table = QTableWidget(0, 6, self)
@@ -61,6 +68,7 @@ class FollowupPanel(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.run_button)
         row.addWidget(self.cancel_button)
+        row.addWidget(self.compare_button)
         lay.addLayout(row)
         lay.addWidget(self.status)
         lay.addWidget(self.table, 2)
@@ -123,6 +131,7 @@ class FollowupPanel(QWidget):
         self.cancel_button.setEnabled(False)
         tracks = report["tracks"]
         dates = [tp["study_date"] for tp in report["timepoints"]]
+        self.compare_button.setEnabled(self._prior() is not None)
         regs = report["registrations"]
         failed = [r for r in regs if not r["ok"]]
         self.status.setText(f"Patient {report['patient_id']}: {len(dates)} studies ({', '.join(dates)}), "
@@ -142,6 +151,27 @@ class FollowupPanel(QWidget):
         self.table.resizeColumnsToContents()
         if tracks:
             self.table.selectRow(0)
+
+    def _prior(self) -> tuple[str, object] | None:
+        """The open series' previous timepoint and the registration from it onto the open one."""
+        from medstation.imaging.registration import Registration
+
+        if self.report is None:
+            return None
+        uid = self.ctx.state.series_key.split("#")[0]
+        series = [tp["series_uid"] for tp in self.report["timepoints"]]
+        if uid not in series or series.index(uid) == 0:
+            return None
+        t = series.index(uid)
+        reg = self.report["registrations"][t - 1]
+        if not reg.get("matrix") and not reg["ok"]:
+            return series[t - 1], None
+        return series[t - 1], Registration.from_dict(reg) if "matrix" in reg else None
+
+    def compare_prior(self) -> None:
+        prior = self._prior()
+        if prior is not None and self.show_beside is not None:
+            self.show_beside(*prior)
 
     def _selected(self) -> None:
         if self.report is None:

@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
         self.findings = FindingsPanel(self.ai, self)
         self.finetune = FinetunePanel(ctx, use_model=self.ai.set_model, parent=self)
         self.followup = FollowupPanel(ctx, self.ai, self)
+        self.followup.show_beside = self.compare_prior
         self.pacs_dialog = None
         self.panels: dict[str, QDockWidget] = {}
         # what tests and the single-instance server reach through the window
@@ -127,6 +128,8 @@ class MainWindow(QMainWindow):
         self.importer.thumbnail_ready.connect(self.browser.set_thumbnail)
         self.browser.series_activated.connect(self.open_series)
         self.browser.compare_requested.connect(self.open_beside)
+        # a registration belongs to one pair: another series opened here drops it
+        self.state.volume_changed.connect(lambda: setattr(self.viewer, "registration", None))
         self.viewer.series_dropped.connect(lambda uid, right: self.open_beside(uid) if right
                                            else self.open_series(uid))
         self.loader.opened.connect(self._series_opened)
@@ -164,10 +167,18 @@ class MainWindow(QMainWindow):
     def open_series(self, series):
         return self.loader.open(series)
 
-    def open_beside(self, series):
-        """Show ``series`` in the right half of the 1x2 layout, beside the open one."""
+    def open_beside(self, series, registration=None):
+        """Show ``series`` in the right half of the 1x2 layout, beside the open one (through
+        ``registration`` when it is a prior of the open series)."""
+        self.viewer.registration = registration
         self.set_layout("1x2")
         return self.compare_loader.open(series)
+
+    def compare_prior(self, series_uid: str, registration=None):
+        """A prior study beside the open one, scrolling in step through ``registration`` (prior ->
+        current patient mm; None: patient coordinates)."""
+        self.viewer.set_sync(True)
+        return self.open_beside(series_uid, registration)
 
     def import_paths(self, paths: list[str], open_after: bool = False):
         return self.importer.import_paths(paths, open_after)

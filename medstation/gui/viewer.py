@@ -68,6 +68,9 @@ class Viewer(QWidget):
         self.compare = PlaneViewer(self.compare_state, "axial", self)
         self.compare.view.activated.connect(self._set_active)
         self.sync = False  # scroll the compare series with the shown one, by patient position
+        #: a prior beside its follow-up: ``imaging.registration.Registration`` mapping the compare
+        #: series' patient mm (prior) onto the shown one's (current); None: patient coordinates as they are
+        self.registration = None
         self.reference_lines = False  # in 1x1 and 1x2: where the other two planes cut this one
         self._syncing = False
         state.position_changed.connect(lambda: self._follow(self.state, self.compare_state))
@@ -161,9 +164,16 @@ class Viewer(QWidget):
         if not (source.volume.has_geometry and target.volume.has_geometry):
             return
         point = source.volume.index_to_patient(source.position)
-        k = float(target.volume.patient_to_index(point)[0])
-        pos = target.position.copy()
-        pos[0] = float(np.clip(round(k), 0, target.volume.shape[0] - 1))
+        reg = self.registration
+        if reg is not None:  # through the registration: the same anatomy, every coordinate
+            point = (np.linalg.solve(reg.matrix, point - reg.offset) if source is self.state
+                     else reg.map_point(point))
+            idx = target.volume.patient_to_index(point)
+            pos = np.clip(np.round(idx), 0, np.asarray(target.volume.shape) - 1).astype(float)
+        else:
+            k = float(target.volume.patient_to_index(point)[0])
+            pos = target.position.copy()
+            pos[0] = float(np.clip(round(k), 0, target.volume.shape[0] - 1))
         self._syncing = True
         try:
             target.set_position(pos)

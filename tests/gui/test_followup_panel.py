@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from medstation.synth.cohort import write_cohort_patient
 from tests.gui.conftest import import_and_wait, open_and_wait
 
@@ -30,6 +32,18 @@ def test_follow_up_panel_tracks_the_open_patient_and_charts_a_track(qtbot, windo
     xs, ys = panel.curve.getData()
     assert len(xs) == 3 and xs[0] == 0 and ys[-1] > ys[0]
     json.dumps(report)  # the report is plain JSON
+    # the prior beside the current one, in step through the registration: a click on the growing
+    # track centres the current view on it and the prior's on the same lesion
+    assert panel.compare_button.isEnabled()
+    with qtbot.waitSignal(win.compare_loader.series_loaded, timeout=60000):
+        panel.compare_button.click()
+    assert win.viewer.registration is not None and win.ctx.compare.volume is not None
+    panel.table.clearSelection()
+    panel.table.selectRow(growing)
+    track = report["tracks"][growing]
+    prior_m = track["measurements"][-2]
+    want = win.ctx.compare.volume.patient_to_index(prior_m["center_patient"])
+    assert np.abs(win.ctx.compare.position - want).max() <= 2.5, (win.ctx.compare.position, want)
     # the transforms are kept in the database: a second run reuses them
     first = report["registrations"][0]
     assert win.db.registration(first["from_series_uid"], first["to_series_uid"]) is not None
