@@ -117,6 +117,18 @@ def build_tracks(patient_id: str, timepoints: list[Timepoint], registrations: li
     return out
 
 
+def edited(tracks: list[LesionTrack], edits: list[dict], exam_date: str,
+           risk: str = "high") -> list[LesionTrack]:
+    """``core.tracks.apply_edits``, then every track's guideline again (link and unlink change them)."""
+    from medstation.core.tracks import apply_edits
+
+    tracks = apply_edits(tracks, edits)
+    multiple = sum(1 for t in tracks if t.points and t.points[-1] is not None) > 1
+    for t in tracks:
+        t.guideline = guideline(t, exam_date, multiple=multiple, risk=risk)
+    return tracks
+
+
 def guideline(track: LesionTrack, exam_date: str, *, multiple: bool, risk: str = "high") -> dict:
     """Lung-RADS v2022 and Fleischner 2017 for the track's last measurement ({} if it is gone)."""
     last = track.points[-1] if track.points else None
@@ -156,7 +168,7 @@ def _comparable(stacks):
 
 
 def follow(paths, detector, *, patient: str | None = None, risk: str = "high", pool=None,
-           progress=None, check=None, cache=None,
+           progress=None, check=None, cache=None, edits: list[dict] | None = None,
            timepoints_out: list | None = None) -> tuple[dict, list[LesionTrack]]:
     """The whole follow-up of one patient's studies under ``paths``: the report (the JSON
     ``medstation followup`` prints) and its tracks. ``cache`` (the study database, or anything with
@@ -225,6 +237,8 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
             if own_pool:
                 pool.close()
     tracks = build_tracks(patient, timepoints, registrations, risk=risk)
+    if edits:
+        tracks = edited(tracks, edits, timepoints[-1].study_date if timepoints else "", risk)
     regs = []
     for i, reg in enumerate(registrations):
         pairs = [(t.points[i], t.points[i + 1]) for t in tracks if t.points[i] and t.points[i + 1]]

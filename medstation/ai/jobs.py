@@ -107,6 +107,7 @@ class FollowupJob:
     model: ModelRef
     patient: str | None = None
     cache: Any = field(default=None, compare=False, repr=False)  # where registrations are kept
+    edits: tuple = ()  # the reader's renames, links and unlinks (``core.tracks.apply_edits``)
     name: str = "Following up the patient's studies"
     priority: int = INTERACTIVE
 
@@ -122,4 +123,4 @@ class FollowupJob:
             ctx.progress(steps["n"], max(steps["n"] + 1, 2 * len(self.paths)))
 
         return follow(list(self.paths), detector, patient=self.patient, progress=progress, check=ctx.check,
-                      cache=self.cache)
+                      cache=self.cache, edits=list(self.edits))

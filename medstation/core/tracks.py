@@ -128,3 +128,38 @@ class LesionTrack:
                 "intervals": [{k: num(v) if isinstance(v, float) else v for k, v in i.items()}
                               for i in self.intervals()],
                 "guideline": self.guideline}
+
+
+def apply_edits(tracks: list[LesionTrack], edits: list[dict]) -> list[LesionTrack]:
+    """A reader's corrections, in the order made: ``{"kind": "rename", "tracking_uid", "name"}``,
+    ``{"kind": "link", "a", "b"}`` (b's measurements join a; only where a has none) and
+    ``{"kind": "unlink", "tracking_uid", "at"}`` (the measurements from date ``at`` on become a track
+    of their own). Edits naming tracks that are not there (another run found other lesions) are
+    skipped. Returns the edited list (the same track objects where they survive)."""
+    tracks = list(tracks)
+    by_uid = {t.tracking_uid: t for t in tracks}
+    for e in edits:
+        kind = e.get("kind")
+        if kind == "rename" and e.get("tracking_uid") in by_uid:
+            by_uid[e["tracking_uid"]].name = str(e.get("name", ""))
+        elif kind == "link" and e.get("a") in by_uid and e.get("b") in by_uid and e["a"] != e["b"]:
+            a, b = by_uid[e["a"]], by_uid[e["b"]]
+            if any(p is not None and q is not None for p, q in zip(a.points, b.points)):
+                continue  # both seen at one timepoint: not one lesion
+            a.points = [p if p is not None else q for p, q in zip(a.points, b.points)]
+            tracks.remove(b)
+            del by_uid[b.tracking_uid]
+        elif kind == "unlink" and e.get("tracking_uid") in by_uid:
+            t = by_uid[e["tracking_uid"]]
+            at = str(e.get("at", ""))
+            cut = [i for i, p in enumerate(t.points) if p is not None and p.study_date >= at]
+            keep = [i for i, p in enumerate(t.points) if p is not None and p.study_date < at]
+            if not cut or not keep:
+                continue
+            uid = f"{t.tracking_uid}.{len(tracks) + 1}"[:64]
+            part = LesionTrack(f"{t.track_id}b", uid,
+                               [p if i in cut else None for i, p in enumerate(t.points)])
+            t.points = [p if i in keep else None for i, p in enumerate(t.points)]
+            tracks.insert(tracks.index(t) + 1, part)
+            by_uid[uid] = part
+    return tracks

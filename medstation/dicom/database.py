@@ -24,7 +24,7 @@ from medstation.core.paths import ENV_DB, default_db_path, user_data_path  # noq
 from medstation.core.series import SeriesRef, series_key
 from medstation.dicom.header import InstanceHeader, series_key_of, study_key
 
-SCHEMA_VERSION = 5  # 2: measurements; 3: AI results and finding reviews; 4: labels; 5: registrations
+SCHEMA_VERSION = 6  # 2: measurements; 3: AI results, reviews; 4: labels; 5: registrations; 6: track edits
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -123,6 +123,12 @@ CREATE TABLE IF NOT EXISTS registrations (
     data TEXT NOT NULL,
     created REAL NOT NULL,
     PRIMARY KEY (from_series, to_series)
+);
+CREATE TABLE IF NOT EXISTS track_edits (
+    id INTEGER PRIMARY KEY,
+    patient_id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created REAL NOT NULL
 );
 """
 
@@ -483,6 +489,16 @@ class StudyDatabase:
         row = self._conn.execute("SELECT data FROM registrations WHERE from_series=? AND to_series=?",
                                  (from_series, to_series)).fetchone()
         return None if row is None else json.loads(row[0])
+
+    def add_track_edit(self, patient_id: str, edit: dict) -> None:
+        """A reader's rename, link or unlink of lesion tracks (``core.tracks.apply_edits``)."""
+        with self._tx():
+            self._conn.execute("INSERT INTO track_edits (patient_id, data, created) VALUES (?, ?, ?)",
+                               (patient_id, json.dumps(edit), time.time()))
+
+    def track_edits(self, patient_id: str) -> list[dict]:
+        return [json.loads(d) for (d,) in self._conn.execute(
+            "SELECT data FROM track_edits WHERE patient_id=? ORDER BY id", (patient_id,))]
 
     def measurements_of_kind(self, kind: str) -> list[tuple[int, str, dict, float]]:
         """``(id, series key, data, modified)`` of every measurement of ``kind``, in every series."""

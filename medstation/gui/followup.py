@@ -20,6 +20,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -40,6 +41,8 @@ class FollowupPanel(QWidget):
         self.ctx = ctx
         self.ai = ai
         self.report: dict | None = None
+        self.tracks: list = []
+        self.patient = ""
         self.handle = None
         self.run_button = QPushButton("Follow up this patient", self)
         self.run_button.clicked.connect(self.run)
@@ -55,12 +58,22 @@ class FollowupPanel(QWidget):
         self.show_beside = None
         self.status = QLabel("Open a CT series, then follow the patient's studies.", self)
         self.status.setWordWrap(True)
-        self.table = QTableWidget(0, 6, self)
-        self.table.setHorizontalHeaderLabels(["track", "status", "sizes (mm)", "volume change", "VDT (days)",
-                                              "Lung-RADS"])
+        self.table = QTableWidget(0, 7, self)
+        self.table.setHorizontalHeaderLabels(["track", "name", "status", "sizes (mm)", "volume change",
+                                              "VDT (days)", "Lung-RADS"])
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.itemSelectionChanged.connect(self._selected)
+        self.name_edit = QLineEdit(self)
+        self.name_edit.setPlaceholderText("name of the selected track")
+        self.rename_button = QPushButton("Rename", self)
+        self.rename_button.clicked.connect(lambda: self.rename(self.name_edit.text()))
+        self.link_button = QPushButton("Link the two selected", self)
+        self.link_button.setToolTip("One lesion the matching split in two (never seen twice on one date)")
+        self.link_button.clicked.connect(self.link_selected)
+        self.unlink_button = QPushButton("Split off the last", self)
+        self.unlink_button.setToolTip("The last measurement is another lesion: it becomes a track of its own")
+        self.unlink_button.clicked.connect(self.unlink_selected)
         self.chart = pg.PlotWidget(self, title="volume (mm³) by date")
         self.chart.setLabel("bottom", "days since the first study")
         self.curve = self.chart.plot([], [], pen=pg.mkPen("#ffb347", width=2), symbol="o", symbolSize=7)
@@ -72,6 +85,10 @@ class FollowupPanel(QWidget):
         lay.addLayout(row)
         lay.addWidget(self.status)
         lay.addWidget(self.table, 2)
+        row = QHBoxLayout()
+        for w in (self.name_edit, self.rename_button, self.link_button, self.unlink_button):
+            row.addWidget(w)
+        lay.addLayout(row)
         lay.addWidget(self.chart, 1)
         ctx.engine.ready.connect(lambda bridge: bridge.job_event.connect(self._on_job_event))
 
@@ -100,7 +117,9 @@ class FollowupPanel(QWidget):
         self.status.setText(f"Following patient {patient}: {len(paths)} files …")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        job = FollowupJob(tuple(paths), ModelRef.of(self.ai.version), patient, cache=self.ctx.db)
+        self.patient = patient
+        job = FollowupJob(tuple(paths), ModelRef.of(self.ai.version), patient, cache=self.ctx.db,
+                          edits=tuple(self.ctx.db.track_edits(patient)))
         self.ctx.engine.when_ready(lambda: setattr(self, "handle", self.ctx.engine.submit(job)))
 
     def cancel(self) -> None:
@@ -114,7 +133,7 @@ class FollowupPanel(QWidget):
             done, total = payload
             self.status.setText(f"Following up … step {done} of about {total}")
         elif kind == "done":
-            report, _tracks = payload
+            report, self.tracks = payload
             self._show(report)
             self.finished.emit(report)
         elif kind in ("failed", "cancelled"):
@@ -144,13 +163,49 @@ class FollowupPanel(QWidget):
             change = t["percent_change_volume"]
             vdt = t["volume_doubling_days"]
             lr = (t.get("guideline") or {}).get("lung_rads") or {}
-            cells = [t["track_id"], t["status"], sizes, "" if change is None else f"{change:+.0f}%",
+            cells = [t["track_id"], t.get("name", ""), t["status"], sizes,
+                     "" if change is None else f"{change:+.0f}%",
                      "" if vdt is None or not math.isfinite(vdt) else f"{vdt:.0f}", lr.get("category", "")]
             for c, text in enumerate(cells):
                 self.table.setItem(r, c, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
         if tracks:
             self.table.selectRow(0)
+
+    # -- the reader's corrections (kept in the database, applied to every later run) -------------
+    def _rows(self) -> list[int]:
+        return sorted({i.row() for i in self.table.selectedItems()})
+
+    def _edit(self, edit: dict) -> None:
+        from medstation.ai.followup import edited
+
+        if self.report is None or not self.tracks:
+            return
+        self.ctx.db.add_track_edit(self.patient or self.report["patient_id"], edit)
+        last = self.report["timepoints"][-1]["study_date"] if self.report["timepoints"] else ""
+        self.tracks = edited(self.tracks, [edit], last)
+        self.report["tracks"] = [t.to_dict() for t in self.tracks]
+        self._show(self.report)
+
+    def rename(self, name: str) -> None:
+        rows = self._rows()
+        if rows and self.report is not None:
+            self._edit({"kind": "rename", "tracking_uid": self.report["tracks"][rows[0]]["tracking_uid"],
+                        "name": name.strip()})
+
+    def link_selected(self) -> None:
+        rows = self._rows()
+        if len(rows) == 2 and self.report is not None:
+            a, b = (self.report["tracks"][r]["tracking_uid"] for r in rows)
+            self._edit({"kind": "link", "a": a, "b": b})
+
+    def unlink_selected(self) -> None:
+        rows = self._rows()
+        if rows and self.report is not None:
+            t = self.report["tracks"][rows[0]]
+            dates = [m["study_date"] for m in t["measurements"] if m is not None]
+            if len(dates) > 1:
+                self._edit({"kind": "unlink", "tracking_uid": t["tracking_uid"], "at": dates[-1]})
 
     def _prior(self) -> tuple[str, object] | None:
         """The open series' previous timepoint and the registration from it onto the open one."""

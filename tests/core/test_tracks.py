@@ -45,3 +45,22 @@ def test_edge_cases_of_the_formulas():
     d = LesionTrack("f", "u", [point("20250101", 100), point("20250401", 100)]).to_dict()
     assert d["volume_doubling_days"] is None and d["status"] == "stable"  # inf is not JSON
     assert d["measurements"][0]["volume_mm3"] == 100
+
+
+def test_reader_edits_rename_link_and_unlink():
+    from medstation.core.tracks import apply_edits
+
+    a = LesionTrack("T1", "1.2.1", [point("20250101", 100), None, None])
+    b = LesionTrack("T2", "1.2.2", [None, point("20250601", 120), point("20260101", 150)])
+    c = LesionTrack("T3", "1.2.3", [point("20250101", 50), point("20250601", 50), point("20260101", 50)])
+    out = apply_edits([a, b, c], [
+        {"kind": "rename", "tracking_uid": "1.2.3", "name": "RUL nodule"},
+        {"kind": "link", "a": "1.2.1", "b": "1.2.2"},       # one lesion the matcher split
+        {"kind": "link", "a": "1.2.1", "b": "1.2.3"},       # refused: both seen on 2025-01-01
+        {"kind": "unlink", "tracking_uid": "1.2.3", "at": "20260101"},
+        {"kind": "rename", "tracking_uid": "9.9.9", "name": "gone"},  # not there: skipped
+    ])
+    assert [t.tracking_uid for t in out] == ["1.2.1", "1.2.3", "1.2.3.3"]
+    assert all(p is not None for p in out[0].points) and out[0].status == "growing"
+    assert out[1].name == "RUL nodule" and out[1].points[2] is None and out[1].status == "resolved"
+    assert out[2].points[:2] == [None, None] and out[2].status == "new"

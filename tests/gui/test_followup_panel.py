@@ -27,7 +27,7 @@ def test_follow_up_panel_tracks_the_open_patient_and_charts_a_track(qtbot, windo
     assert report is not None and report["patient_id"] == truth.patient_id
     assert [tp["study_date"] for tp in report["timepoints"]] == [tp["date"] for tp in truth.timepoints]
     assert panel.table.rowCount() == len(report["tracks"]) >= 1
-    growing = next(r for r in range(panel.table.rowCount()) if panel.table.item(r, 1).text() == "growing")
+    growing = next(r for r in range(panel.table.rowCount()) if panel.table.item(r, 2).text() == "growing")
     panel.table.selectRow(growing)
     xs, ys = panel.curve.getData()
     assert len(xs) == 3 and xs[0] == 0 and ys[-1] > ys[0]
@@ -44,9 +44,21 @@ def test_follow_up_panel_tracks_the_open_patient_and_charts_a_track(qtbot, windo
     prior_m = track["measurements"][-2]
     want = win.ctx.compare.volume.patient_to_index(prior_m["center_patient"])
     assert np.abs(win.ctx.compare.position - want).max() <= 2.5, (win.ctx.compare.position, want)
+    # a reader's corrections: rename, split off the last measurement; kept for the next run
+    panel.table.selectRow(growing)
+    panel.rename("RLL nodule")
+    assert panel.table.item(growing, 1).text() == "RLL nodule"
+    n_before = panel.table.rowCount()
+    panel.table.selectRow(growing)
+    panel.unlink_selected()
+    assert panel.table.rowCount() == n_before + 1 and panel.table.item(growing, 2).text() == "resolved"
+    assert [e["kind"] for e in win.db.track_edits(truth.patient_id)] == ["rename", "unlink"]
     # the transforms are kept in the database: a second run reuses them
     first = report["registrations"][0]
     assert win.db.registration(first["from_series_uid"], first["to_series_uid"]) is not None
     with qtbot.waitSignal(panel.finished, timeout=300000) as sig:
         panel.run()
-    assert all("(cached)" in r["message"] for r in sig.args[0]["registrations"])
+    again = sig.args[0]
+    assert all("(cached)" in r["message"] for r in again["registrations"])
+    assert len(again["tracks"]) == n_before + 1  # the edits apply to the new run
+    assert any(t.get("name") == "RLL nodule" for t in again["tracks"])
