@@ -168,12 +168,13 @@ def _comparable(stacks):
 
 
 def follow(paths, detector, *, patient: str | None = None, risk: str = "high", pool=None,
-           progress=None, check=None, cache=None, edits: list[dict] | None = None,
+           progress=None, check=None, cache=None, edits: list[dict] | None = None, aliases=(),
            timepoints_out: list | None = None) -> tuple[dict, list[LesionTrack]]:
     """The whole follow-up of one patient's studies under ``paths``: the report (the JSON
     ``medstation followup`` prints) and its tracks. ``cache`` (the study database, or anything with
     ``registration(from, to)`` and ``save_registration(from, to, dict)``) keeps the transforms;
-    ``timepoints_out`` receives the ``Timepoint`` s (their findings and slices, for :func:`export_sr`)."""
+    ``timepoints_out`` receives the ``Timepoint`` s (their findings and slices, for :func:`export_sr`);
+    ``aliases`` are other IDs of the same patient (a reader's link)."""
     import tempfile
 
     from medstation.core.errors import LoadError, MedstationError
@@ -189,9 +190,10 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
             if not listing.stacks:
                 raise LoadError(", ".join(str(p) for p in paths), "no image series found",
                                 "give the studies' folders or files")
+            same = {patient, *aliases} if patient else set()
             patients = sorted({s.first.patient_id for s in listing.stacks})
             if patient:
-                stacks = [s for s in listing.stacks if s.first.patient_id == patient]
+                stacks = [s for s in listing.stacks if s.first.patient_id in same]
                 if not stacks:
                     raise MedstationError(f"no series of patient {patient!r} (found {', '.join(patients)})",
                                           "name one of the patients found")

@@ -108,6 +108,7 @@ class FollowupJob:
     patient: str | None = None
     cache: Any = field(default=None, compare=False, repr=False)  # where registrations are kept
     edits: tuple = ()  # the reader's renames, links and unlinks (``core.tracks.apply_edits``)
+    aliases: tuple = ()  # other patient IDs of the same person
     name: str = "Following up the patient's studies"
     priority: int = INTERACTIVE
 
@@ -123,4 +124,4 @@ class FollowupJob:
             ctx.progress(steps["n"], max(steps["n"] + 1, 2 * len(self.paths)))
 
         return follow(list(self.paths), detector, patient=self.patient, progress=progress, check=ctx.check,
-                      cache=self.cache, edits=list(self.edits))
+                      cache=self.cache, edits=list(self.edits), aliases=self.aliases)

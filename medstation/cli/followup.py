@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from medstation.core import jsonout
+from medstation.core.errors import MedstationError
 
 
 def add_parser(sub, run) -> None:
@@ -23,6 +24,8 @@ def add_parser(sub, run) -> None:
                        "Lung-RADS and Fleischner (JSON with --json)")
     s.add_argument("paths", nargs="+", metavar="PATH")
     s.add_argument("--patient", help="the patient ID to follow when the paths hold several")
+    s.add_argument("--same-patient", action="append", default=[], metavar="ID",
+                   help="another patient ID of the same person (another site's numbering); repeatable")
     s.add_argument("--risk", choices=("low", "high"), default="high", help="Fleischner risk (default high)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--dicom", metavar="DIR", help="also write one DICOM SR (TID 1500) per study, each lesion "
@@ -43,8 +46,10 @@ def cmd_followup(args) -> int:
 
     detector, _model_dir = open_detector(args.model, args.device, args.threads)
     timepoints: list = []
+    if args.same_patient and not args.patient:
+        raise MedstationError("--same-patient needs --patient", "name the patient the other IDs belong to")
     report, tracks = follow(args.paths, detector, patient=args.patient, risk=args.risk, progress=say,
-                            timepoints_out=timepoints)
+                            timepoints_out=timepoints, aliases=tuple(args.same_patient))
     if args.dicom:
         from medstation.ai.followup import export_sr
 

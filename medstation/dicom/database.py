@@ -24,7 +24,8 @@ from medstation.core.paths import ENV_DB, default_db_path, user_data_path  # noq
 from medstation.core.series import SeriesRef, series_key
 from medstation.dicom.header import InstanceHeader, series_key_of, study_key
 
-SCHEMA_VERSION = 6  # 2: measurements; 3: AI results, reviews; 4: labels; 5: registrations; 6: track edits
+SCHEMA_VERSION = 7  # 2: measurements; 3: AI results, reviews; 4: labels; 5: registrations; 6: track edits;
+#                     7: patient links
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -123,6 +124,11 @@ CREATE TABLE IF NOT EXISTS registrations (
     data TEXT NOT NULL,
     created REAL NOT NULL,
     PRIMARY KEY (from_series, to_series)
+);
+CREATE TABLE IF NOT EXISTS patient_links (
+    a TEXT NOT NULL,
+    b TEXT NOT NULL,
+    PRIMARY KEY (a, b)
 );
 CREATE TABLE IF NOT EXISTS track_edits (
     id INTEGER PRIMARY KEY,
@@ -489,6 +495,25 @@ class StudyDatabase:
         row = self._conn.execute("SELECT data FROM registrations WHERE from_series=? AND to_series=?",
                                  (from_series, to_series)).fetchone()
         return None if row is None else json.loads(row[0])
+
+    def link_patients(self, a: str, b: str) -> None:
+        """Two patient IDs of one person (another site's numbering): their studies are followed together."""
+        if a and b and a != b:
+            with self._tx():
+                self._conn.execute("INSERT OR IGNORE INTO patient_links VALUES (?, ?)", tuple(sorted((a, b))))
+
+    def same_patient(self, patient_id: str) -> set[str]:
+        """``patient_id`` and every ID linked to it, directly or through others."""
+        links = self._conn.execute("SELECT a, b FROM patient_links").fetchall()
+        found, todo = {patient_id}, [patient_id]
+        while todo:
+            p = todo.pop()
+            for a, b in links:
+                for x, y in ((a, b), (b, a)):
+                    if x == p and y not in found:
+                        found.add(y)
+                        todo.append(y)
+        return found
 
     def add_track_edit(self, patient_id: str, edit: dict) -> None:
         """A reader's rename, link or unlink of lesion tracks (``core.tracks.apply_edits``)."""

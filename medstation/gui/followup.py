@@ -56,6 +56,12 @@ class FollowupPanel(QWidget):
         self.compare_button.setEnabled(False)
         #: ``show_beside(series_uid, registration)``: the window opens the prior beside the current one
         self.show_beside = None
+        self.alias_edit = QLineEdit(self)
+        self.alias_edit.setPlaceholderText("another patient ID of this person")
+        self.alias_button = QPushButton("Same patient", self)
+        self.alias_button.setToolTip("Studies filed under another patient ID (another site) are followed too")
+        self.alias_button.clicked.connect(lambda: self.link_patient(self.alias_edit.text()))
+        self.timeline = QLabel(self)
         self.status = QLabel("Open a CT series, then follow the patient's studies.", self)
         self.status.setWordWrap(True)
         self.table = QTableWidget(0, 7, self)
@@ -83,6 +89,11 @@ class FollowupPanel(QWidget):
         row.addWidget(self.cancel_button)
         row.addWidget(self.compare_button)
         lay.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.alias_edit, 1)
+        row.addWidget(self.alias_button)
+        lay.addLayout(row)
+        lay.addWidget(self.timeline)
         lay.addWidget(self.status)
         lay.addWidget(self.table, 2)
         row = QHBoxLayout()
@@ -101,9 +112,10 @@ class FollowupPanel(QWidget):
         me = next((r for r in rows if r.series_uid == uid), None)
         if me is None:
             return "", []
+        same = self.ctx.db.same_patient(me.patient_id)
         paths = []
         for r in rows:
-            if r.patient_id == me.patient_id and r.modality == "CT":
+            if r.patient_id in same and r.modality == "CT":
                 paths += [h.path for h in self.ctx.db.series_headers(r.ref)]
         return me.patient_id, paths
 
@@ -118,8 +130,9 @@ class FollowupPanel(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.patient = patient
+        aliases = tuple(sorted(self.ctx.db.same_patient(patient) - {patient}))
         job = FollowupJob(tuple(paths), ModelRef.of(self.ai.version), patient, cache=self.ctx.db,
-                          edits=tuple(self.ctx.db.track_edits(patient)))
+                          edits=tuple(self.ctx.db.track_edits(patient)), aliases=aliases)
         self.ctx.engine.when_ready(lambda: setattr(self, "handle", self.ctx.engine.submit(job)))
 
     def cancel(self) -> None:
@@ -151,6 +164,11 @@ class FollowupPanel(QWidget):
         tracks = report["tracks"]
         dates = [tp["study_date"] for tp in report["timepoints"]]
         self.compare_button.setEnabled(self._prior() is not None)
+        steps = [dates[0][:4] + "-" + dates[0][4:6] + "-" + dates[0][6:]] if dates else []
+        for a, b in zip(dates, dates[1:]):
+            months = (_days(b) - _days(a)) / 30.44
+            steps.append(f"─ {months:.0f} mo ─ {b[:4]}-{b[4:6]}-{b[6:]}")
+        self.timeline.setText("Timeline: " + " ".join(steps) if steps else "")
         regs = report["registrations"]
         failed = [r for r in regs if not r["ok"]]
         self.status.setText(f"Patient {report['patient_id']}: {len(dates)} studies ({', '.join(dates)}), "
@@ -171,6 +189,13 @@ class FollowupPanel(QWidget):
         self.table.resizeColumnsToContents()
         if tracks:
             self.table.selectRow(0)
+
+    def link_patient(self, other: str) -> None:
+        patient, _paths = self.patient_paths()
+        if patient and other.strip():
+            self.ctx.db.link_patients(patient, other.strip())
+            self.status.setText(f"{other.strip()} is now followed as patient {patient}: "
+                                "run the follow-up again.")
 
     # -- the reader's corrections (kept in the database, applied to every later run) -------------
     def _rows(self) -> list[int]:

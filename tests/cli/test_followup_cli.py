@@ -81,3 +81,27 @@ def test_followup_sr_carries_one_tracking_uid_per_lesion_at_every_timepoint(coho
     for path in r["dicom"]:
         ds = dcmread(path)
         assert uid in set(uids(ds)), path
+
+
+def test_another_patient_id_of_the_same_person_is_followed_with_same_patient(cohort, tmp_path):
+    """The same body filed under two IDs (two sites): followed together when linked."""
+    import shutil
+
+    import pydicom
+
+    root, truth = cohort
+    moved = tmp_path / "other-site"
+    shutil.copytree(root / "p5" / truth.timepoints[-1]["date"], moved)
+    for path in moved.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.PatientID = "SITE2-77"
+        ds.save_as(path)
+    first = str(root / "p5" / truth.timepoints[0]["date"])
+    proc = medstation("followup", first, str(moved))
+    assert proc.returncode == 2 and "SITE2-77" in proc.stderr
+    proc = medstation("followup", first, str(moved), "--patient", truth.patient_id,
+                      "--same-patient", "SITE2-77", "--json", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert len(r["timepoints"]) == 2
+    assert r["timepoints"][-1]["series_uid"] == truth.timepoints[-1]["series_uid"]
