@@ -158,12 +158,15 @@ def guideline(track: LesionTrack, exam_date: str, *, multiple: bool, risk: str =
             "fleischner": {"recommendation": fl["recommendation"], "risk": fl["risk"]}}
 
 
-def _comparable(stacks):
-    """The series of a study a follow-up reads: CT, axial, thinnest slices, most slices."""
+def _comparable(stacks, kernel: str = ""):
+    """The series of a study a follow-up reads: CT, axial, the same reconstruction kernel as the other
+    studies' where there is one, the thinnest slices, the most slices."""
     def key(st):
         h = st.first
         axial = abs(float(np.asarray(st.direction)[0][2])) > 0.9
-        return (h.modality == "CT", axial and st.has_geometry, -abs(float(st.spacing[0])), len(st.slices))
+        same_kernel = bool(kernel) and h.convolution_kernel.upper() == kernel.upper()
+        return (h.modality == "CT", axial and st.has_geometry, same_kernel, -abs(float(st.spacing[0])),
+                len(st.slices))
     return max(stacks, key=key)
 
 
@@ -206,8 +209,10 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
             by_study: dict[str, list] = {}
             for st in stacks:
                 by_study.setdefault(st.first.study_uid, []).append(st)
-            chosen = sorted((_comparable(v) for v in by_study.values()),
-                            key=lambda st: (st.first.study_date or "", st.first.study_time or ""))
+            studies = sorted(by_study.values(), key=lambda v: (v[0].first.study_date or "",
+                                                               v[0].first.study_time or ""))
+            latest = _comparable(studies[-1])  # the kernel of the newest study sets the others'
+            chosen = [_comparable(v, latest.first.convolution_kernel) for v in studies]
             threshold = detector.threshold
             timepoints, registrations = [], []
             previous = None

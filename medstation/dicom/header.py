@@ -47,6 +47,7 @@ class InstanceHeader:
     series_uid: str = ""
     series_number: int | None = None
     series_description: str = ""
+    convolution_kernel: str = ""  # the reconstruction kernel (follow-ups compare like with like)
     modality: str = ""
     frame_of_reference_uid: str = ""
     instance_number: int | None = None
@@ -397,6 +398,7 @@ def _header_from_dataset(path, ds, st) -> InstanceHeader:
     h.study_description = _get(ds, "StudyDescription", _text, "")
     h.accession = r.text(0x00080050) or ""
     h.series_uid = r.text(0x0020000E) or ""
+    h.convolution_kernel = r.text(0x00181210) or ""
     h.series_number = r.int(0x00200011)
     h.series_description = _get(ds, "SeriesDescription", _text, "")
     h.modality = r.text(0x00080060) or ""

@@ -105,3 +105,20 @@ def test_another_patient_id_of_the_same_person_is_followed_with_same_patient(coh
     r = json.loads(proc.stdout)
     assert len(r["timepoints"]) == 2
     assert r["timepoints"][-1]["series_uid"] == truth.timepoints[-1]["series_uid"]
+
+
+def test_the_comparable_series_prefers_the_same_kernel_then_thin_slices(tmp_path):
+    from medstation.ai.followup import _comparable
+    from medstation.dicom import list_series
+    from medstation.synth import ChestPhantom, SeriesSpec, write_study
+
+    series = [SeriesSpec(description="thin lung", slices=12, rows=48, columns=48, pixel_spacing=6.0,
+                         slice_thickness=1.25, kernel="LUNG"),
+              SeriesSpec(description="thin bone", slices=10, rows=48, columns=48, pixel_spacing=6.0,
+                         slice_thickness=1.25, kernel="BONE"),
+              SeriesSpec(description="thick", slices=6, rows=48, columns=48, pixel_spacing=6.0,
+                         slice_thickness=5.0, kernel="BONE")]
+    write_study(tmp_path, ChestPhantom(seed=1), series=series, seed=1)
+    stacks = list_series([tmp_path]).stacks
+    assert _comparable(stacks).first.series_description == "thin lung"  # thinnest, then most slices
+    assert _comparable(stacks, "BONE").first.series_description == "thin bone"
