@@ -170,8 +170,21 @@ def run_followup(args) -> dict:
         for prior, current in pairs:
             match_pair(prior, current, identity)
     matching_ms = (time.perf_counter() - t1) / reps / max(1, len(paths) - 1) * 1000
+    # the follow-up predictor on 50 tracks of 3 timepoints (one engine job's work)
+    from medstation.ai.predictor import load_predictor
+    from medstation.ai.registry import ModelRegistry
+    from medstation.training.followup_rnn import make_tracks
+
+    predictor = load_predictor(ModelRegistry().default("followup").path)
+    sample = [t["points"][:3] for t in make_tracks(200, 9) if len(t["points"]) >= 3][:50]
+    predictor.predict_many(sample, [365.0] * len(sample))  # warm-up
+    t2 = time.perf_counter()
+    for _ in range(20):
+        predictor.predict_many(sample, [365.0] * len(sample))
+    predict_ms = (time.perf_counter() - t2) / 20 * 1000
     return {"model": f"{detector.name} {detector.version}", "slices": args.slices,
             "timepoints": args.timepoints,
             "registration_seconds": regs, "registration_max_s": max(regs) if regs else None,
             "matching_ms_per_pair": round(matching_ms, 2), "followup_total_s": round(total, 2),
-            "tracks": len(tracks), "targets": {"registration_s": 5.0, "followup_total_s": 30.0}}
+            "tracks": len(tracks), "predict_ms_50_tracks": round(predict_ms, 2),
+            "targets": {"registration_s": 5.0, "followup_total_s": 30.0, "predict_ms_50_tracks": 50.0}}

@@ -264,7 +264,8 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
     return report, tracks
 
 
-def export_sr(timepoints: list[Timepoint], tracks: list[LesionTrack], out_dir) -> list[str]:
+def export_sr(timepoints: list[Timepoint], tracks: list[LesionTrack], out_dir,
+              predictions: dict[str, dict] | None = None) -> list[str]:
     """One TID 1500 SR per timepoint; a lesion's measurement group carries its track's tracking UID
     at every timepoint, so a PACS viewer links the same lesion across the studies."""
     from pathlib import Path
@@ -276,7 +277,42 @@ def export_sr(timepoints: list[Timepoint], tracks: list[LesionTrack], out_dir) -
         uids = {p.finding_id: tr.tracking_uid for tr in tracks
                 for p in [tr.points[t]] if p is not None and p.finding_id}
         findings = [f for f in tp.findings if f.finding_id in uids]
+        # predictions (by tracking UID) go with the lesion's measurement group of the last study
+        preds = ({fid: (predictions or {})[uid] for fid, uid in uids.items() if uid in (predictions or {})}
+                 if t == len(timepoints) - 1 else {})
         if findings and tp.sources:
             written.append(export_results(findings, tp.sources, Path(out_dir) / tp.study_date,
-                                          tracking_uids=uids).sr)
+                                          tracking_uids=uids, predictions=preds).sr)
     return written
+
+
+def add_predictions(report: dict, predictor, predict_at: str) -> None:
+    """Each track of ``report`` gets ``prediction`` at ``predict_at`` (YYYY-MM-DD or YYYYMMDD) from the
+    follow-up predictor (``ai.predictor``), or ``prediction: None`` with ``prediction_withheld`` saying
+    why (gone at the last study, outside what the model learned)."""
+    from medstation.core.errors import MedstationError
+
+    date = predict_at.replace("-", "")
+    last = report["timepoints"][-1]["study_date"] if report["timepoints"] else ""
+    if not (len(date) == 8 and date.isdigit()):
+        raise MedstationError(f"--predict-at {predict_at!r} is not a date", "give it as YYYY-MM-DD")
+    if last and date <= last:
+        raise MedstationError(f"--predict-at {predict_at} is not after the last study "
+                              f"({last[:4]}-{last[4:6]}-{last[6:]})", "predict a date after the last study")
+    todo, where = [], []
+    for t in report["tracks"]:
+        t["prediction"] = None
+        pts = [m for m in t["measurements"] if m is not None]
+        if t["measurements"] and t["measurements"][-1] is None:
+            t["prediction_withheld"] = "the lesion is gone at the last study"
+            continue
+        ahead = days_between(pts[-1]["study_date"], date)
+        why = predictor.withheld(pts, ahead)
+        if why:
+            t["prediction_withheld"] = f"outside what the model learned: {why}"
+            continue
+        todo.append((pts, ahead))
+        where.append(t)
+    for t, p in zip(where, predictor.predict_many([a for a, _ in todo], [b for _, b in todo])):
+        t["prediction"] = {"model": predictor.name, "version": predictor.version,
+                           "date": f"{date[:4]}-{date[4:6]}-{date[6:]}", **p.to_dict()}

@@ -125,3 +125,29 @@ class FollowupJob:
 
         return follow(list(self.paths), detector, patient=self.patient, progress=progress, check=ctx.check,
                       cache=self.cache, edits=list(self.edits), aliases=self.aliases)
+
+
+@dataclass(frozen=True)
+class PredictJob:
+    """Each track of a follow-up ``report`` predicted at ``date`` by the follow-up model at ``model_dir``:
+    a copy of the report with ``prediction`` / ``prediction_withheld`` on every track."""
+
+    report: dict = field(repr=False)
+    date: str = ""
+    model_dir: str = ""
+    name: str = "Predicting the lesions' course"
+    priority: int = INTERACTIVE
+
+    def __call__(self, ctx: JobContext) -> Any:
+        import copy
+
+        from medstation.ai.followup import add_predictions
+        from medstation.ai.predictor import load_predictor
+
+        key = ("followup", self.model_dir)
+        predictor = ctx.models.get(key)
+        if predictor is None:
+            predictor = ctx.models[key] = load_predictor(self.model_dir)
+        report = copy.deepcopy(self.report)
+        add_predictions(report, predictor, self.date)
+        return report

@@ -3,7 +3,7 @@
 With no command it opens the viewer (``--demo``: on the built-in demo study).
 Subcommands: ``open``, ``import``, ``info``, ``demo``, ``detect``, ``evaluate``,
 ``calibrate``, ``train-detector``, ``train-fpr``, ``models list|show|use|remove``,
-``labels import|export|list``, ``train``, ``followup``, ``evaluate-followup``,
+``labels import|export|list``, ``train``, ``followup``, ``evaluate-followup``, ``train-followup``,
 ``pacs echo|find|retrieve|send``, ``deidentify``, ``bench load|render|infer|followup``.
 
 A new command: a module ``cli/<name>.py`` with its ``cmd_*`` functions (imported
@@ -232,6 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     _model_args(s)
     s.set_defaults(func=_ai("cmd_evaluate_followup"))
+
+    s = sub.add_parser("train-followup", help="train the follow-up predictor (a GRU over lesion tracks) on "
+                       "synthetic courses (JSON lines)")
+    s.add_argument("--out", required=True, help="model directory to write")
+    s.add_argument("--tracks", type=int, default=20000)
+    s.add_argument("--steps", type=int, default=3000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--version", default="1.0.0")
+    s.set_defaults(func=_ai("cmd_train_followup"))
 
     s = sub.add_parser("calibrate", help="fit the detector's score calibration on validation studies "
                        "and store it with the operating point")

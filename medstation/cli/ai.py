@@ -172,6 +172,23 @@ def cmd_evaluate_followup(args) -> int:
         print(f"  VDT within 25% (growing solid): {r['vdt_within_25pct']} "
               f"(median error {r['vdt_error_median']})")
         print(f"  registration: {r['registration_seconds_per_pair']} s per pair")
+        rnn = r.get("predictor")
+        if rnn:
+            print(f"follow-up predictor {rnn['model']} on {rnn['tracks']} held-out synthetic tracks "
+                  "(predicting each track's last measurement):")
+            for name, row in rnn["rows"].items():
+                cov = f", 80% coverage {row['coverage_80']:.3f}" if "coverage_80" in row else ""
+                print(f"  {name:24s} MAE log volume {row['mae_log_volume']:.3f}{cov}, AUC growth "
+                      f"{row['auc_growth']:.3f}")
+            print(f"  MAE ratio to the best baseline ({rnn['best_baseline']}): "
+                  f"{rnn['mae_ratio_to_best']:.2f} (target 0.8)")
+    return 0
+
+
+def cmd_train_followup(args) -> int:
+    from medstation.training.followup_rnn import train_followup
+
+    train_followup(args.out, tracks=args.tracks, steps=args.steps, seed=args.seed, version=args.version)
     return 0
 
 
@@ -305,6 +322,7 @@ def cmd_bench_followup(args) -> int:
         print(f"  registration per pair: {', '.join(f'{s:.1f} s' for s in r['registration_seconds'])} "
               f"(target 5 s)")
         print(f"  matching per pair: {r['matching_ms_per_pair']:.2f} ms")
+        print(f"  follow-up predictor, 50 tracks: {r['predict_ms_50_tracks']:.1f} ms (target 50 ms)")
         print(f"  whole follow-up (load, detect, register, match): {r['followup_total_s']:.1f} s "
               f"(target 30 s), {r['tracks']} tracks")
     return 0

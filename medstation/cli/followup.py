@@ -30,6 +30,10 @@ def add_parser(sub, run) -> None:
     s.add_argument("--json", action="store_true")
     s.add_argument("--dicom", metavar="DIR", help="also write one DICOM SR (TID 1500) per study, each lesion "
                    "with the same tracking UID at every timepoint")
+    s.add_argument("--predict-at", metavar="YYYY-MM-DD", help="predict each lesion's size at this date with "
+                   "the follow-up model (a date after the last study)")
+    s.add_argument("--predictor", help="follow-up model, NAME[@VERSION] or a directory (default: the one "
+                   "in use)")
     s.add_argument("--model", help="detection model (default: the one in use)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=0)
@@ -50,10 +54,20 @@ def cmd_followup(args) -> int:
         raise MedstationError("--same-patient needs --patient", "name the patient the other IDs belong to")
     report, tracks = follow(args.paths, detector, patient=args.patient, risk=args.risk, progress=say,
                             timepoints_out=timepoints, aliases=tuple(args.same_patient))
+    if args.predict_at:
+        from medstation.ai.followup import add_predictions
+        from medstation.ai.predictor import load_predictor
+        from medstation.ai.registry import ModelRegistry
+
+        registry = ModelRegistry()
+        version = (registry.resolve(args.predictor, "followup") if args.predictor
+                   else registry.default("followup"))
+        add_predictions(report, load_predictor(version.path), args.predict_at)
     if args.dicom:
         from medstation.ai.followup import export_sr
 
-        report["dicom"] = export_sr(timepoints, tracks, args.dicom)
+        preds = {t["tracking_uid"]: t["prediction"] for t in report["tracks"] if t.get("prediction")}
+        report["dicom"] = export_sr(timepoints, tracks, args.dicom, preds)
     if args.json:
         print(jsonout.dumps(report, indent=1))
         return 0
@@ -62,7 +76,10 @@ def cmd_followup(args) -> int:
         sizes = ", ".join("-" if p is None else f"{p.diameter_mm:.1f} mm" for p in t.points)
         vdt = t.volume_doubling_days
         lr = (t.guideline.get("lung_rads") or {}).get("category", "")
+        pred = next((d.get("prediction") for d in report["tracks"] if d["track_id"] == t.track_id), None)
         print(f"  {t.track_id} {t.status:9s} {sizes}"
               + (f"  VDT {vdt:.0f} d" if vdt is not None and np.isfinite(vdt) else "")
-              + (f"  Lung-RADS {lr}" if lr else ""))
+              + (f"  Lung-RADS {lr}" if lr else "")
+              + (f"  -> {pred['diameter_mm']:.1f} mm on {pred['date']} (p growth {pred['p_growth']:.2f})"
+                 if pred else ""))
     return 0

@@ -45,6 +45,8 @@ SERIES_NUMBER_SEG = 9002
 #: concepts used in the report (and looked for when reading one back)
 LONG_AXIS = ("103339001", "SCT")
 SHORT_AXIS = ("103340004", "SCT")
+PREDICTED_VOLUME = ("PREDVOL", "99MEDSTATION")
+PREDICTED_GROWTH = ("PREDGROWTH", "99MEDSTATION")
 VOLUME = ("118565006", "SCT")
 SCORE = ("246262008", "SCT")
 LENGTH = ("410668003", "SCT")
@@ -158,6 +160,7 @@ def export_results(
     lengths: Sequence[dict] = (),
     spacing: tuple[float, float, float] | None = None,
     tracking_uids: dict[str, str] | None = None,
+    predictions: dict[str, dict] | None = None,
 ) -> ExportResult:
     """Write the SR (and the SEG when ``voxels`` is given) for one series into ``out_dir``.
 
@@ -212,6 +215,18 @@ def export_results(
             hd.sr.Measurement(name=_code(SCORE, "Score"), value=float(f.score),
                               unit=hd.sr.CodedConcept("1", "UCUM", "no units"), algorithm_id=algo),
         ]
+        pred = (predictions or {}).get(f.finding_id)
+        if pred:  # the follow-up model's prediction, identified by its own algorithm
+            palgo = hd.sr.AlgorithmIdentification(name=pred["model"] or "followup",
+                                                  version=pred["version"] or "0")
+            measurements += [
+                hd.sr.Measurement(name=_code(PREDICTED_VOLUME, f"Predicted volume at {pred['date']}"),
+                                  value=float(pred["volume_mm3"]),
+                                  unit=hd.sr.CodedConcept("mm3", "UCUM", "cubic millimeter"),
+                                  algorithm_id=palgo),
+                hd.sr.Measurement(name=_code(PREDICTED_GROWTH, f"Probability of growth by {pred['date']}"),
+                                  value=float(pred["p_growth"]),
+                                  unit=hd.sr.CodedConcept("1", "UCUM", "no units"), algorithm_id=palgo)]
         group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking[f.finding_id], identifier=f.finding_id),
             referenced_regions=regions, finding_type=codes.SCT.Nodule,

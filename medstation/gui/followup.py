@@ -16,8 +16,9 @@ import datetime as _dt
 import math
 
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QDate, Qt, Signal
 from PySide6.QtWidgets import (
+    QDateEdit,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -35,6 +36,7 @@ def _days(date: str) -> float:
 
 class FollowupPanel(QWidget):
     finished = Signal(object)  # the report dict (or None after a failure)
+    predicted_report = Signal(object)  # the report with predictions (or None)
 
     def __init__(self, ctx, ai, parent=None) -> None:
         super().__init__(parent)
@@ -64,9 +66,9 @@ class FollowupPanel(QWidget):
         self.timeline = QLabel(self)
         self.status = QLabel("Open a CT series, then follow the patient's studies.", self)
         self.status.setWordWrap(True)
-        self.table = QTableWidget(0, 7, self)
+        self.table = QTableWidget(0, 9, self)
         self.table.setHorizontalHeaderLabels(["track", "name", "status", "sizes (mm)", "volume change",
-                                              "VDT (days)", "Lung-RADS"])
+                                              "VDT (days)", "Lung-RADS", "predicted", "p(growth)"])
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.itemSelectionChanged.connect(self._selected)
@@ -80,9 +82,24 @@ class FollowupPanel(QWidget):
         self.unlink_button = QPushButton("Split off the last", self)
         self.unlink_button.setToolTip("The last measurement is another lesion: it becomes a track of its own")
         self.unlink_button.clicked.connect(self.unlink_selected)
+        self.predict_date = QDateEdit(self)
+        self.predict_date.setCalendarPopup(True)
+        self.predict_date.setDisplayFormat("yyyy-MM-dd")
+        self.predict_button = QPushButton("Predict at", self)
+        self.predict_button.setToolTip("Each lesion's size at this date, with an 80% interval, and the "
+                                       "chance it grows by more than 1.5 mm (the follow-up model; not for "
+                                       "clinical use)")
+        self.predict_button.clicked.connect(self.predict)
+        self.predict_button.setEnabled(False)
+        self.predict_handle = None
         self.chart = pg.PlotWidget(self, title="volume (mm³) by date")
         self.chart.setLabel("bottom", "days since the first study")
         self.curve = self.chart.plot([], [], pen=pg.mkPen("#ffb347", width=2), symbol="o", symbolSize=7)
+        self.band_low = self.chart.plot([], [], pen=pg.mkPen("#8fbcff", style=Qt.DashLine))
+        self.band_high = self.chart.plot([], [], pen=pg.mkPen("#8fbcff", style=Qt.DashLine))
+        self.band = pg.FillBetweenItem(self.band_low, self.band_high, brush=pg.mkBrush(120, 170, 255, 60))
+        self.chart.addItem(self.band)
+        self.predicted = self.chart.plot([], [], pen=pg.mkPen("#8fbcff", width=2), symbol="t", symbolSize=8)
         lay = QVBoxLayout(self)
         row = QHBoxLayout()
         row.addWidget(self.run_button)
@@ -99,6 +116,11 @@ class FollowupPanel(QWidget):
         row = QHBoxLayout()
         for w in (self.name_edit, self.rename_button, self.link_button, self.unlink_button):
             row.addWidget(w)
+        lay.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.predict_button)
+        row.addWidget(self.predict_date)
+        row.addStretch(1)
         lay.addLayout(row)
         lay.addWidget(self.chart, 1)
         ctx.engine.ready.connect(lambda bridge: bridge.job_event.connect(self._on_job_event))
@@ -135,11 +157,40 @@ class FollowupPanel(QWidget):
                           edits=tuple(self.ctx.db.track_edits(patient)), aliases=aliases)
         self.ctx.engine.when_ready(lambda: setattr(self, "handle", self.ctx.engine.submit(job)))
 
+    def predict(self) -> None:
+        from medstation.ai.jobs import PredictJob
+
+        if self.report is None:
+            return
+        try:
+            version = self.ctx.registry.default("followup")
+        except Exception as exc:  # noqa: BLE001 (no follow-up model installed: say so)
+            self.status.setText(f"No follow-up model: {exc}")
+            return
+        date = self.predict_date.date().toString("yyyyMMdd")
+        report = {k: v for k, v in self.report.items() if k != "tracks"} | {"tracks": self.report["tracks"]}
+        job = PredictJob(report, date, str(version.path))
+        self.status.setText(f"Predicting each lesion at {self.predict_date.date().toString('yyyy-MM-dd')} …")
+        self.ctx.engine.when_ready(lambda: setattr(self, "predict_handle", self.ctx.engine.submit(job)))
+
     def cancel(self) -> None:
         if self.handle is not None and not self.handle.done():
             self.handle.cancel()
 
     def _on_job_event(self, handle, kind: str, payload) -> None:
+        if handle is self.predict_handle and handle is not None:
+            if kind == "done":
+                self.report = payload
+                self._show(payload)
+                self.status.setText(f"Predicted with the follow-up model (not for clinical use): "
+                                    f"{sum(1 for t in payload['tracks'] if t.get('prediction'))} of "
+                                    f"{len(payload['tracks'])} tracks; the others are withheld "
+                                    "(see the tooltip).")
+                self.predicted_report.emit(payload)
+            elif kind == "failed":
+                self.status.setText(f"Prediction failed: {payload}")
+                self.predicted_report.emit(None)
+            return
         if handle is not self.handle:
             return
         if kind == "progress":
@@ -164,6 +215,11 @@ class FollowupPanel(QWidget):
         tracks = report["tracks"]
         dates = [tp["study_date"] for tp in report["timepoints"]]
         self.compare_button.setEnabled(self._prior() is not None)
+        self.predict_button.setEnabled(bool(dates))
+        if dates and (self.predict_date.date() <= QDate(int(dates[-1][:4]), int(dates[-1][4:6]),
+                                                        int(dates[-1][6:]))):
+            self.predict_date.setDate(QDate(int(dates[-1][:4]), int(dates[-1][4:6]), int(dates[-1][6:]))
+                                      .addMonths(12))
         steps = [dates[0][:4] + "-" + dates[0][4:6] + "-" + dates[0][6:]] if dates else []
         for a, b in zip(dates, dates[1:]):
             months = (_days(b) - _days(a)) / 30.44
@@ -181,11 +237,18 @@ class FollowupPanel(QWidget):
             change = t["percent_change_volume"]
             vdt = t["volume_doubling_days"]
             lr = (t.get("guideline") or {}).get("lung_rads") or {}
+            pred = t.get("prediction")
+            predicted = (f"{pred['diameter_mm']:.1f} mm" if pred else
+                         ("withheld" if t.get("prediction_withheld") else ""))
             cells = [t["track_id"], t.get("name", ""), t["status"], sizes,
                      "" if change is None else f"{change:+.0f}%",
-                     "" if vdt is None or not math.isfinite(vdt) else f"{vdt:.0f}", lr.get("category", "")]
+                     "" if vdt is None or not math.isfinite(vdt) else f"{vdt:.0f}", lr.get("category", ""),
+                     predicted, f"{pred['p_growth']:.2f}" if pred else ""]
             for c, text in enumerate(cells):
-                self.table.setItem(r, c, QTableWidgetItem(text))
+                item = QTableWidgetItem(text)
+                if c == 7 and t.get("prediction_withheld"):
+                    item.setToolTip(t["prediction_withheld"])
+                self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
         if tracks:
             self.table.selectRow(0)
@@ -264,6 +327,16 @@ class FollowupPanel(QWidget):
         if pts:
             d0 = _days(pts[0][0])
             self.curve.setData([_days(d) - d0 for d, _ in pts], [v for _, v in pts])
+            pred = t.get("prediction")
+            if pred:  # the band from the last measurement to the predicted date
+                x0, v0 = _days(pts[-1][0]) - d0, pts[-1][1]
+                x1 = x0 + pred["days_ahead"]
+                self.band_low.setData([x0, x1], [v0, pred["volume_low"]])
+                self.band_high.setData([x0, x1], [v0, pred["volume_high"]])
+                self.predicted.setData([x0, x1], [v0, pred["volume_mm3"]])
+            else:
+                for c in (self.band_low, self.band_high, self.predicted):
+                    c.setData([], [])
         self._jump(t)
 
     def _jump(self, track: dict) -> None:

@@ -93,6 +93,22 @@ def evaluate_followup(detector, folder: Path, cohorts: int, *, seed0: int = COHO
         scored.append(s)
         say(f"patient {n + 1}/{cohorts}: {sum(r['tracked'] for r in s['courses'])} of {len(s['courses'])} "
             "nodules tracked correctly")
-    return {**summarize(scored), "cohorts": cohorts, "timepoints": timepoints,
+    predictor = _predictor_figures()
+    return {**summarize(scored), "cohorts": cohorts, "timepoints": timepoints, "predictor": predictor,
             "registration_seconds_per_pair": round(float(np.mean(seconds)) / max(1, timepoints - 1), 2)
             if seconds else None, "patients": scored}
+
+
+def _predictor_figures(tracks: int = 2000) -> dict | None:
+    """The follow-up predictor in use against the baselines on held-out synthetic courses."""
+    from medstation.ai.predictor import load_predictor
+    from medstation.ai.registry import ModelRegistry
+    from medstation.core.errors import ModelError
+    from medstation.training.followup_rnn import TEST_SEED, evaluate, make_tracks
+
+    try:
+        version = ModelRegistry().default("followup")
+    except ModelError:
+        return None
+    r = evaluate(load_predictor(version.path), make_tracks(tracks, TEST_SEED))
+    return {"model": version.id, **r}

@@ -122,3 +122,35 @@ def test_the_comparable_series_prefers_the_same_kernel_then_thin_slices(tmp_path
     stacks = list_series([tmp_path]).stacks
     assert _comparable(stacks).first.series_description == "thin lung"  # thinnest, then most slices
     assert _comparable(stacks, "BONE").first.series_description == "thin bone"
+
+
+def test_predict_at_adds_a_prediction_or_a_reason_to_every_track_and_the_sr(cohort, tmp_path):
+    from pydicom import dcmread
+
+    root, truth = cohort
+    last = truth.timepoints[-1]["date"]
+    year_later = f"{int(last[:4]) + 1}-{last[4:6]}-{last[6:]}"
+    proc = medstation("followup", str(root / "p5"), "--json", "--predict-at", year_later, "--dicom",
+                      str(tmp_path / "sr"), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    for t in r["tracks"]:
+        if t["prediction"] is None:
+            assert t["prediction_withheld"]
+        else:
+            p = t["prediction"]
+            assert set(p) >= {"model", "version", "date", "days_ahead", "volume_mm3", "volume_low",
+                              "volume_high", "diameter_mm", "p_growth"}
+            assert p["volume_low"] <= p["volume_mm3"] <= p["volume_high"] and p["date"] == year_later
+    growing = next(t for t in r["tracks"] if t["status"] == "growing" and t["prediction"])
+    assert growing["prediction"]["volume_mm3"] > growing["measurements"][-1]["volume_mm3"]
+    assert any(t["status"] == "resolved" and "gone" in t["prediction_withheld"] for t in r["tracks"])
+    names = set()
+    for item in dcmread(r["dicom"][-1]).ContentSequence:  # the last study's SR carries the predictions
+        for sub in [item, *getattr(item, "ContentSequence", [])]:
+            for x in getattr(sub, "ContentSequence", []):
+                if "ConceptNameCodeSequence" in x:
+                    names.add(str(x.ConceptNameCodeSequence[0].CodeMeaning))
+    assert any(n.startswith("Predicted volume at") for n in names), names
+    bad = medstation("followup", str(root / "p5"), "--predict-at", "2000-01-01")
+    assert bad.returncode == 2 and "is not after the last study" in bad.stderr

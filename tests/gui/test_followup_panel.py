@@ -44,6 +44,17 @@ def test_follow_up_panel_tracks_the_open_patient_and_charts_a_track(qtbot, windo
     prior_m = track["measurements"][-2]
     want = win.ctx.compare.volume.patient_to_index(prior_m["center_patient"])
     assert np.abs(win.ctx.compare.position - want).max() <= 2.5, (win.ctx.compare.position, want)
+    # predictions at a date: a column and a band on the growth chart
+    assert panel.predict_button.isEnabled()
+    with qtbot.waitSignal(panel.predicted_report, timeout=60000) as sig:
+        panel.predict_button.click()
+    predicted = sig.args[0]
+    assert predicted is not None and any(t.get("prediction") for t in predicted["tracks"])
+    row = next(r for r, t in enumerate(predicted["tracks"]) if t.get("prediction"))
+    panel.table.clearSelection()
+    panel.table.selectRow(row)
+    assert panel.table.item(row, 7).text().endswith("mm") and panel.table.item(row, 8).text()
+    assert len(panel.band_high.getData()[0]) == 2
     # a reader's corrections: rename, split off the last measurement; kept for the next run
     panel.table.selectRow(growing)
     panel.rename("RLL nodule")
