@@ -173,7 +173,7 @@ def run_followup(args) -> dict:
     # the follow-up predictor on 50 tracks of 3 timepoints (one engine job's work)
     from medstation.ai.predictor import load_predictor
     from medstation.ai.registry import ModelRegistry
-    from medstation.training.followup_rnn import make_tracks
+    from medstation.synth.courses import make_tracks
 
     predictor = load_predictor(ModelRegistry().default("followup").path)
     sample = [t["points"][:3] for t in make_tracks(200, 9) if len(t["points"]) >= 3][:50]

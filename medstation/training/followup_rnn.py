@@ -27,46 +27,9 @@ import torch
 from torch import nn
 
 from medstation.ai.predictor import ARCHITECTURE, DEFAULT_RANGE, TASK, TYPES, GrowthRNN, features
+from medstation.synth.courses import make_tracks, sphere_diameter
 
 TRAIN_SEED, VAL_SEED, TEST_SEED = 0, 1, 2
-
-
-def _diam(v: float) -> float:
-    return (6 * v / math.pi) ** (1 / 3)
-
-
-def make_tracks(n: int, seed: int) -> list[dict]:
-    """``n`` synthetic tracks: ``{"points": [...], "kind": ...}`` with measured values."""
-    rng = np.random.default_rng([seed, 1234])
-    out = []
-    for _ in range(n):
-        typ = str(rng.choice(TYPES, p=[0.6, 0.15, 0.25]))
-        u = rng.random()
-        if u < 0.55:
-            kind, vdt = "stable", math.inf
-        elif u < 0.65:
-            kind, vdt = "benign-slow", float(rng.uniform(1500, 5000))
-        elif u < 0.75:
-            kind, vdt = "shrinking", -float(rng.uniform(90, 500))
-        else:
-            kind = "growing"
-            median = {"solid": 250.0, "part-solid": 500.0, "ground-glass": 900.0}[typ]
-            vdt = float(np.exp(rng.normal(math.log(median), 0.5)))
-        d0 = float(np.exp(rng.uniform(math.log(4.0), math.log(22.0))))
-        v0 = math.pi / 6 * d0 ** 3
-        steps = int(rng.integers(2, 7))
-        days = np.concatenate([[0.0], np.cumsum(rng.uniform(60, 500, steps - 1))])
-        hu = {"solid": 20.0, "part-solid": -300.0, "ground-glass": -600.0}[typ] + float(rng.normal(0, 40))
-        points = []
-        for t in days:
-            v = v0 * (2 ** (t / vdt) if math.isfinite(vdt) else 1.0)
-            v = min(max(v, 8.0), math.pi / 6 * 40.0 ** 3)
-            noise = 0.05 + 0.6 / max(_diam(v), 1.0)
-            vm = v * float(np.exp(rng.normal(0, noise)))
-            points.append({"days": float(t), "volume_mm3": vm, "diameter_mm": _diam(vm),
-                           "mean_hu": hu + float(rng.normal(0, 15)), "type": typ})
-        out.append({"points": points, "kind": kind, "type": typ})
-    return out
 
 
 def split_example(track: dict) -> tuple[list[dict], dict, float]:
@@ -92,7 +55,7 @@ def baseline_predictions(history: list[dict], days_ahead: float) -> dict[str, tu
         dt = b["days"] - a["days"]
         rate = (math.log(b["volume_mm3"]) - math.log(a["volume_mm3"])) / dt if dt > 0 else 0.0
         plv = lv + rate * days_ahead
-        out["VDT of the last two"] = (plv, _diam(math.exp(plv)) - last["diameter_mm"])
+        out["VDT of the last two"] = (plv, sphere_diameter(math.exp(plv)) - last["diameter_mm"])
         t = np.array([p["days"] for p in history])
         d = np.array([p["diameter_mm"] for p in history])
         slope, icpt = np.polyfit(t, d, 1)
