@@ -240,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=3000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--version", default="1.0.0")
+    s.add_argument("--base", help="fine-tune this follow-up model (NAME[@VERSION] or a directory)")
+    s.add_argument("--local-tracks", nargs="*", metavar="REPORT",
+                   help="`medstation followup --json` reports whose tracks are mixed in (half of each batch)")
+    s.add_argument("--lr", type=float, default=0.0)
+    s.add_argument("--checkpoint", default="", help="resumable checkpoint file")
+    s.add_argument("--resume", action="store_true")
     s.set_defaults(func=_ai("cmd_train_followup"))
 
     s = sub.add_parser("calibrate", help="fit the detector's score calibration on validation studies "

@@ -186,9 +186,20 @@ def cmd_evaluate_followup(args) -> int:
 
 
 def cmd_train_followup(args) -> int:
-    from medstation.training.followup_rnn import train_followup
+    from medstation.training.followup_rnn import tracks_from_reports, train_followup
 
-    train_followup(args.out, tracks=args.tracks, steps=args.steps, seed=args.seed, version=args.version)
+    base = ""
+    if args.base:
+        from medstation.ai.registry import ModelRegistry
+
+        base = str(ModelRegistry().resolve(args.base, "followup").path)
+    local = tracks_from_reports(args.local_tracks) if args.local_tracks else []
+    if args.base and not local:
+        raise MedstationError("fine-tuning the follow-up model needs local tracks",
+                              "give --local-tracks REPORT.json (from `medstation followup --json`)")
+    train_followup(args.out, tracks=args.tracks, steps=args.steps, seed=args.seed, version=args.version,
+                   base=base, local=local, checkpoint=args.checkpoint, resume=args.resume,
+                   lr=args.lr or (1e-3 if base else 3e-3))
     return 0
 
 

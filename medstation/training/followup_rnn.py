@@ -127,10 +127,58 @@ def _batch(tracks: list[dict], rng: np.random.Generator):
             torch.tensor(target_lv, dtype=torch.float32), torch.tensor(growth))
 
 
+def tracks_from_reports(paths) -> list[dict]:
+    """Local training tracks from ``medstation followup --json`` reports: every track with two or more
+    measurements, its dates turned into days."""
+    from pathlib import Path
+
+    from medstation.ai.predictor import _day
+
+    out = []
+    for path in paths:
+        report = json.loads(Path(path).read_text())
+        for t in report.get("tracks", []):
+            pts = [dict(m) for m in t["measurements"] if m is not None]
+            if len(pts) < 2:
+                continue
+            d0 = _day(pts[0])
+            for p in pts:
+                p["days"] = _day(p) - d0
+            out.append({"points": pts, "kind": t.get("status", ""), "type": pts[-1].get("type", "solid")})
+    return out
+
+
+def _step(train: list[dict], local: list[dict], batch: int, local_share: float):
+    """The trainer's step: a batch of random prefixes (local tracks oversampled to ``local_share``),
+    Gaussian NLL of the log volume plus BCE of growth."""
+    def step(t, _iteration: int) -> dict[str, float]:
+        n_local = int(round(batch * local_share)) if local else 0
+        picks = [train[i] for i in t.rng.integers(0, len(train), batch - n_local)]
+        picks += [local[i] for i in t.rng.integers(0, len(local), n_local)] if n_local else []
+        x, lengths, ahead, last_lv, target_lv, growth = _batch(picks, t.rng)
+        rate, s0, s1, logit = t.model(x, lengths, ahead)
+        mu = last_lv + rate * ahead
+        var = s0 ** 2 + (s1 * ahead) ** 2
+        nll = 0.5 * (torch.log(var) + (target_lv - mu) ** 2 / var).mean()
+        bce = nn.functional.binary_cross_entropy_with_logits(logit, growth)
+        loss = nll + bce
+        t.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(t.model.parameters(), 5.0)
+        t.optimizer.step()
+        return {"nll": float(nll.detach()), "bce": float(bce.detach())}
+
+    return step
+
+
 def train_followup(out_dir, *, tracks: int = 20000, steps: int = 3000, batch: int = 256, lr: float = 3e-3,
-                   hidden: int = 48, seed: int = 0, log=sys.stdout, version: str = "1.0.0") -> dict:
+                   hidden: int = 48, seed: int = 0, log=sys.stdout, version: str = "1.0.0", base: str = "",
+                   local: list[dict] | None = None, checkpoint: str = "", resume: bool = False) -> dict:
+    """Train (or, from ``base``, fine-tune on ``local`` tracks mixed with synthetic ones) on the project's
+    Trainer: JSON lines, an LR schedule, atomic checkpoints with resume."""
     from medstation.ai.predictor import Predictor
-    from medstation.ai.store import save_model
+    from medstation.ai.store import load_state, save_model
+    from medstation.training.trainer import Checkpoint, JsonLinesLogger, LRSchedule, Trainer, load_checkpoint
 
     def emit(**event) -> None:
         if log is not None:
@@ -138,35 +186,30 @@ def train_followup(out_dir, *, tracks: int = 20000, steps: int = 3000, batch: in
             log.flush()
 
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     train = make_tracks(tracks, TRAIN_SEED)
     test = make_tracks(max(2000, tracks // 10), TEST_SEED)
-    emit(event="data", train=len(train), test=len(test))
+    local = list(local or [])
+    emit(event="data", train=len(train), test=len(test), local=len(local))
     model = GrowthRNN(hidden)
+    parent = None
+    if base:
+        base_manifest, state = load_state(base)
+        model = GrowthRNN(int((base_manifest.get("network") or {}).get("hidden", hidden)))
+        model.load_state_dict(state)
+        parent = str(base_manifest.get("version"))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    running = None
-    for step in range(1, steps + 1):
-        idx = rng.integers(0, len(train), batch)
-        x, lengths, ahead, last_lv, target_lv, growth = _batch([train[i] for i in idx], rng)
-        rate, s0, s1, logit = model(x, lengths, ahead)
-        mu = last_lv + rate * ahead
-        var = s0 ** 2 + (s1 * ahead) ** 2
-        nll = 0.5 * (torch.log(var) + (target_lv - mu) ** 2 / var).mean()
-        bce = nn.functional.binary_cross_entropy_with_logits(logit, growth)
-        loss = nll + bce
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        sched.step()
-        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
-        if step % 100 == 0 or step == steps:
-            emit(event="step", step=step, steps=steps, loss=round(running, 4),
-                 lr=round(sched.get_last_lr()[0], 6), seconds=round(time.perf_counter() - t0, 1))
+    trainer = Trainer(_step(train, local, batch, 0.5), model=model, optimizer=opt, scheduler=sched,
+                      max_iterations=steps, epoch_length=max(1, steps // 10), rng=np.random.default_rng(seed))
+    trainer.attach(LRSchedule(sched), JsonLinesLogger(log, every=100, lr=lambda: sched.get_last_lr()[0]))
+    if checkpoint:
+        trainer.attach(Checkpoint(checkpoint))
+        if resume:
+            load_checkpoint(trainer, checkpoint)
+    trainer.run()
     model.eval()
-    manifest = {"name": "followup-rnn", "version": version, "parent_version": None, "task": TASK,
+    manifest = {"name": "followup-rnn", "version": version, "parent_version": parent, "task": TASK,
                 "architecture": ARCHITECTURE, "network": {"hidden": hidden}, "valid_range": DEFAULT_RANGE,
                 "input": {"per_timepoint": ["log volume change from the first", "mean diameter / 10 mm",
                                             "mean HU / 1000", *(f"type {t}" for t in TYPES),
@@ -178,7 +221,8 @@ def train_followup(out_dir, *, tracks: int = 20000, steps: int = 3000, batch: in
                                   "courses": "55% stable, 10% benign slow change, 10% shrinking, 25% growing "
                                              "(VDT log-normal around 250 / 500 / 900 days for solid / "
                                              "part-solid / ground glass)",
-                                  "noise": "volumetry noise, log-normal, SD 0.05 + 0.6 / diameter(mm)"},
+                                  "noise": "volumetry noise, log-normal, SD 0.05 + 0.6 / diameter(mm)",
+                                  "local_tracks": len(local)},
                 "training": {"steps": steps, "batch": batch, "lr": lr, "seed": seed,
                              "seconds": round(time.perf_counter() - t0, 1)},
                 "intended_use": "Research and demonstration on synthetic data. Not for clinical use.",

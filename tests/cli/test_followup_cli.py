@@ -154,3 +154,22 @@ def test_predict_at_adds_a_prediction_or_a_reason_to_every_track_and_the_sr(coho
     assert any(n.startswith("Predicted volume at") for n in names), names
     bad = medstation("followup", str(root / "p5"), "--predict-at", "2000-01-01")
     assert bad.returncode == 2 and "is not after the last study" in bad.stderr
+
+
+def test_the_follow_up_model_fine_tunes_on_local_tracks(cohort, tmp_path):
+    root, _truth = cohort
+    proc = medstation("followup", str(root / "p5"), "--json", timeout=600)
+    report = tmp_path / "report.json"
+    report.write_text(proc.stdout)
+    out = tmp_path / "ft"
+    proc = medstation("train-followup", "--base", "followup-rnn", "--local-tracks", str(report),
+                      "--steps", "20", "--tracks", "300", "--out", str(out), "--version", "1.0.1", "--checkpoint",
+                      str(tmp_path / "ck"), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert next(e for e in events if e["event"] == "data")["local"] >= 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["parent_version"] == "1.0.0" and manifest["training_data"]["local_tracks"] >= 1
+    assert (tmp_path / "ck").exists()
+    refused = medstation("train-followup", "--base", "followup-rnn", "--out", str(tmp_path / "x"))
+    assert refused.returncode == 2 and "needs local tracks" in refused.stderr
