@@ -163,8 +163,8 @@ def test_the_follow_up_model_fine_tunes_on_local_tracks(cohort, tmp_path):
     report.write_text(proc.stdout)
     out = tmp_path / "ft"
     proc = medstation("train-followup", "--base", "followup-rnn", "--local-tracks", str(report),
-                      "--steps", "20", "--tracks", "300", "--out", str(out), "--version", "1.0.1", "--checkpoint",
-                      str(tmp_path / "ck"), timeout=600)
+                      "--steps", "20", "--tracks", "300", "--out", str(out), "--version", "1.0.1",
+                      "--checkpoint", str(tmp_path / "ck"), timeout=600)
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert next(e for e in events if e["event"] == "data")["local"] >= 1
