@@ -25,10 +25,12 @@ def _user_copy(tmp_path, version: str):
 
 def test_list_use_show_remove(tmp_path):
     user = _user_copy(tmp_path, USER)
-    listed = json.loads(medstation("models", "list", "--json").stdout)["models"]
+    listed = json.loads(medstation("models", "list", "--task", "detection", "--json").stdout)["models"]
+    everything = json.loads(medstation("models", "list", "--json").stdout)["models"]
+    assert {m["task"] for m in everything} == {"detection", "followup"}  # the follow-up predictor too
     assert [(m["id"], m["in_use"], m["builtin"]) for m in listed] == [
         (f"nodule-detector@{BUILTIN}", True, True), (f"nodule-detector@{USER}", False, False)]
-    text = medstation("models", "list").stdout
+    text = medstation("models", "list", "--task", "detection").stdout
     assert f"* nodule-detector@{BUILTIN}" in text and f"trained here, from {BUILTIN}" in text
 
     used = medstation("models", "use", f"nodule-detector@{USER}", "--json")
@@ -52,4 +54,4 @@ def test_unknown_names_are_one_clear_line():
     proc = medstation("models", "use", "nodule-detector@7.7.7")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "no model 'nodule-detector@7.7.7'" in proc.stderr
-    assert f"installed: nodule-detector@{BUILTIN}" in proc.stderr
+    assert f"nodule-detector@{BUILTIN}" in proc.stderr and "installed: " in proc.stderr
