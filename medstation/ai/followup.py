@@ -27,6 +27,7 @@ from medstation.imaging.registration import Registration
 
 MATCH_MM = 10.0
 FALLBACK_FACTOR = 2.0
+CANDIDATE_SHARE = 0.15
 
 
 @dataclass
@@ -36,6 +37,9 @@ class Timepoint:
     series_uid: str
     findings: list[Finding] = field(default_factory=list)
     sources: list = field(default_factory=list, repr=False)  # the series' (file, frame) per slice
+    #: findings below the operating point (down to ``CANDIDATE_SHARE`` of it): never a track's start,
+    #: but a tracked lesion's measurement where the registration says it should be
+    candidates: list[Finding] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
         return {"study_uid": self.study_uid, "study_date": self.study_date, "series_uid": self.series_uid}
@@ -66,6 +70,42 @@ def match_pair(prior: list[Finding], current: list[Finding], reg: Registration) 
     finite = cost[np.isfinite(cost)]
     ceiling = float(finite.max()) + 1.0 if finite.size else 1.0
     return match(np.where(np.isfinite(cost), cost, ceiling * 10), ceiling)
+
+
+def _fill_gaps(tracks: list[list], timepoints: list[Timepoint], registrations: list[Registration]) -> None:
+    """Where a track is absent next to a timepoint where it is present, look for the lesion where the
+    registration puts it among that timepoint's weaker findings (a small or faint lesion the detector
+    scored under its operating point at one study): as a reader looks for a new nodule on the prior."""
+    n = len(timepoints)
+    for _ in range(n):
+        changed = False
+        used = [{p[t].finding_id for p in tracks if p[t] is not None} for t in range(n)]
+        for pts in tracks:
+            for t in range(n):
+                if pts[t] is not None:
+                    continue
+                if t + 1 < n and pts[t + 1] is not None:  # back through registration t -> t+1
+                    reg, ref = registrations[t], pts[t + 1]
+                    where = np.linalg.solve(reg.matrix, np.asarray(ref.center_patient) - reg.offset)
+                elif t > 0 and pts[t - 1] is not None:
+                    reg, ref = registrations[t - 1], pts[t - 1]
+                    where = reg.map_point(ref.center_patient)
+                else:
+                    continue
+                limit = max(MATCH_MM, ref.diameter_mm / 2) * (1.0 if reg.ok else FALLBACK_FACTOR)
+                best = None
+                for f in timepoints[t].candidates:
+                    if f.finding_id in used[t]:
+                        continue
+                    d = float(np.linalg.norm(np.asarray(f.center_mm) - where))
+                    if d <= limit and (best is None or d < best[0]):
+                        best = (d, f)
+                if best is not None:
+                    pts[t] = _point(timepoints[t], best[1])
+                    used[t].add(best[1].finding_id)
+                    changed = True
+        if not changed:
+            return
 
 
 def tracking_uid(patient_id: str, track_id: str, first: TrackPoint) -> str:
@@ -105,6 +145,7 @@ def build_tracks(patient_id: str, timepoints: list[Timepoint], registrations: li
                 tracks.append(pts)
                 nxt[ci] = pts
         open_tracks = nxt
+    _fill_gaps(tracks, timepoints, registrations)
     out = []
     last_date = timepoints[-1].study_date if timepoints else ""
     present_at_last = sum(1 for pts in tracks if pts and pts[-1] is not None)
@@ -222,8 +263,9 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
                 volume = open_series(st, pool=pool).volume
                 run = detector.detect(volume, heatmap=False, check=check)
                 found = [f for f in run.findings if f.score >= threshold]
+                weaker = [f for f in run.findings if CANDIDATE_SHARE * threshold <= f.score < threshold]
                 timepoints.append(Timepoint(st.first.study_uid, st.first.study_date, st.series_uid, found,
-                                            list(volume.sources)))
+                                            list(volume.sources), weaker))
                 say(f"{st.first.study_date}: {len(found)} finding(s) at the operating point "
                     f"({threshold:.2f})")
                 if previous is not None:  # one pair of volumes in memory at a time
