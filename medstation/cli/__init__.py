@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gui", action="store_true", help="also open the main window and save a screenshot")
     s.add_argument("--screenshot", help="where --gui saves its screenshot")
     s.add_argument("--keep", help="work in this folder (kept) instead of a temporary one")
+    s.add_argument("--quick", action="store_true", help="the demo's detection only (no follow-up, no "
+                   "fine-tuning)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_selftest)
 

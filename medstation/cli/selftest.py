@@ -1,8 +1,11 @@
 """``medstation selftest``: the whole chain on the built-in demo study, offscreen, in a throw-away folder.
 
 Writes the demo study, imports and loads it, renders slices, runs the default
-detector, checks that the demo's nodules are found, writes the findings
-(JSON, DICOM SR + SEG) and prints a short report. Exit 0 only if every step
+detector, checks that the demo's nodules are found and sized, writes the findings
+(JSON, DICOM SR + SEG); follows a generated 3-study patient (tracks, Lung-RADS,
+a prediction of the follow-up model); fine-tunes one short epoch in a training
+child process, loads the new version, makes it the default and rolls back
+(``--quick`` leaves out these two); prints a short report. Exit 0 only if every step
 passed. ``--gui`` also opens the main window for a few seconds and saves a
 screenshot. Runs the same from the source tree and from the packaged app.
 """
@@ -56,7 +59,7 @@ class _Steps:
 
 
 def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | None = None,
-                 window_step=None) -> dict:
+                 window_step=None, follow_up: bool = True, fine_tune: bool = True) -> dict:
     """Every step on the demo study; ``window_step(series_uid, findings, threshold, path)`` is the
     GUI step (``cli.launcher.selftest_window``), run when ``gui`` is set."""
     tmp = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="medstation-selftest-"))
@@ -147,6 +150,80 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
         res = export_results(findings, volume.sources, out, voxels=volume.voxels)
         return f"findings.json, {Path(res.sr).name}, {Path(res.seg).name if res.seg else 'no SEG'}"
 
+    def followup():
+        import datetime as _dt
+
+        from medstation.ai.followup import add_predictions, follow
+        from medstation.ai.predictor import load_predictor
+        from medstation.ai.registry import ModelRegistry
+        from medstation.synth.cohort import write_cohort_patient
+
+        truth = write_cohort_patient(tmp / "cohort", seed=5, timepoints=3, small=True)
+        ctx["cohort"] = truth
+        report, tracks = follow([tmp / "cohort" / tp["date"] for tp in truth.timepoints], ctx["detector"])
+        full = [t for t in tracks if all(p is not None for p in t.points)]
+        if len(report["timepoints"]) != 3 or not full:
+            raise RuntimeError(f"{len(report['timepoints'])} timepoints, {len(full)} lesions tracked at all "
+                               "three")
+        if not any((t.guideline.get("lung_rads") or {}).get("category") for t in full):
+            raise RuntimeError("no Lung-RADS category on a tracked lesion")
+        last = _dt.date(*(int(x) for x in (report["timepoints"][-1]["study_date"][:4],
+                                          report["timepoints"][-1]["study_date"][4:6],
+                                          report["timepoints"][-1]["study_date"][6:])))
+        predictor = load_predictor(ModelRegistry().default("followup").path)
+        add_predictions(report, predictor, (last + _dt.timedelta(days=365)).isoformat())
+        predicted = [t for t in report["tracks"] if t.get("prediction")]
+        if not predicted:
+            raise RuntimeError("no track got a prediction: " + "; ".join(
+                t.get("prediction_withheld", "") for t in report["tracks"]))
+        p = predicted[0]["prediction"]
+        return (f"{len(tracks)} tracks ({len(full)} at all 3 studies); {predictor.name} {predictor.version}: "
+                f"{p['diameter_mm']:.1f} mm in a year, p(growth) {p['p_growth']:.2f}")
+
+    def finetune():
+        import json
+        import subprocess
+
+        from medstation.ai.registry import ModelRegistry
+        from medstation.dicom import StudyDatabase, WorkerPool, import_paths
+
+        truth = ctx["cohort"]
+        with StudyDatabase() as db, WorkerPool(2, timeout=30) as pool:
+            import_paths(db, [tmp / "cohort"], pool)
+            rows = [{"series_key": tp["series_uid"], "center_mm": r["center_patient"],
+                     "diameter_mm": r["diameter_mm"], "is_nodule": True, "source": "imported"}
+                    for tp in truth.timepoints for r in tp["nodules"] if r is not None]
+            rows += [{"series_key": ctx["truth"].series[0].series_uid, "center_mm": list(n["center"]),
+                      "diameter_mm": n["diameter_mm"], "is_nodule": True, "source": "imported"}
+                     for n in ctx["truth"].nodules]
+            db.add_labels(rows)
+        command = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "medstation"]
+        proc = subprocess.run([*command, "train", "--epochs", "1", "--epoch-length", "2", "--batch-size", "2",
+                               "--replay", "4", "--out-version", "selftest"], capture_output=True, text=True,
+                              timeout=900, env=os.environ.copy())
+        if proc.returncode != 0:
+            raise RuntimeError(f"the training child failed ({proc.returncode}): "
+                               f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        saved = [json.loads(line) for line in proc.stdout.splitlines()
+                 if line.startswith('{"event": "saved"')]
+        registry = ModelRegistry()
+        base = registry.default("detection")
+        new = registry.resolve(f"{base.name}@selftest", "detection")
+        from medstation.ai.store import load_detector
+        from medstation.core.volume import Volume  # noqa: F401 (the new weights load and run)
+
+        run = load_detector(new.path).detect(ctx["volume"], heatmap=False)
+        registry.use(new.id)
+        if registry.default("detection").id != new.id:
+            raise RuntimeError("the new version did not become the default")
+        registry.use(base.id)
+        if registry.default("detection").id != base.id:
+            raise RuntimeError("rolling back did not restore the previous default")
+        return (f"{new.id} (parent {new.manifest.parent_version}, validation CPM "
+                f"{saved[0].get('cpm', float('nan')):.2f} vs "
+                f"{saved[0].get('parent_cpm', float('nan')):.2f}); "
+                f"it detects ({len(run.findings)} candidates on the demo); used, then rolled back")
+
     def window():
         if window_step is None:
             raise RuntimeError("no window step was given (run `medstation selftest --gui`)")
@@ -163,6 +240,10 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
         steps.run("nodules found", check)
         steps.run("nodule sizes", sizes)
         steps.run("write findings (JSON, SR, SEG)", write_findings)
+    if steps.ok and follow_up:
+        steps.run("follow-up: 3 studies, tracks, prediction", followup)
+    if steps.ok and follow_up and fine_tune:
+        steps.run("fine-tune: a new version, used, rolled back", finetune)
     if gui and steps.ok:
         steps.run("main window", window)
     from medstation import __version__
@@ -176,7 +257,9 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
 
 
 def cmd_selftest(args, window_step=None) -> int:
-    report = run_selftest(gui=args.gui, keep=args.keep, screenshot=args.screenshot, window_step=window_step)
+    report = run_selftest(gui=args.gui, keep=args.keep, screenshot=args.screenshot, window_step=window_step,
+                          follow_up=not getattr(args, "quick", False),
+                          fine_tune=not getattr(args, "quick", False))
     if args.json:
         print(jsonout.dumps(report, indent=1))
     else:

@@ -18,6 +18,10 @@ def test_selftest_passes_and_writes_findings(tmp_path):
     assert report["ok"] and [r["step"] for r in report["steps"]][:3] == [
         "write demo study", "import and load", "render slices"]
     assert report["steps"][-1]["step"] == "main window" and shot.stat().st_size > 10000
+    # the three jobs: detection (above), a follow-up with a prediction, a fine-tune used and rolled back
+    names = [r["step"] for r in report["steps"]]
+    assert "follow-up: 3 studies, tracks, prediction" in names
+    assert "fine-tune: a new version, used, rolled back" in names
     findings = json.loads((tmp_path / "st" / "findings" / "findings.json").read_text())
     assert len(findings) >= 3 and all(f["model_name"] == "nodule-detector" for f in findings)
     assert list((tmp_path / "st" / "findings").glob("SR_*.dcm"))
