@@ -171,8 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=200)
     b.set_defaults(func=cmd_bench)
 
-    s = sub.add_parser("detect", help="find lesions in CT series; findings as JSON per series")
-    s.add_argument("paths", nargs="+", help="folders, files, DICOMDIRs or .zip archives")
+    s = sub.add_parser("detect", help="find lesions in CT series; findings as JSON per series (a batch: "
+                       "under torchrun each rank takes its share, or --workers N)")
+    s.add_argument("paths", nargs="*", help="folders, files, DICOMDIRs or .zip archives")
+    s.add_argument("--db-query", help="also the CT series of the study database matching this text")
+    s.add_argument("--workers", type=int, default=0, help="N local processes, each a share of the series")
     s.add_argument("--out", required=True, help="folder for <series UID>.json and detect-report.json")
     s.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     _model_args(s)

@@ -147,3 +147,52 @@ def test_bench_followup_json():
     r = json.loads(proc.stdout)
     assert r["timepoints"] == 2 and len(r["registration_seconds"]) == 1 and r["registration_seconds"][0] > 0
     assert r["followup_total_s"] > r["registration_seconds"][0] and r["matching_ms_per_pair"] >= 0
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("batch")
+    spec = SeriesSpec(description="chest", slices=24, rows=128, columns=128, pixel_spacing=2.6,
+                      slice_thickness=2.5, z_center=-15.0)
+    for n in range(3):
+        write_study(root / f"s{n}", ChestPhantom(seed=500 + n, nodules=[NODULE]), series=[spec],
+                    seed=500 + n)
+    return root
+
+
+def test_batch_detection_shares_series_across_workers_and_torchrun_ranks(batch, tmp_path):
+    import os
+    import sys
+
+    one = medstation("detect", str(batch), "--out", str(tmp_path / "one"), "--json")
+    assert one.returncode == 0, one.stderr
+    want = sorted(s["series_uid"] for s in json.loads(one.stdout)["series"])
+    assert len(want) == 3
+    two = medstation("detect", str(batch), "--out", str(tmp_path / "two"), "--json", "--workers", "2")
+    assert two.returncode == 0, two.stderr
+    merged = json.loads(two.stdout)
+    assert merged["ranks"] == 2 and sorted(s["series_uid"] for s in merged["series"]) == want
+    assert json.loads((tmp_path / "two" / "detect-report.json").read_text())["ranks"] == 2
+    assert not list((tmp_path / "two").glob("detect-report.rank*.json"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29537", "-m", "medstation", "detect", str(batch), "--out",
+                           str(tmp_path / "tr"), "--json"], capture_output=True, text=True, timeout=600,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "tr" / "detect-report.json").read_text())
+    assert report["ranks"] == 2 and sorted(s["series_uid"] for s in report["series"]) == want
+    for uid in want:  # each series' own findings file, from whichever rank ran it
+        assert (tmp_path / "tr" / f"{uid}.json").exists()
+
+
+def test_detect_on_a_database_query(batch, tmp_path):
+    db = tmp_path / "db.sqlite"
+    assert medstation("--db", str(db), "import", str(batch)).returncode == 0
+    proc = medstation("--db", str(db), "detect", "--db-query", "chest", "--out", str(tmp_path / "q"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["series"]) == 3
+    none = medstation("--db", str(db), "detect", "--db-query", "no-such-text", "--out", str(tmp_path / "n"))
+    assert none.returncode == 2 and "Traceback" not in none.stderr
