@@ -191,7 +191,8 @@ def test_batch_detection_shares_series_across_workers_and_torchrun_ranks(batch, 
 def test_detect_on_a_database_query(batch, tmp_path):
     db = tmp_path / "db.sqlite"
     assert medstation("--db", str(db), "import", str(batch)).returncode == 0
-    proc = medstation("--db", str(db), "detect", "--db-query", "chest", "--out", str(tmp_path / "q"), "--json")
+    proc = medstation("--db", str(db), "detect", "--db-query", "chest", "--out", str(tmp_path / "q"),
+                      "--json")
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)["series"]) == 3
     none = medstation("--db", str(db), "detect", "--db-query", "no-such-text", "--out", str(tmp_path / "n"))
