@@ -12,6 +12,7 @@ picks one.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +25,9 @@ def add_parser(sub, run) -> None:
                        "Lung-RADS and Fleischner (JSON with --json)")
     s.add_argument("paths", nargs="+", metavar="PATH")
     s.add_argument("--patient", help="the patient ID to follow when the paths hold several")
+    s.add_argument("--all-patients", metavar="OUT",
+                   help="a batch: follow every patient of the paths, one report per patient in OUT and an "
+                   "index (under torchrun each rank takes its share of the patients)")
     s.add_argument("--same-patient", action="append", default=[], metavar="ID",
                    help="another patient ID of the same person (another site's numbering); repeatable")
     s.add_argument("--risk", choices=("low", "high"), default="high", help="Fleischner risk (default high)")
@@ -49,6 +53,8 @@ def cmd_followup(args) -> int:
             print(text, file=sys.stderr)
 
     detector, _model_dir = open_detector(args.model, args.device, args.threads)
+    if args.all_patients:
+        return _batch(args, detector, say)
     timepoints: list = []
     if args.same_patient and not args.patient:
         raise MedstationError("--same-patient needs --patient", "name the patient the other IDs belong to")
@@ -83,3 +89,61 @@ def cmd_followup(args) -> int:
               + (f"  -> {pred['diameter_mm']:.1f} mm on {pred['date']} (p growth {pred['p_growth']:.2f})"
                  if pred else ""))
     return 0
+
+
+def _batch(args, detector, say) -> int:
+    """Every patient of the paths: ``OUT/<patient>.json`` each and ``OUT/followup-index.json``; under
+    ``torchrun`` each rank follows its share of the patients and rank 0 writes the index."""
+    import os
+    import time
+
+    from medstation.ai.followup import follow
+    from medstation.core.files import atomic_write_text
+    from medstation.dicom import WorkerPool, list_series
+
+    out = Path(args.all_patients)
+    out.mkdir(parents=True, exist_ok=True)
+    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    rank = int(os.environ.get("RANK", "0") or 0) if size > 1 else 0
+    with WorkerPool() as pool:
+        stacks = list_series(args.paths, pool).stacks
+        by_patient: dict[str, list[str]] = {}
+        for st in stacks:
+            by_patient.setdefault(st.first.patient_id, []).extend(s.header.path for s in st.slices)
+        patients = sorted(by_patient)
+        mine = patients[rank::size]
+        rows = []
+        for p in mine:
+            say(f"patient {p}: {len(by_patient[p])} files")
+            try:
+                report, _tracks = follow(by_patient[p], detector, patient=p, risk=args.risk, pool=pool)
+                atomic_write_text(out / f"{_safe(p)}.json", jsonout.dumps(report, indent=1) + "\n")
+                rows.append({"patient_id": p, "file": f"{_safe(p)}.json",
+                             "timepoints": len(report["timepoints"]), "tracks": len(report["tracks"]),
+                             "ok": True})
+            except MedstationError as exc:  # one patient's problem does not stop the batch
+                rows.append({"patient_id": p, "ok": False, "error": exc.to_dict()})
+    atomic_write_text(out / f"followup-index.rank{rank}.json", jsonout.dumps(rows) + "\n")
+    if rank != 0:
+        return 0
+    parts = [out / f"followup-index.rank{r}.json" for r in range(size)]
+    deadline = time.monotonic() + 6 * 3600
+    while not all(p.exists() for p in parts) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    import json
+
+    index = {"patients": sorted((r for p in parts if p.exists() for r in json.loads(p.read_text())),
+                                key=lambda r: r["patient_id"]), "ranks": size,
+             "missing_ranks": [p.name for p in parts if not p.exists()]}
+    atomic_write_text(out / "followup-index.json", jsonout.dumps(index, indent=1) + "\n")
+    for p in parts:
+        p.unlink(missing_ok=True)
+    if args.json:
+        print(jsonout.dumps(index, indent=1))
+    else:
+        print(f"{len(index['patients'])} patient(s) followed -> {out}")
+    return 0
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "patient"

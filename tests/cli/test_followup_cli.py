@@ -173,3 +173,24 @@ def test_the_follow_up_model_fine_tunes_on_local_tracks(cohort, tmp_path):
     assert (tmp_path / "ck").exists()
     refused = medstation("train-followup", "--base", "followup-rnn", "--out", str(tmp_path / "x"))
     assert refused.returncode == 2 and "needs local tracks" in refused.stderr
+
+
+def test_a_batch_of_patients_under_torchrun(cohort, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root, truth = cohort
+    other = write_cohort_patient(tmp_path / "p7", seed=7, timepoints=2, small=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29547", "-m", "medstation", "followup", str(root / "p5"),
+                           str(tmp_path / "p7"), "--all-patients", str(tmp_path / "out"), "--json"],
+                          capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    index = json.loads((tmp_path / "out" / "followup-index.json").read_text())
+    assert index["ranks"] == 2 and not index["missing_ranks"]
+    assert [r["patient_id"] for r in index["patients"]] == sorted([truth.patient_id, other.patient_id])
+    for row in index["patients"]:
+        report = json.loads((tmp_path / "out" / row["file"]).read_text())
+        assert report["patient_id"] == row["patient_id"] and len(report["timepoints"]) == row["timepoints"]
