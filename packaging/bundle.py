@@ -25,6 +25,14 @@ HIDDEN_IMPORTS = [
     "medstation.dicom.pacs", "medstation.dicom.results", "medstation.dicom.deid",
     "medstation.gui.pacs_dialog", "medstation.gui.exports", "medstation.gui.selftest",
     "medstation.gui.child", "medstation.training.card", "medstation.training.trainer",
+    "medstation.cli.labels", "medstation.cli.train", "medstation.cli.followup", "medstation.ai.followup",
+    "medstation.ai.predictor", "medstation.ai.fpr", "medstation.ai.calibration", "medstation.ai.bench",
+    "medstation.training.finetune", "medstation.training.distributed", "medstation.training.followup_rnn",
+    "medstation.training.followup_eval", "medstation.training.fpr", "medstation.training.evaluate",
+    "medstation.training.detector", "medstation.training.synthetic", "medstation.training.annotations",
+    "medstation.imaging.registration", "medstation.synth.cohort", "medstation.synth.courses",
+    "medstation.synth.heldout", "medstation.synth.varied", "medstation.dicom.labels",
+    "medstation.gui.finetune", "medstation.gui.followup", "pyqtgraph",
     "safetensors.torch", "keyring.backends", "pynetdicom.sop_class",
     "highdicom.sr", "highdicom.seg",
 ]
@@ -35,7 +43,7 @@ DATA_PACKAGES = ["highdicom"]
 #: distributions whose metadata the app reads (versions in About, pylibjpeg's plugin entry points)
 METADATA = ["medstation", "pydicom", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg",
             "pylibjpeg-rle", "numpy", "torch", "torchvision", "PySide6-Essentials", "SimpleITK",
-            "pynetdicom", "highdicom", "dicomweb-client", "keyring"]
+            "pynetdicom", "highdicom", "dicomweb-client", "keyring", "pyqtgraph"]
 
 #: never bundled: build and test tools, and torch's compiler stack (eager inference needs none of it)
 EXCLUDES = ["triton", "torch._inductor.codegen.triton", "pytest", "_pytest", "PyInstaller",
