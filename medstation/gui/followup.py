@@ -251,7 +251,9 @@ class FollowupPanel(QWidget):
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
         if tracks:
-            self.table.selectRow(0)
+            rows = self._rows()
+            self.table.selectRow(rows[0] if rows and rows[0] < len(tracks) else 0)
+            self._selected()  # the chart follows the new report (a prediction's band) even on the same row
 
     def link_patient(self, other: str) -> None:
         patient, _paths = self.patient_paths()
