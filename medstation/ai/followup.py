@@ -108,6 +108,42 @@ def _fill_gaps(tracks: list[list], timepoints: list[Timepoint], registrations: l
             return
 
 
+def _join(tracks: list[list], registrations: list[Registration]) -> list[list]:
+    """Join a track that ends at timepoint t to one that starts at t + 1 where the registration maps the
+    one onto the other (a lesion found again after a gap was filled with a weaker finding)."""
+    def span(pts):
+        idx = [i for i, p in enumerate(pts) if p is not None]
+        return (idx[0], idx[-1]) if idx else (None, None)
+
+    joined = True
+    while joined:
+        joined = False
+        for a in tracks:
+            _a0, a1 = span(a)
+            if a1 is None or a1 + 1 >= len(a):
+                continue
+            reg = registrations[a1]
+            where = reg.map_point(a[a1].center_patient)
+            limit = max(MATCH_MM, a[a1].diameter_mm / 2) * (1.0 if reg.ok else FALLBACK_FACTOR)
+            best = None
+            for b in tracks:
+                b0, _b1 = span(b)
+                if b is a or b0 != a1 + 1 or any(p is not None for p in b[:a1 + 1]):
+                    continue
+                d = float(np.linalg.norm(np.asarray(b[b0].center_patient) - where))
+                if d <= limit and (best is None or d < best[0]):
+                    best = (d, b)
+            if best is not None:
+                b = best[1]
+                for i, p in enumerate(b):
+                    if p is not None:
+                        a[i] = p
+                tracks = [t for t in tracks if t is not b]
+                joined = True
+                break
+    return tracks
+
+
 def tracking_uid(patient_id: str, track_id: str, first: TrackPoint) -> str:
     from pydicom.uid import generate_uid
 
@@ -146,6 +182,7 @@ def build_tracks(patient_id: str, timepoints: list[Timepoint], registrations: li
                 nxt[ci] = pts
         open_tracks = nxt
     _fill_gaps(tracks, timepoints, registrations)
+    tracks = _join(tracks, registrations)
     out = []
     last_date = timepoints[-1].study_date if timepoints else ""
     present_at_last = sum(1 for pts in tracks if pts and pts[-1] is not None)
