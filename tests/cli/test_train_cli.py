@@ -7,33 +7,21 @@ import os
 
 import pytest
 
-from medstation.synth import ChestPhantom, Nodule, PatientSpec, SeriesSpec, write_study
+from tests._labelled import write_labelled_studies
 from tests.cli.test_cli import medstation
-
-HEADER = "seriesuid,coordX,coordY,coordZ,diameter_mm\n"
 
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
     """Three patients, two nodules each, imported and labelled from a LUNA16 CSV."""
     root = tmp_path_factory.mktemp("labelled")
-    rows = []
-    for n in range(3):
-        nodules = [Nodule((60.0 - 10 * n, 10.0, -20.0), 10.0 + n), Nodule((-70.0, 0.0, -5.0 + 5 * n), 8.0)]
-        spec = SeriesSpec(description="chest", slices=36, rows=160, columns=160, pixel_spacing=2.2,
-                          slice_thickness=2.5, z_center=-12.0)
-        truth = write_study(root / f"p{n}", ChestPhantom(seed=300 + n, nodules=nodules), series=[spec],
-                            seed=300 + n, patient=PatientSpec(f"FT-{n}", f"Tune^{n}"))
-        rows += [f"{truth.series[0].series_uid},{x},{y},{z},{d.diameter_mm}"
-                 for d in nodules for x, y, z in [d.center]]
+    folders, csv = write_labelled_studies(root, 300, "FT")
     env = os.environ.copy()
     env["MEDSTATION_DATA"] = str(root / "data")
     env["MEDSTATION_USER_MODELS"] = str(root / "models")
     db = root / "studies.sqlite"
-    proc = medstation("--db", str(db), "import", *(str(root / f"p{n}") for n in range(3)), env=env)
+    proc = medstation("--db", str(db), "import", *(str(f) for f in folders), env=env)
     assert proc.returncode == 0, proc.stderr
-    csv = root / "labels.csv"
-    csv.write_text(HEADER + "\n".join(rows) + "\n")
     proc = medstation("--db", str(db), "labels", "import", str(csv), env=env)
     assert proc.returncode == 0, proc.stderr
     return root, db, env

@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 from medstation.dicom.labels import import_labels
-from medstation.synth import ChestPhantom, Nodule, PatientSpec, SeriesSpec, write_study
+from tests._labelled import write_labelled_studies
 from tests.gui.conftest import import_and_wait
-
-
-def _labelled_studies(root):
-    rows = []
-    for n in range(3):
-        nodules = [Nodule((60.0 - 10 * n, 10.0, -20.0), 10.0 + n), Nodule((-70.0, 0.0, -5.0 + 5 * n), 8.0)]
-        spec = SeriesSpec(description="chest", slices=36, rows=160, columns=160, pixel_spacing=2.2,
-                          slice_thickness=2.5, z_center=-12.0)
-        truth = write_study(root / f"p{n}", ChestPhantom(seed=400 + n, nodules=nodules), series=[spec],
-                            seed=400 + n, patient=PatientSpec(f"GT-{n}", f"Gui^{n}"))
-        rows += [f"{truth.series[0].series_uid},{x},{y},{z},{d.diameter_mm}" for d in nodules
-                 for x, y, z in [d.center]]
-    csv = root / "labels.csv"
-    csv.write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n" + "\n".join(rows) + "\n")
-    return [root / f"p{n}" for n in range(3)], csv
 
 
 def test_fine_tuning_panel_runs_cancels_resumes_and_switches_models(qtbot, window, tmp_path):
     win = window
-    folders, csv = _labelled_studies(tmp_path)
+    folders, csv = write_labelled_studies(tmp_path, 400, "GT")
     import_and_wait(qtbot, win, folders)
     import_labels(win.ctx.db, csv)
     panel = win.finetune
