@@ -10,6 +10,7 @@ export MEDSTATION_TRIM=${MEDSTATION_TRIM:-safe}
 t0=$(date +%s)
 .venv/bin/pyinstaller --noconfirm --clean --log-level WARN --distpath dist --workpath build/pyinstaller \
     packaging/medstation.spec
+.venv/bin/python packaging/slim.py dist/medstation "$MEDSTATION_TRIM"
 t1=$(date +%s)
 ARCHIVE=dist/medstation-$(.venv/bin/python -c 'import medstation; print(medstation.__version__)')-linux-x86_64.tar
 if command -v zstd >/dev/null; then

@@ -48,7 +48,9 @@ METADATA = ["medstation", "pydicom", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpe
 #: never bundled: build and test tools, and torch's compiler stack (eager inference needs none of it)
 EXCLUDES = ["triton", "torch._inductor.codegen.triton", "pytest", "_pytest", "PyInstaller",
             "import_linter", "importlinter", "ruff", "tkinter", "matplotlib", "IPython",
-            "torch.utils.tensorboard", "dicomanonymizer"]
+            "torch.utils.tensorboard", "dicomanonymizer",
+            # NVIDIA's cuda-python bindings: torch imports them in a try (an optional feature)
+            "cuda.bindings", "cuda.pathfinder"]
 
 #: shared libraries torch opens only on demand. "safe": not needed by any eager CUDA op
 #: (nvrtc's alternate build; torch loads libnvrtc). "lean": also what only some CUDA ops use
@@ -59,7 +61,31 @@ TRIM = {
     "safe": ["libnvrtc.alt.so*"],
     "lean": ["libnvrtc.alt.so*", "libcusolver.so*", "libcusolverMg.so*", "libtorch_cuda_linalg.so",
              "libcudnn_engines_runtime_compiled.so*", "libcudnn_engines_tensor_ir.so*"],
+    # "slim": what medstation's code never calls, whatever the op: torch.linalg on the GPU (cuSOLVER
+    # and nvJitLink, which only cuSOLVER and cuSPARSE link to); cuDNN stays whole. With STUBS and
+    # STRIP_LEVELS below (packaging/slim.py, run on the built folder).
+    "slim": ["libnvrtc.alt.so*", "libcusolver.so*", "libcusolverMg.so*", "libtorch_cuda_linalg.so",
+             "libnvJitLink.so*"],
 }
+
+#: libraries torch links to but medstation never calls (FFT, sparse, semi-structured sparsity; cuRAND,
+#: of which libtorch_cuda imports nothing): replaced by stubs in the built folder (packaging/slim.py)
+STUBS = {"slim": ["libcufft.so.*", "libcurand.so.*", "libcusparse.so.*", "libcusparseLt.so.*",
+                  # NCCL: GPU-to-GPU collectives; the bundle's torchrun training uses Gloo instead
+                  # (medstation.training.distributed reads the bundle's medstation-trim.json)
+                  "libnccl.so.*",
+                  # NVSHMEM (symmetric memory): never used
+                  "libnvshmem_host.so.*"]}
+# (cuFile, GPUDirect Storage, 3 MB, is not stubbed: torch calls it while loading and a stub crashes it)
+
+#: files of the built folder no code path opens, at every level: protobuf's compiler, and Qt's own
+#: translations (medstation's interface is English and installs no QTranslator)
+REMOVE = ["torch/bin/protoc", "torch/bin/protoc-*", "PySide6/Qt/translations/*.qm"]
+
+#: libraries that lose their symbol tables at these levels (``strip --strip-unneeded``: .dynsym is
+#: kept). Named, not all: the wheels' vendored libraries (numpy.libs, pillow.libs) were rewritten by
+#: patchelf, and strip breaks their load segments ("ELF load command address/offset not page-aligned")
+STRIP = {"slim": ["libtorch_cpu.so", "libtorch_cuda.so", "libtorch_python.so"]}
 
 
 def trim(binaries, level: str = "safe"):

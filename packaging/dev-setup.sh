@@ -10,7 +10,9 @@ APT_PACKAGES=(libegl1 libgl1 libfontconfig1 libxkbcommon0 libxkbcommon-x11-0 lib
               libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
               libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 xvfb xauth
               # a real PACS for the tests (started by a fixture) and the DICOM validator
-              orthanc orthanc-dicomweb dicom3tools)
+              orthanc orthanc-dicomweb dicom3tools
+              # the bundle's library stubs (packaging/slim.py) and their tests
+              gcc binutils)
 MISSING=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || MISSING+=("$p")

@@ -80,6 +80,72 @@ def test_trim_never_drops_what_torch_links_to():
     assert [b[0] for b in bundle.trim(fake, "lean")] == ["libcudnn.so.9"]
 
 
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("gcc", "nm", "readelf")),
+                    reason="gcc and binutils are needed to build stubs")
+def test_a_stub_stands_for_a_cuda_library_torch_links_to_but_never_calls(tmp_path):
+    import ctypes
+
+    import slim
+
+    site = Path(importlib.util.find_spec("torch").origin).parent.parent
+    torch_cuda = site / "torch" / "lib" / "libtorch_cuda.so"
+    real = next(iter(sorted((site / "nvidia").rglob("libcusparse.so.*"))), None)
+    if not torch_cuda.exists() or real is None:
+        pytest.skip("this torch is not the CUDA build")
+    out = tmp_path / real.name
+    wanted = slim.build_stub(real, [torch_cuda], out)
+    # every versioned symbol libtorch_cuda takes from cuSPARSE is exported, under the same version
+    imported = {s for s in slim.imports(torch_cuda) if s.split("@")[0] in slim.exports(real)}
+    exported = set(subprocess.run(["nm", "-D", "--defined-only", str(out)], capture_output=True,
+                                  text=True).stdout.replace("@@", "@").split())
+    assert imported and imported <= exported
+    assert sum(len(v) for v in wanted.values()) == len(imported)
+    assert slim.soname(out) == slim.soname(real)
+    assert out.stat().st_size < 100_000 < real.stat().st_size
+    lib = ctypes.CDLL(str(out))
+    lib.cusparseGetErrorString.restype = ctypes.c_char_p
+    assert b"not in this medstation bundle" in lib.cusparseGetErrorString(0)
+    lib.cusparseCreate.restype = ctypes.c_int
+    assert lib.cusparseCreate(None) != 0  # a status code: an error, never CUSPARSE_STATUS_SUCCESS
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("gcc", "nm", "readelf")),
+                    reason="gcc and binutils are needed to build stubs")
+def test_a_library_that_imports_data_cannot_be_stubbed(tmp_path):
+    import slim
+
+    (tmp_path / "a.c").write_text("int table[4] = {1, 2, 3, 4};\nint f(void) { return 1; }\n")
+    (tmp_path / "b.c").write_text("extern int table[4];\nint g(void) { return table[0]; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "liba.so"), str(tmp_path / "a.c"),
+                    "-Wl,-soname,liba.so"], check=True)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "libb.so"), str(tmp_path / "b.c"),
+                    "-L", str(tmp_path), "-la"], check=True)
+    with pytest.raises(slim.SlimError, match="data object table"):
+        slim.build_stub(tmp_path / "liba.so", [tmp_path / "libb.so"], tmp_path / "stub.so")
+
+
+def test_slim_level_never_drops_a_library_without_a_stub_or_no_importer():
+    # what "slim" stubs is never also dropped, and the stripped names are torch's own
+    for level, patterns in bundle.STUBS.items():
+        assert level in bundle.TRIM
+        assert not set(patterns) & set(bundle.TRIM[level])
+    assert all(p.startswith("libtorch") for p in bundle.STRIP["slim"])
+
+
+def test_a_bundle_without_nccl_trains_across_gpus_over_gloo(tmp_path, monkeypatch):
+    import json
+
+    from medstation.training import distributed
+
+    assert distributed.backend(cuda=True) == "nccl" and distributed.backend(cuda=False) == "gloo"
+    (tmp_path / "medstation-trim.json").write_text(json.dumps({"level": "slim",
+                                                               "stubbed": ["libnccl.so.2"]}))
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    assert distributed.stubbed_libraries() == {"libnccl.so.2"}
+    assert distributed.backend(cuda=True) == "gloo"
+
+
 def test_desktop_entry_and_icons():
     import configparser
     entry = configparser.ConfigParser(interpolation=None)

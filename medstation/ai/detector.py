@@ -532,8 +532,9 @@ def group_slices(per_slice: list[SliceDetections], volume: Volume, model_name: s
         slice_step_mm = float(np.min(np.diff(ks)) * sk) if len(ks) > 1 else sk
     model_dz = slice_step_mm
     findings = []
-    for t in tracks:
-        arr = np.array(t["boxes"], dtype=float)  # k, i0, j0, i1, j1, score
+    chains = [seg for t in tracks
+              for seg in _split_elongated(np.array(t["boxes"], dtype=float), sk, si, sj)]
+    for arr in chains:  # k, i0, j0, i1, j1, score
         w = arr[:, 5]
         ci = (arr[:, 1] + arr[:, 3]) / 2
         cj = (arr[:, 2] + arr[:, 4]) / 2
@@ -596,6 +597,39 @@ def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], N
         f.size_method = "segmentation"
         if size.mask is not None:
             f.set_mask(size.mask, size.origin)
+
+
+#: a chain of slice boxes longer in z than ``ELONGATED`` x its widest box (+ 5 mm) is not one
+#: round lesion: split at its score valleys (a nodule chained with a vessel running through the slices)
+ELONGATED = 1.5
+VALLEY = 0.3
+
+
+def _split_elongated(arr: np.ndarray, sk: float, si: float, sj: float) -> list[np.ndarray]:
+    """``arr`` (rows k, i0, j0, i1, j1, score; k ascending) as one chain, or split where it is far
+    longer than wide: the run around the best slice whose scores stay above ``VALLEY`` x its peak,
+    then the rest on either side the same way (a vessel's low-scoring slices become their own
+    candidates instead of pulling a nodule's centre, and its segmentation, along the vessel)."""
+    if len(arr) < 3:
+        return [arr]
+    width = float(max(((arr[:, 3] - arr[:, 1]) * si).max(), ((arr[:, 4] - arr[:, 2]) * sj).max()))
+    length = float((arr[-1, 0] - arr[0, 0] + 1) * sk)
+    if length <= ELONGATED * width + 5.0:
+        return [arr]
+    scores = arr[:, 5]
+    peak = int(np.argmax(scores))
+    lo = hi = peak
+    while lo > 0 and scores[lo - 1] >= VALLEY * scores[peak]:
+        lo -= 1
+    while hi < len(arr) - 1 and scores[hi + 1] >= VALLEY * scores[peak]:
+        hi += 1
+    if lo == 0 and hi == len(arr) - 1:
+        return [arr]
+    out = [arr[lo:hi + 1]]
+    for rest in (arr[:lo], arr[hi + 1:]):
+        if len(rest):
+            out += _split_elongated(rest, sk, si, sj)
+    return out
 
 
 def _centre_inside(box, other) -> bool:

@@ -8,9 +8,13 @@ with a penalty for a different size: a pair farther apart than the larger of
 ``MATCH_MM`` and the lesions' mean radius, or twice that when the registration
 failed (patient coordinates only), stays unmatched. Chained matches make
 ``LesionTrack`` s; a lesion unmatched at a timepoint starts a track there (new)
-or ends one (resolved). Each track gets Lung-RADS v2022 and Fleischner 2017 at the
-last timepoint (``core.guidelines``), and a DICOM tracking UID derived from the
-patient and the track (the same at every timepoint).
+or ends one (resolved). Findings under the operating point help in two ways: a
+tracked lesion missing at one study is looked for among them where the
+registration puts it (gap filling), and a sized one found again in the same place
+at the next study starts a track of its own (a faint lesion that persists).
+Each track gets Lung-RADS v2022 and Fleischner 2017 at the last timepoint
+(``core.guidelines``), and a DICOM tracking UID derived from the patient and the track
+(the same at every timepoint).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from medstation.imaging.registration import Registration
 MATCH_MM = 10.0
 FALLBACK_FACTOR = 2.0
 CANDIDATE_SHARE = 0.15
+#: a weaker finding this share of the operating point or more, segmented as a lesion, and found again
+#: where the registration puts it at another study, is a lesion (a track of its own)
+PERSISTENT_SHARE = 0.6  # the detector sizes findings from 0.6 of its operating point up
 
 
 @dataclass
@@ -40,6 +47,13 @@ class Timepoint:
     #: findings below the operating point (down to ``CANDIDATE_SHARE`` of it): never a track's start,
     #: but a tracked lesion's measurement where the registration says it should be
     candidates: list[Finding] = field(default_factory=list, repr=False)
+    operating_point: float = 0.0  # the detector's threshold the findings passed
+
+    def persistent_candidates(self) -> list[Finding]:
+        """Weaker findings that may start a track when they recur at another study: at least
+        ``PERSISTENT_SHARE`` of the operating point, and segmented as a compact lesion."""
+        return [f for f in self.candidates if f.score >= PERSISTENT_SHARE * self.operating_point
+                and f.size_method == "segmentation"]
 
     def to_dict(self) -> dict:
         return {"study_uid": self.study_uid, "study_date": self.study_date, "series_uid": self.series_uid}
@@ -51,7 +65,8 @@ def _size(f: Finding) -> float:
 
 def _point(tp: Timepoint, f: Finding) -> TrackPoint:
     return TrackPoint(tp.study_date, tp.series_uid, tuple(float(v) for v in f.center_mm), round(_size(f), 1),
-                      float(f.volume_mm3), float(f.mean_hu), f.nodule_type or "solid", f.finding_id)
+                      float(f.volume_mm3), float(f.mean_hu), f.nodule_type or "solid", f.finding_id,
+                      round(float(f.solid_diameter_mm or 0.0), 1))
 
 
 def match_pair(prior: list[Finding], current: list[Finding], reg: Registration) -> list[tuple[int, int]]:
@@ -106,6 +121,33 @@ def _fill_gaps(tracks: list[list], timepoints: list[Timepoint], registrations: l
                     changed = True
         if not changed:
             return
+
+
+def _persistent(tracks: list[list], timepoints: list[Timepoint], registrations: list[Registration]) -> None:
+    """Tracks of lesions the detector scored under its operating point at every study, but found
+    in the same place (through the registrations) at two or more consecutive studies, with a
+    segmentation each time: a faint lesion that persists is read, as a reader reads it on the
+    prior. Each link must pass ``match_pair`` (distance, then size)."""
+    n = len(timepoints)
+    used = [{p[t].finding_id for p in tracks if p[t] is not None} for t in range(n)]
+    pools = [[f for f in tp.persistent_candidates() if f.finding_id not in used[t]]
+             for t, tp in enumerate(timepoints)]
+    chains: dict[int, list] = {}  # candidate index at the current timepoint -> its chain
+    for t in range(n - 1):
+        pairs = dict(match_pair(pools[t], pools[t + 1], registrations[t]))
+        nxt: dict[int, list] = {}
+        for a, b in pairs.items():
+            chain = chains.get(a)
+            if chain is None:
+                chain = [None] * n
+                chain[t] = _point(timepoints[t], pools[t][a])
+            chain[t + 1] = _point(timepoints[t + 1], pools[t + 1][b])
+            nxt[b] = chain
+        for a, chain in chains.items():
+            if a not in pairs:
+                tracks.append(chain)
+        chains = nxt
+    tracks.extend(chains.values())
 
 
 def _join(tracks: list[list], registrations: list[Registration]) -> list[list]:
@@ -181,6 +223,7 @@ def build_tracks(patient_id: str, timepoints: list[Timepoint], registrations: li
                 tracks.append(pts)
                 nxt[ci] = pts
         open_tracks = nxt
+    _persistent(tracks, timepoints, registrations)
     _fill_gaps(tracks, timepoints, registrations)
     tracks = _join(tracks, registrations)
     out = []
@@ -223,12 +266,17 @@ def guideline(track: LesionTrack, exam_date: str, *, multiple: bool, risk: str =
         days = days_between(prior.study_date, last.study_date)
         grew = lung_rads_growth(prior.diameter_mm, last.diameter_mm, days)
         status = "growing" if grew else "stable"
-    # the solid component's own size is not tracked yet: half the nodule's as a stand-in
-    solid = last.diameter_mm / 2 if kind == "part-solid" else 0.0
+    def solid(p: TrackPoint) -> float:
+        """The solid component's size (its long axis from the segmentation; half the nodule's where
+        the segmentation found none)."""
+        if kind != "part-solid":
+            return 0.0
+        return p.solid_mm if p.solid_mm > 0 else p.diameter_mm / 2
+
     prior_cat = None
     if status == "stable" and len(present) > 1:
-        prior_cat = lung_rads(kind, present[-2].diameter_mm, solid_mm=solid).category
-    lr = lung_rads(kind, last.diameter_mm, solid_mm=solid, status=status, prior_category=prior_cat,
+        prior_cat = lung_rads(kind, present[-2].diameter_mm, solid_mm=solid(present[-2])).category
+    lr = lung_rads(kind, last.diameter_mm, solid_mm=solid(last), status=status, prior_category=prior_cat,
                    exam_date=exam_date)
     fl = fleischner(kind, last.diameter_mm, multiple=multiple, risk=risk)
     return {"lung_rads": {"category": lr.category, "management": lr.management,
@@ -302,7 +350,7 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
                 found = [f for f in run.findings if f.score >= threshold]
                 weaker = [f for f in run.findings if CANDIDATE_SHARE * threshold <= f.score < threshold]
                 timepoints.append(Timepoint(st.first.study_uid, st.first.study_date, st.series_uid, found,
-                                            list(volume.sources), weaker))
+                                            list(volume.sources), weaker, threshold))
                 say(f"{st.first.study_date}: {len(found)} finding(s) at the operating point "
                     f"({threshold:.2f})")
                 if previous is not None:  # one pair of volumes in memory at a time

@@ -259,6 +259,7 @@ def cmd_evaluate_followup(args) -> int:
         print(f"  volume error, median: {r['volume_error_median']} (target <= 0.15)")
         print(f"  VDT within 25% (growing solid): {r['vdt_within_25pct']} "
               f"(median error {r['vdt_error_median']})")
+        print(f"  false tracks (near no true nodule): {r['false_tracks_per_patient']} per patient")
         print(f"  registration: {r['registration_seconds_per_pair']} s per pair")
         rnn = r.get("predictor")
         if rnn:

@@ -37,6 +37,9 @@ class TrackPoint:
     mean_hu: float = 0.0
     type: str = ""
     finding_id: str = ""
+    #: the solid component's long axis (part-solid nodules; 0 otherwise): Lung-RADS sizes them by it.
+    #: Not in ``to_dict`` (the report's measurement keys are fixed)
+    solid_mm: float = 0.0
 
     def to_dict(self) -> dict:
         return {"study_date": self.study_date, "series_uid": self.series_uid,

@@ -44,6 +44,19 @@ def _date(d: str) -> str:
     return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if re.fullmatch(r"\d{8}", d or "") else (d or "")
 
 
+def _interval(prior: str, later: str) -> str:
+    """"+84 d" / "+1.3 y" between two YYYYMMDD dates ("" when either is missing)."""
+    from medstation.core.tracks import days_between
+
+    if not (re.fullmatch(r"\d{8}", prior or "") and re.fullmatch(r"\d{8}", later or "")):
+        return ""
+    try:
+        days = days_between(prior, later)
+    except ValueError:
+        return ""
+    return f"+{days:.0f} d" if days < 365 else f"+{days / 365.25:.1f} y"
+
+
 def _search_text(text: str) -> str:
     """Dates typed as 2024-05-01 or 01.05.2024 match the stored 20240501."""
     t = text.strip()
@@ -115,6 +128,7 @@ class StudyBrowser(QWidget):
         self.tree.clear()
         patients: dict[tuple, QTreeWidgetItem] = {}
         studies: dict[str, QTreeWidgetItem] = {}
+        last_date: dict[tuple, str] = {}
         for r in rows:
             pkey = (r.patient_id, r.patient_name)
             if pkey not in patients:
@@ -122,8 +136,17 @@ class StudyBrowser(QWidget):
                 patients[pkey] = QTreeWidgetItem([f"{name}  [{r.patient_id or 'no ID'}]", "", ""])
                 self.tree.addTopLevelItem(patients[pkey])
             if r.study_uid not in studies:
-                studies[r.study_uid] = QTreeWidgetItem([_date(r.study_date) or "(no date)", "", ""])
-                patients[pkey].addChild(studies[r.study_uid])
+                # the patient's studies are a timeline: date order (the query's), each with the
+                # interval since the one before
+                previous = last_date.get(pkey)
+                label = _date(r.study_date) or "(no date)"
+                gap = _interval(previous, r.study_date) if previous is not None else ""
+                item = QTreeWidgetItem([f"{label}   {gap}" if gap else label, "", ""])
+                item.setToolTip(0, f"{gap[1:]} after the prior study ({_date(previous)})" if gap
+                                else "the patient's first study here")
+                studies[r.study_uid] = item
+                patients[pkey].addChild(item)
+                last_date[pkey] = r.study_date
             number = r.series_number if r.series_number is not None else "-"
             text = f"{number}: {r.description or '(no description)'}"
             count = f"{r.instances}" + (f" ({r.missing} missing)" if r.missing else "")
@@ -133,6 +156,14 @@ class StudyBrowser(QWidget):
             if r.series_uid in self.thumbnails:
                 item.setIcon(0, self.thumbnails[r.series_uid])
             studies[r.study_uid].addChild(item)
+        for pkey, item in patients.items():  # "· 3 studies", spanning "2022-12-25 to 2023-12-27"
+            dates = sorted(r.study_date for r in rows
+                           if (r.patient_id, r.patient_name) == pkey and r.study_date)
+            count = item.childCount()
+            if count > 1:
+                item.setText(0, f"{item.text(0)}  · {count} studies")
+                if dates:
+                    item.setToolTip(0, f"{count} studies, {_date(dates[0])} to {_date(dates[-1])}")
         self.tree.expandAll()
 
     def series_items(self) -> dict[str, QTreeWidgetItem]:

@@ -2,7 +2,8 @@
 
 ``torchrun --nproc_per_node N -m medstation train-detector ...`` (or ``train``) sets
 ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``; :func:`setup` then joins the process group
-(NCCL on CUDA, Gloo on CPU) and each process trains on its own batches (its own
+(NCCL on CUDA, Gloo on CPU, and Gloo on CUDA too in a bundle built without NCCL:
+``packaging/slim.py``) and each process trains on its own batches (its own
 random stream) with gradients averaged by ``DistributedDataParallel``. Rank 0
 alone writes progress, validates, checkpoints and saves the model; the others
 only compute. Without ``torchrun`` nothing changes.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -31,6 +33,27 @@ class World:
         return self.rank == 0
 
 
+def stubbed_libraries() -> set[str]:
+    """Libraries a trimmed bundle replaced by stubs (``packaging/slim.py`` writes
+    ``medstation-trim.json`` next to them); empty in a source tree."""
+    import json
+    import sys
+
+    marker = Path(getattr(sys, "_MEIPASS", "")) / "medstation-trim.json" if getattr(sys, "frozen", False) \
+        else None
+    if marker is None or not marker.is_file():
+        return set()
+    try:
+        return set(json.loads(marker.read_text()).get("stubbed", []))
+    except (OSError, ValueError):
+        return set()
+
+
+def backend(cuda: bool) -> str:
+    """NCCL between GPUs where it is there, else Gloo (which reduces CUDA tensors too, more slowly)."""
+    return "nccl" if cuda and not any(s.startswith("libnccl") for s in stubbed_libraries()) else "gloo"
+
+
 def setup(device: str = "cpu") -> World:
     """Join the process group when started by ``torchrun`` (a no-op otherwise)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -44,7 +67,7 @@ def setup(device: str = "cpu") -> World:
     if cuda:
         torch.cuda.set_device(local)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        dist.init_process_group(backend=backend(cuda))
     return World(rank, size, local)
 
 

@@ -7,7 +7,8 @@ timepoint where it is present (its centre within the nodule's radius, at least
 5 mm) and nowhere else; new and resolved courses must carry that status; the
 volume error is measured on every matched measurement; the volume doubling
 time on growing solid courses. Nodules of ``min_diameter`` mm or more (at their
-largest) are counted.
+largest) are counted. A track near no true nodule at any of its timepoints is a false track
+(counted per patient).
 """
 
 from __future__ import annotations
@@ -58,7 +59,13 @@ def score_patient(truth: dict, report: dict, min_diameter: float = 6.0) -> dict:
             if course["kind"] == "growing" and course["type"] == "solid" and t["volume_doubling_days"]:
                 row["vdt_error"] = (t["volume_doubling_days"] - course["vdt_days"]) / course["vdt_days"]
         rows.append(row)
-    return {"patient_id": truth["patient_id"], "courses": rows}
+    # tracks that follow no true nodule at any timepoint (of any size): false positives of the follow-up
+    false = sum(1 for t in tracks
+                if not any(_near(m, tp["nodules"][n])
+                           for m, tp in zip(t["measurements"], truth["timepoints"])
+                           for n in range(len(truth["courses"]))
+                           if m is not None and tp["nodules"][n] is not None))
+    return {"patient_id": truth["patient_id"], "courses": rows, "false_tracks": false}
 
 
 def summarize(scored: list[dict]) -> dict:
@@ -71,7 +78,9 @@ def summarize(scored: list[dict]) -> dict:
             "new_resolved_status_right": round(float(np.mean(status)), 3) if status else None,
             "volume_error_median": round(float(np.median(vol)), 3) if vol else None,
             "vdt_within_25pct": round(float(np.mean([e <= 0.25 for e in vdt])), 3) if vdt else None,
-            "vdt_error_median": round(float(np.median(vdt)), 3) if vdt else None}
+            "vdt_error_median": round(float(np.median(vdt)), 3) if vdt else None,
+            "false_tracks_per_patient": round(float(np.mean([p.get("false_tracks", 0) for p in scored])), 2)
+            if scored else None}
 
 
 def evaluate_followup(detector, folder: Path, cohorts: int, *, seed0: int = COHORT_SEED0, timepoints: int = 3,

@@ -88,6 +88,28 @@ def test_grouping_merges_a_sphere_across_slices_and_keeps_others_apart():
     assert small.slice_range == (30, 30) and small.model_version == "1"
 
 
+def test_a_nodule_chained_with_a_vessel_keeps_its_own_centre():
+    # a vessel runs obliquely through 25 slices (low scores) into a nodule on slices 26-31
+    vol = Volume(np.zeros((40, 100, 100), np.float32), spacing=(1.25, 0.8, 0.8), modality="CT")
+    per_slice = []
+    for k in range(1, 26):
+        c = 20 + k * 1.2  # the vessel drifts 1.2 px a slice: consecutive boxes overlap
+        per_slice.append(SliceDetections(k, np.array([[c - 3, c - 3, c + 3, c + 3]]), np.array([0.02])))
+    for k in range(26, 32):
+        per_slice.append(SliceDetections(k, np.array([[45.0, 45.0, 60.0, 60.0]]), np.array([0.9])))
+    found = group_slices(per_slice, vol, "m", "1")
+    best = found[0]
+    assert best.score == pytest.approx(0.9)
+    assert best.slice_range == (26, 31)
+    assert best.center_voxel == pytest.approx((28.5, 52.5, 52.5), abs=0.05)
+    assert all(f.score < 0.1 for f in found[1:])  # the vessel is its own weak candidate
+    # a round lesion whose edge slices score low stays one finding
+    per_slice = [SliceDetections(k, np.array([[40.0, 40.0, 60.0, 60.0]]), np.array([s]))
+                 for k, s in zip(range(10, 21), (0.05, 0.1, 0.4, 0.8, 0.9, 0.9, 0.9, 0.8, 0.4, 0.1, 0.05))]
+    (one,) = group_slices(per_slice, vol, "m", "1")
+    assert one.slice_range == (10, 20)
+
+
 def test_bad_volumes_give_model_errors():
     vol = phantom_volume([], size=32, pixel=8.0, z_lo=0, z_hi=10)
     with pytest.raises(ModelError, match="not axial"):

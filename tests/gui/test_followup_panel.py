@@ -14,6 +14,17 @@ def test_follow_up_panel_tracks_the_open_patient_and_charts_a_track(qtbot, windo
     win = window
     truth = write_cohort_patient(tmp_path / "p5", seed=5, timepoints=3, small=True)
     import_and_wait(qtbot, win, [tmp_path / "p5"])
+    # the browser shows the patient's studies as a timeline: date order, the interval from each prior
+    win.browser.refresh()
+    top = win.browser.tree.topLevelItem(0)
+    assert top.text(0).endswith("· 3 studies")
+    rows = [top.child(i).text(0) for i in range(top.childCount())]
+    dates = [tp["date"] for tp in truth.timepoints]
+    assert [r.split()[0] for r in rows] == [f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in dates]
+    from medstation.core.tracks import days_between
+    gap = days_between(dates[0], dates[1])
+    want = f"+{gap:.0f} d" if gap < 365 else f"+{gap / 365.25:.1f} y"
+    assert "+" not in rows[0] and rows[1].split(maxsplit=1)[1] == want
     last = truth.timepoints[-1]
     open_and_wait(qtbot, win, last["series_uid"])
     panel = win.followup
