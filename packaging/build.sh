@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build the one-folder app (dist/medstation) and its archive, then run its self-test.
-#   bash packaging/build.sh            # trim level "safe" (see packaging/bundle.py)
-#   MEDSTATION_TRIM=lean bash packaging/build.sh
+#   bash packaging/build.sh            # trim level "slim" (see packaging/bundle.py and slim.py)
+#   MEDSTATION_TRIM=safe bash packaging/build.sh    # every CUDA library as torch ships it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash packaging/dev-setup.sh
 .venv/bin/python -m pip install -q -e '.[package]' 2> >(grep -v "is neither a file nor a directory" >&2)
-export MEDSTATION_TRIM=${MEDSTATION_TRIM:-safe}
+export MEDSTATION_TRIM=${MEDSTATION_TRIM:-slim}
 t0=$(date +%s)
 .venv/bin/pyinstaller --noconfirm --clean --log-level WARN --distpath dist --workpath build/pyinstaller \
     packaging/medstation.spec

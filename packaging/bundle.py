@@ -66,6 +66,10 @@ TRIM = {
     # STRIP_LEVELS below (packaging/slim.py, run on the built folder).
     "slim": ["libnvrtc.alt.so*", "libcusolver.so*", "libcusolverMg.so*", "libtorch_cuda_linalg.so",
              "libnvJitLink.so*"],
+    # "cpu": a CPU-only app from the CUDA wheels: cuDNN's sub-libraries (only its shim links to them)
+    # go too, and every other NVIDIA library becomes a stub (STUBS): torch finds no GPU and runs on CPU
+    "cpu": ["libnvrtc.alt.so*", "libcusolver.so*", "libcusolverMg.so*", "libtorch_cuda_linalg.so",
+            "libnvJitLink.so*", "libcudnn_*.so*"],
 }
 
 #: libraries torch links to but medstation never calls (FFT, sparse, semi-structured sparsity; cuRAND,
@@ -77,6 +81,8 @@ STUBS = {"slim": ["libcufft.so.*", "libcurand.so.*", "libcusparse.so.*", "libcus
                   # NVSHMEM (symmetric memory): never used
                   "libnvshmem_host.so.*"]}
 # (cuFile, GPUDirect Storage, 3 MB, is not stubbed: torch calls it while loading and a stub crashes it)
+STUBS["cpu"] = STUBS["slim"] + ["libcublas.so.*", "libcublasLt.so.*", "libcudart.so.*", "libcudnn.so.*",
+                                "libcupti.so.*", "libnvrtc.so.*"]
 
 #: files of the built folder no code path opens, at every level: protobuf's compiler, and Qt's own
 #: translations (medstation's interface is English and installs no QTranslator)
@@ -86,6 +92,7 @@ REMOVE = ["torch/bin/protoc", "torch/bin/protoc-*", "PySide6/Qt/translations/*.q
 #: kept). Named, not all: the wheels' vendored libraries (numpy.libs, pillow.libs) were rewritten by
 #: patchelf, and strip breaks their load segments ("ELF load command address/offset not page-aligned")
 STRIP = {"slim": ["libtorch_cpu.so", "libtorch_cuda.so", "libtorch_python.so"]}
+STRIP["cpu"] = STRIP["slim"]
 
 
 def trim(binaries, level: str = "safe"):

@@ -1,7 +1,7 @@
 """Shrink a built bundle after PyInstaller: stub libraries torch links to but our code never calls, and
 strip symbol tables.
 
-    python packaging/slim.py dist/medstation [LEVEL]     # LEVEL from bundle.TRIM; only "slim" acts
+    python packaging/slim.py dist/medstation [LEVEL]     # LEVEL from bundle.TRIM (default slim)
 
 torch's CUDA build links (DT_NEEDED) cuFFT, cuRAND, cuSPARSE and cuSPARSELt, so the dynamic loader
 must find them for ``import torch`` to work even on a machine that never calls them. medstation
@@ -177,7 +177,7 @@ def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__)
         return 2
-    level = argv[1] if len(argv) > 1 else os.environ.get("MEDSTATION_TRIM", "safe")
+    level = argv[1] if len(argv) > 1 else os.environ.get("MEDSTATION_TRIM", "slim")
     try:
         slim(Path(argv[0]), level)
     except SlimError as exc:

@@ -48,6 +48,8 @@ class Timepoint:
     #: but a tracked lesion's measurement where the registration says it should be
     candidates: list[Finding] = field(default_factory=list, repr=False)
     operating_point: float = 0.0  # the detector's threshold the findings passed
+    #: lesions measured where a lesion of the neighbouring study maps (:func:`probe`); also in candidates
+    probed: list[Finding] = field(default_factory=list, repr=False)
 
     def persistent_candidates(self) -> list[Finding]:
         """Weaker findings that may start a track when they recur at another study: at least
@@ -148,6 +150,96 @@ def _persistent(tracks: list[list], timepoints: list[Timepoint], registrations: 
                 tracks.append(chain)
         chains = nxt
     tracks.extend(chains.values())
+
+
+#: a measured lesion's centre at most this far (mm, or its radius + 2 mm) from where the registration puts
+#: it, its volume at most PROBE_GROWTH x the reference's (a lesion that grew that much was detected)
+PROBE_MM = 5.0
+PROBE_GROWTH = 3.0
+
+
+def measure_at(volume, where, reference: Finding, name: str = "probe") -> Finding | None:
+    """Look for ``reference`` 's lesion in ``volume`` where the registration puts it (``where``,
+    patient mm) as a reader does on a prior or a follow-up: seed at the densest voxel near
+    ``where``, segment (``imaging.segment``), and keep it only if it is a compact lesion that stands
+    out from the lung, does not run out of its region (a vessel does), lies where it should, and is
+    not far larger than the reference. A ``Finding`` (score 0, ``size_method`` "segmentation") or
+    None: nothing there, as for a resolved lesion."""
+    from medstation.imaging.segment import measure_nodule
+
+    if volume.is_color or volume.voxels.ndim != 3:
+        return None
+    ref_d = float(_size(reference)) or 4.0
+    search = max(3.0, ref_d / 2)
+    c = volume.patient_to_index(np.asarray(where, float))
+    sk, si, sj = (abs(float(v)) for v in volume.spacing)
+    half = [max(1, int(np.ceil(search / s))) for s in (sk, si, sj)]
+    lo = [max(0, int(round(c[a])) - half[a]) for a in range(3)]
+    hi = [min(volume.shape[a], int(round(c[a])) + half[a] + 1) for a in range(3)]
+    if any(h - lo_ < 1 for lo_, h in zip(lo, hi)):
+        return None
+    # the 3x3x3 mean, so that the seed is a lesion's inside rather than one bright voxel at its edge
+    plo = [max(0, v - 1) for v in lo]
+    phi = [min(volume.shape[a], hi[a] + 1) for a in range(3)]
+    padded = np.pad(np.asarray(volume.voxels[plo[0]:phi[0], plo[1]:phi[1], plo[2]:phi[2]], np.float32),
+                    [(1 - (lo[a] - plo[a]), 1 - (phi[a] - hi[a])) for a in range(3)], mode="edge")
+    n = [hi[a] - lo[a] for a in range(3)]
+    block = sum(padded[dk:dk + n[0], di:di + n[1], dj:dj + n[2]]
+                for dk in range(3) for di in range(3) for dj in range(3)) / 27.0
+    kk, ii, jj = np.meshgrid(*(np.arange(lo[a], hi[a]) for a in range(3)), indexing="ij")
+    dist = np.sqrt(((kk - c[0]) * sk) ** 2 + ((ii - c[1]) * si) ** 2 + ((jj - c[2]) * sj) ** 2)
+    block = np.where(dist <= search, block, -np.inf)
+    seed = np.unravel_index(int(np.argmax(block)), block.shape)
+    seed = tuple(int(lo[a] + seed[a]) for a in range(3))
+    size = measure_nodule(volume, seed, radius_mm=0.75 * max(ref_d, 4.0) + 4.0)
+    if size is None or size.touches_edge or size.mask is None or size.voxels < 4:
+        return None
+    if size.volume_mm3 > PROBE_GROWTH * max(float(reference.volume_mm3), 1.0):
+        return None
+    if size.short_axis_mm < 0.4 * size.long_axis_mm:  # a vessel's run, not a round lesion
+        return None
+    nz = np.nonzero(size.mask)
+    centre_idx = tuple(float(np.mean(a)) + o for a, o in zip(nz, size.origin))
+    centre = volume.index_to_patient(centre_idx)
+    if float(np.linalg.norm(centre - np.asarray(where, float))) > max(PROBE_MM, ref_d / 2 + 2.0):
+        return None
+    f = Finding(finding_id=name, center_mm=tuple(round(float(v), 2) for v in centre),
+                center_voxel=tuple(round(v, 2) for v in centre_idx), diameter_mm=size.long_axis_mm, score=0.0,
+                slice_range=(int(nz[0].min() + size.origin[0]), int(nz[0].max() + size.origin[0])),
+                volume_mm3=size.volume_mm3, short_axis_mm=size.short_axis_mm,
+                equivalent_diameter_mm=size.equivalent_diameter_mm, size_method="segmentation",
+                mean_diameter_mm=size.mean_diameter_mm, mean_hu=size.mean_hu, max_hu=size.max_hu,
+                nodule_type=size.nodule_type, solid_diameter_mm=size.solid_long_axis_mm,
+                model_name=reference.model_name, model_version=reference.model_version)
+    f.set_mask(size.mask, size.origin)
+    return f
+
+
+def probe(prior: Timepoint, prior_volume, current: Timepoint, volume, reg: Registration) -> int:
+    """For each lesion of ``prior`` with nothing where the registration puts it in ``current`` (no
+    finding, no weaker one), measure what is there (:func:`measure_at`) and keep it among
+    ``current`` 's weaker findings; and the same backwards, for ``current`` 's lesions on
+    ``prior``. Gap filling then takes them: a lesion that shrank below what the detector sees is
+    followed down instead of being called resolved. Returns how many were found."""
+    found = 0
+    inverse = np.linalg.inv(reg.matrix)
+    passes = ((prior, current, volume, True), (current, prior, prior_volume, False))
+    for source, target, vol, forward in passes:
+        lesions = source.findings + source.persistent_candidates() + source.probed
+        for f in list(lesions):
+            centre = np.asarray(f.center_mm, float)
+            where = reg.map_point(centre) if forward else inverse @ (centre - reg.offset)
+            limit = max(MATCH_MM, _size(f) / 2) * (1.0 if reg.ok else FALLBACK_FACTOR)
+            near = [g for g in target.findings + target.candidates
+                    if np.linalg.norm(np.asarray(g.center_mm) - where) <= limit]
+            if near:
+                continue
+            g = measure_at(vol, where, f, name=f"P{len(target.probed) + 1}")
+            if g is not None:
+                target.candidates.append(g)
+                target.probed.append(g)
+                found += 1
+    return found
 
 
 def _join(tracks: list[list], registrations: list[Registration]) -> list[list]:
@@ -366,6 +458,9 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
                     registrations.append(reg)
                     say(f"  registered onto the prior: {reg.method} "
                         f"{'ok' if reg.ok else 'FAILED: ' + reg.message} ({reg.seconds:.1f} s)")
+                    looked = probe(timepoints[-2], previous, timepoints[-1], volume, reg)
+                    if looked:
+                        say(f"  {looked} lesion(s) measured where the other study's lesions map")
                 previous = volume
         finally:
             if own_pool:

@@ -230,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("evaluate-followup", help="lesion tracking on generated longitudinal cohorts "
                        "with known courses")
     s.add_argument("--cohorts", type=int, default=5)
+    s.add_argument("--seed0", type=int, default=70000, help="first cohort seed (70000: the figures in "
+                   "the README; another range is a fresh sample)")
     s.add_argument("--timepoints", type=int, default=3)
     s.add_argument("--data", help="folder for the generated cohorts (default: the user data folder's "
                    "eval-followup)")

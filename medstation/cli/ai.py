@@ -247,7 +247,8 @@ def cmd_evaluate_followup(args) -> int:
 
     detector, _model_dir = _detector(args)
     folder = Path(args.data) if args.data else _data_dir() / "eval-followup"
-    r = evaluate_followup(detector, folder, args.cohorts, timepoints=args.timepoints, small=args.small,
+    r = evaluate_followup(detector, folder, args.cohorts, seed0=args.seed0, timepoints=args.timepoints,
+                          small=args.small,
                           progress=lambda s: _say(args, s))
     if args.json:
         print(jsonout.dumps(r, indent=1))

@@ -32,8 +32,8 @@ def cmd_bench_render(args) -> int:
     return 0
 
 
-def selftest_window(series_uid: str, findings: list, threshold: float, path) -> str:
-    """The self-test's window step (open the demo series with findings, save a screenshot)."""
+def selftest_window(series_uid: str, findings: list, threshold: float, path, **tour) -> str:
+    """The self-test's window step (the three jobs in the window, a screenshot of each)."""
     from medstation.gui.selftest import window_check
 
-    return window_check(series_uid, findings, threshold, path)
+    return window_check(series_uid, findings, threshold, path, **tour)

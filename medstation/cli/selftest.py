@@ -6,8 +6,10 @@ detector, checks that the demo's nodules are found and sized, writes the finding
 a prediction of the follow-up model); fine-tunes one short epoch in a training
 child process, loads the new version, makes it the default and rolls back
 (``--quick`` leaves out these two); prints a short report. Exit 0 only if every step
-passed. ``--gui`` also opens the main window for a few seconds and saves a
-screenshot. Runs the same from the source tree and from the packaged app.
+passed. ``--gui`` also opens the main window and saves a screenshot of each job
+(findings with the heatmap; the follow-up panel; the fine-tuning panel's live
+chart, ``--screenshot PATH`` and ``PATH-followup.png``, ``PATH-finetune.png``
+beside it). Runs the same from the source tree and from the packaged app.
 """
 
 from __future__ import annotations
@@ -197,6 +199,7 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
                       "diameter_mm": n["diameter_mm"], "is_nodule": True, "source": "imported"}
                      for n in ctx["truth"].nodules]
             db.add_labels(rows)
+        ctx["labelled"] = True
         command = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "medstation"]
         proc = subprocess.run([*command, "train", "--epochs", "1", "--epoch-length", "2", "--batch-size", "2",
                                "--replay", "4", "--out-version", "selftest"], capture_output=True, text=True,
@@ -228,7 +231,12 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
         if window_step is None:
             raise RuntimeError("no window step was given (run `medstation selftest --gui`)")
         path = Path(screenshot) if screenshot else tmp / "selftest-window.png"
-        return window_step(ctx["truth"].series[0].series_uid, ctx["run"].findings, ctx["threshold"], path)
+        tour = {}
+        if "cohort" in ctx:  # the follow-up and fine-tuning steps ran: their panels too
+            tour = {"followup_series": ctx["cohort"].timepoints[-1]["series_uid"],
+                    "fine_tune": bool(ctx.get("labelled"))}
+        return window_step(ctx["truth"].series[0].series_uid, ctx["run"].findings, ctx["threshold"], path,
+                           **tour)
 
     steps.run("write demo study", write)
     if steps.ok:

@@ -12,12 +12,17 @@ def test_selftest_passes_and_writes_findings(tmp_path):
     # a process of its own: the window step runs (and quits) a Qt application
     shot = tmp_path / "window.png"
     proc = medstation("selftest", "--gui", "--json", "--keep", str(tmp_path / "st"),
-                      "--screenshot", str(shot))
+                      "--screenshot", str(shot), timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] and [r["step"] for r in report["steps"]][:3] == [
         "write demo study", "import and load", "render slices"]
     assert report["steps"][-1]["step"] == "main window" and shot.stat().st_size > 10000
+    # the window step shows each job: findings with the heatmap, the follow-up panel after its run and
+    # prediction, the fine-tuning panel's chart during a real training child (cancelled)
+    for extra in ("window-followup.png", "window-finetune.png"):
+        assert (tmp_path / extra).stat().st_size > 10000, extra
+        assert extra in report["steps"][-1]["detail"]
     # the three jobs: detection (above), a follow-up with a prediction, a fine-tune used and rolled back
     names = [r["step"] for r in report["steps"]]
     assert "follow-up: 3 studies, tracks, prediction" in names
