@@ -215,31 +215,38 @@ def measure_at(volume, where, reference: Finding, name: str = "probe") -> Findin
     return f
 
 
+def _probe_into(lesions: list[Finding], target: Timepoint, volume, reg: Registration, forward: bool) -> int:
+    """Measure in ``volume`` (``target`` 's) where each of ``lesions`` maps, where ``target`` has
+    nothing near (:func:`measure_at`); found lesions join ``target`` 's weaker findings."""
+    found = 0
+    inverse = np.linalg.inv(reg.matrix)
+    for f in list(lesions):
+        centre = np.asarray(f.center_mm, float)
+        where = reg.map_point(centre) if forward else inverse @ (centre - reg.offset)
+        limit = max(MATCH_MM, _size(f) / 2) * (1.0 if reg.ok else FALLBACK_FACTOR)
+        if any(np.linalg.norm(np.asarray(g.center_mm) - where) <= limit
+               for g in target.findings + target.candidates):
+            continue
+        g = measure_at(volume, where, f, name=f"P{len(target.probed) + 1}")
+        if g is not None:
+            target.candidates.append(g)
+            target.probed.append(g)
+            found += 1
+    return found
+
+
+def _lesions(tp: Timepoint) -> list[Finding]:
+    return tp.findings + tp.persistent_candidates() + tp.probed
+
+
 def probe(prior: Timepoint, prior_volume, current: Timepoint, volume, reg: Registration) -> int:
     """For each lesion of ``prior`` with nothing where the registration puts it in ``current`` (no
     finding, no weaker one), measure what is there (:func:`measure_at`) and keep it among
     ``current`` 's weaker findings; and the same backwards, for ``current`` 's lesions on
     ``prior``. Gap filling then takes them: a lesion that shrank below what the detector sees is
     followed down instead of being called resolved. Returns how many were found."""
-    found = 0
-    inverse = np.linalg.inv(reg.matrix)
-    passes = ((prior, current, volume, True), (current, prior, prior_volume, False))
-    for source, target, vol, forward in passes:
-        lesions = source.findings + source.persistent_candidates() + source.probed
-        for f in list(lesions):
-            centre = np.asarray(f.center_mm, float)
-            where = reg.map_point(centre) if forward else inverse @ (centre - reg.offset)
-            limit = max(MATCH_MM, _size(f) / 2) * (1.0 if reg.ok else FALLBACK_FACTOR)
-            near = [g for g in target.findings + target.candidates
-                    if np.linalg.norm(np.asarray(g.center_mm) - where) <= limit]
-            if near:
-                continue
-            g = measure_at(vol, where, f, name=f"P{len(target.probed) + 1}")
-            if g is not None:
-                target.candidates.append(g)
-                target.probed.append(g)
-                found += 1
-    return found
+    return (_probe_into(_lesions(prior), current, volume, reg, True)
+            + _probe_into(_lesions(current), prior, prior_volume, reg, False))
 
 
 def _join(tracks: list[list], registrations: list[Registration]) -> list[list]:
@@ -433,6 +440,7 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
             chosen = [_comparable(v, latest.first.convolution_kernel) for v in studies]
             threshold = detector.threshold
             timepoints, registrations = [], []
+            probed_seen: list[int] = []  # per timepoint, its probed lesions once its pairs were done
             previous = None
             for st in chosen:
                 if check:
@@ -461,7 +469,17 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
                     looked = probe(timepoints[-2], previous, timepoints[-1], volume, reg)
                     if looked:
                         say(f"  {looked} lesion(s) measured where the other study's lesions map")
+                probed_seen.append(len(timepoints[-1].probed))
                 previous = volume
+            # a lesion measured on a study only by looking back from a later one is looked for on
+            # the study before it too (that study's volume is opened again, only when needed)
+            for t in range(len(timepoints) - 3, -1, -1):
+                new = timepoints[t + 1].probed[probed_seen[t + 1]:]
+                if new:
+                    back = open_series(chosen[t], pool=pool).volume
+                    if _probe_into(new, timepoints[t], back, registrations[t], False):
+                        say(f"  {timepoints[t].study_date}: looked back for lesions first measured later")
+                    del back
         finally:
             if own_pool:
                 pool.close()
