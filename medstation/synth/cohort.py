@@ -1,9 +1,10 @@
 """Synthetic longitudinal cohorts: one patient's chest seen in several studies, nodules on known courses.
 
 Each study of a patient sees the same body (the training family's ``ChestPhantom``)
-at its own pose (a shift of up to 15 mm in x and y, 25 mm in z), its own
-breath-hold (a 0.95-1.05 scale along z about the carina), pixel spacing, slice
-thickness, noise and date (60-400 days apart). Nodules follow courses:
+at its own pose (turned on the table by up to 5 degrees about z, shifted by up
+to 15 mm in x and y and 25 mm in z), its own breath-hold (a 0.95-1.05 scale
+along z about the carina), pixel spacing, slice thickness, noise and date
+(60-400 days apart). Tilts out of the axial plane are not drawn. Nodules follow courses:
 
 - ``stable``: the same volume;
 - ``growing``: volume doubling time ``vdt_days`` (100-600 days);
@@ -32,6 +33,7 @@ from medstation.synth.phantom import GROUND_GLASS_HU, SOLID_HU, ChestPhantom, No
 from medstation.synth.writer import PatientSpec, SeriesSpec, write_study
 
 COURSES = ("stable", "growing", "shrinking", "resolving", "new")
+YAW_DEG = 5.0  # the largest turn on the table between studies
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,13 @@ class Course:
 class Pose:
     shift: tuple[float, float, float]  # mm added to the body's coordinates
     z_scale: float  # breath-hold: the chest's extent along z about the carina (z = 0)
+    yaw_deg: float = 0.0  # the body turned on the table: a rotation about z (before the shift)
 
     def to_patient(self, p) -> tuple[float, float, float]:
         x, y, z = p
-        return (x + self.shift[0], y + self.shift[1], z * self.z_scale + self.shift[2])
+        c, s = math.cos(math.radians(self.yaw_deg)), math.sin(math.radians(self.yaw_deg))
+        return (c * x - s * y + self.shift[0], s * x + c * y + self.shift[1],
+                z * self.z_scale + self.shift[2])
 
 
 class PosedPhantom:
@@ -73,7 +78,24 @@ class PosedPhantom:
     def render_slice(self, z: float, x: np.ndarray, y: np.ndarray, thickness: float = 1.0) -> np.ndarray:
         sx, sy, sz = self.pose.shift
         s = self.pose.z_scale
-        return self.body.render_slice((z - sz) / s, x - sx, y - sy, thickness / s)
+        bz, bt = (z - sz) / s, thickness / s
+        if not self.pose.yaw_deg:
+            return self.body.render_slice(bz, x - sx, y - sy, bt)
+        # turned: each pixel's place in the body (the inverse rotation), sampled bilinearly from the body
+        # drawn on an axis-aligned grid of the same pitch that covers them
+        c, sn = math.cos(math.radians(self.pose.yaw_deg)), math.sin(math.radians(self.pose.yaw_deg))
+        px, py = np.meshgrid(x - sx, y - sy)
+        bx, by = c * px + sn * py, -sn * px + c * py
+        step = float(abs(x[1] - x[0])) if x.size > 1 else 1.0
+        gx = np.arange(bx.min() - step, bx.max() + 2 * step, step)
+        gy = np.arange(by.min() - step, by.max() + 2 * step, step)
+        img = self.body.render_slice(bz, gx, gy, bt)
+        fx, fy = (bx - gx[0]) / step, (by - gy[0]) / step
+        j0 = np.clip(np.floor(fx).astype(int), 0, gx.size - 2)
+        i0 = np.clip(np.floor(fy).astype(int), 0, gy.size - 2)
+        tx, ty = np.clip(fx - j0, 0, 1), np.clip(fy - i0, 0, 1)
+        return ((1 - ty) * ((1 - tx) * img[i0, j0] + tx * img[i0, j0 + 1])
+                + ty * ((1 - tx) * img[i0 + 1, j0] + tx * img[i0 + 1, j0 + 1])).astype(np.float32)
 
     def truth(self) -> list[dict]:
         out = []
@@ -137,7 +159,9 @@ def write_cohort_patient(out_dir: str | Path, seed: int, *, timepoints: int = 3,
     for t in range(timepoints):
         date = (first + _dt.timedelta(days=int(days[t]))).strftime("%Y%m%d")
         shift = (float(rng.uniform(-15, 15)), float(rng.uniform(-15, 15)), float(rng.uniform(-25, 25)))
-        pose = Pose(shift, float(rng.uniform(0.95, 1.05)))
+        # the turn on the table comes from a stream of its own: the other draws stay as they were
+        yaw = float(np.random.default_rng([seed, t, 7]).uniform(-YAW_DEG, YAW_DEG))
+        pose = Pose(shift, float(rng.uniform(0.95, 1.05)), round(yaw, 3))
         nodules, rows = [], []
         for c in courses:
             v = c.volume_at(t, float(days[t]), float(appear_day[c.label]))

@@ -47,6 +47,8 @@ def test_truth_follows_each_course(cohort):
             assert math.isclose(r["diameter_mm"], (6 * r["volume_mm3"] / math.pi) ** (1 / 3), rel_tol=1e-3)
     poses = [tp["pose"]["shift"] for tp in truth.timepoints]
     assert len({tuple(p) for p in poses}) == 3  # every study has its own pose
+    yaws = [tp["pose"]["yaw_deg"] for tp in truth.timepoints]  # and its own turn on the table
+    assert len(set(yaws)) == 3 and all(abs(y) <= 5.0 for y in yaws)
 
 
 def test_the_written_studies_show_present_nodules_where_the_truth_says(cohort):
