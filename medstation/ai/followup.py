@@ -44,8 +44,9 @@ class Timepoint:
     series_uid: str
     findings: list[Finding] = field(default_factory=list)
     sources: list = field(default_factory=list, repr=False)  # the series' (file, frame) per slice
-    #: findings below the operating point (down to ``CANDIDATE_SHARE`` of it): never a track's start,
-    #: but a tracked lesion's measurement where the registration says it should be
+    #: findings below the operating point (down to ``CANDIDATE_SHARE`` of it), and lesions measured
+    #: where a neighbouring study's lesion maps (``probed``): the segmented ones may be a tracked
+    #: lesion's measurement there, or a faint lesion's track when it recurs (``_persistent``)
     candidates: list[Finding] = field(default_factory=list, repr=False)
     operating_point: float = 0.0  # the detector's threshold the findings passed
     #: lesions measured where a lesion of the neighbouring study maps (:func:`probe`); also in candidates
@@ -56,6 +57,11 @@ class Timepoint:
         ``PERSISTENT_SHARE`` of the operating point, and segmented as a compact lesion."""
         return [f for f in self.candidates if f.score >= PERSISTENT_SHARE * self.operating_point
                 and f.size_method == "segmentation"]
+
+    def measured_candidates(self) -> list[Finding]:
+        """Weaker findings that were segmented as a lesion (the sized ones and the probed ones): what
+        a track may take where it is missing. A weaker box nobody could segment is not a lesion."""
+        return [f for f in self.candidates if f.size_method == "segmentation"]
 
     def to_dict(self) -> dict:
         return {"study_uid": self.study_uid, "study_date": self.study_date, "series_uid": self.series_uid}
@@ -111,7 +117,7 @@ def _fill_gaps(tracks: list[list], timepoints: list[Timepoint], registrations: l
                     continue
                 limit = max(MATCH_MM, ref.diameter_mm / 2) * (1.0 if reg.ok else FALLBACK_FACTOR)
                 best = None
-                for f in timepoints[t].candidates:
+                for f in timepoints[t].measured_candidates():
                     if f.finding_id in used[t]:
                         continue
                     d = float(np.linalg.norm(np.asarray(f.center_mm) - where))
@@ -128,28 +134,34 @@ def _fill_gaps(tracks: list[list], timepoints: list[Timepoint], registrations: l
 def _persistent(tracks: list[list], timepoints: list[Timepoint], registrations: list[Registration]) -> None:
     """Tracks of lesions the detector scored under its operating point at every study, but found
     in the same place (through the registrations) at two or more consecutive studies, with a
-    segmentation each time: a faint lesion that persists is read, as a reader reads it on the
-    prior. Each link must pass ``match_pair`` (distance, then size)."""
+    segmentation each time (a sized weaker finding, or a lesion measured where one maps): a faint
+    lesion that persists is read, as a reader reads it on the prior. At least one of them must be
+    a finding the detector scored; each link must pass ``match_pair`` (distance, then size)."""
     n = len(timepoints)
     used = [{p[t].finding_id for p in tracks if p[t] is not None} for t in range(n)]
-    pools = [[f for f in tp.persistent_candidates() if f.finding_id not in used[t]]
+    # the faint ones, and what was measured where a lesion of a neighbouring study maps (a probe)
+    pools = [[f for f in tp.persistent_candidates() + tp.probed if f.finding_id not in used[t]]
              for t, tp in enumerate(timepoints)]
     chains: dict[int, list] = {}  # candidate index at the current timepoint -> its chain
+    faint: dict[int, bool] = {}  # the chain holds a finding the detector scored (not only probes)
+    done: list[tuple[list, bool]] = []
     for t in range(n - 1):
         pairs = dict(match_pair(pools[t], pools[t + 1], registrations[t]))
         nxt: dict[int, list] = {}
+        nxt_faint: dict[int, bool] = {}
         for a, b in pairs.items():
             chain = chains.get(a)
+            scored = faint.get(a, False)
             if chain is None:
                 chain = [None] * n
                 chain[t] = _point(timepoints[t], pools[t][a])
+                scored = pools[t][a].score > 0
             chain[t + 1] = _point(timepoints[t + 1], pools[t + 1][b])
-            nxt[b] = chain
-        for a, chain in chains.items():
-            if a not in pairs:
-                tracks.append(chain)
-        chains = nxt
-    tracks.extend(chains.values())
+            nxt[b], nxt_faint[b] = chain, scored or pools[t + 1][b].score > 0
+        done += [(chain, faint[a]) for a, chain in chains.items() if a not in pairs]
+        chains, faint = nxt, nxt_faint
+    done += [(chain, faint[a]) for a, chain in chains.items()]
+    tracks.extend(chain for chain, scored in done if scored)
 
 
 #: a measured lesion's centre at most this far (mm, or its radius + 2 mm) from where the registration puts
@@ -225,7 +237,7 @@ def _probe_into(lesions: list[Finding], target: Timepoint, volume, reg: Registra
         where = reg.map_point(centre) if forward else inverse @ (centre - reg.offset)
         limit = max(MATCH_MM, _size(f) / 2) * (1.0 if reg.ok else FALLBACK_FACTOR)
         if any(np.linalg.norm(np.asarray(g.center_mm) - where) <= limit
-               for g in target.findings + target.candidates):
+               for g in target.findings + target.measured_candidates()):
             continue
         g = measure_at(volume, where, f, name=f"P{len(target.probed) + 1}")
         if g is not None:
@@ -322,6 +334,7 @@ def build_tracks(patient_id: str, timepoints: list[Timepoint], registrations: li
                 tracks.append(pts)
                 nxt[ci] = pts
         open_tracks = nxt
+    _fill_gaps(tracks, timepoints, registrations)
     _persistent(tracks, timepoints, registrations)
     _fill_gaps(tracks, timepoints, registrations)
     tracks = _join(tracks, registrations)
