@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medstation.core.geometry import Grid
+
 #: direction of an image stack with unknown geometry: slices stacked along z, image rows
 #: down (+y), columns across (+x), so it displays as stored
 AXIAL = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
@@ -73,20 +75,19 @@ class Volume:
     def nbytes(self) -> int:
         return int(self.voxels.nbytes)
 
+    @property
+    def grid(self) -> Grid:
+        """The volume's geometry (the one patient <-> index conversion, ``core.geometry``)."""
+        return Grid.of(self.shape, self.spacing, self.origin, self.direction)
+
     def affine(self) -> np.ndarray:
         """4x4 matrix mapping ``(k, i, j, 1)`` to patient ``(x, y, z, 1)`` in mm."""
-        a = np.eye(4)
-        a[:3, :3] = self.direction.T * np.asarray(self.spacing)
-        a[:3, 3] = self.origin
-        return a
+        return self.grid.affine()
 
     def index_to_patient(self, index) -> np.ndarray:
         """Patient position (mm, LPS) of fractional voxel index ``(k, i, j)``."""
-        idx = np.asarray(index, dtype=float)
-        return idx @ (self.direction.T * np.asarray(self.spacing)).T + np.asarray(self.origin)
+        return self.grid.index_to_patient(index)
 
     def patient_to_index(self, point) -> np.ndarray:
         """Fractional voxel index ``(k, i, j)`` of a patient position."""
-        p = np.asarray(point, dtype=float) - np.asarray(self.origin)
-        m = self.direction.T * np.asarray(self.spacing)
-        return np.linalg.solve(m, p.T).T if p.ndim > 1 else np.linalg.solve(m, p)
+        return self.grid.patient_to_index(point)

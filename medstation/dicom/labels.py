@@ -24,6 +24,7 @@ import numpy as np
 from medstation.core.errors import LabelError
 from medstation.core.files import atomic_write_text
 from medstation.core.findings import Finding
+from medstation.core.geometry import Grid
 
 SOURCES = ("reader", "accepted-ai", "rejected-ai", "imported")
 LUNA16_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
@@ -42,16 +43,18 @@ class SeriesGeometry:
     slice_uids: list[str]
     sources: list[tuple[str, int]]
 
+    @property
+    def grid(self) -> Grid:
+        return Grid.of(self.shape, self.spacing, self.origin, self.direction)
+
     def patient_to_index(self, point) -> np.ndarray:
-        m = self.direction.T * np.asarray(self.spacing)
-        return np.linalg.solve(m.T, np.asarray(point, float) - self.origin)
+        return self.grid.patient_to_index(point)
 
     def index_to_patient(self, index) -> np.ndarray:
-        return np.asarray(index, float) @ (self.direction.T * np.asarray(self.spacing)).T + self.origin
+        return self.grid.index_to_patient(index)
 
     def inside(self, point) -> bool:
-        idx = self.patient_to_index(point)
-        return bool(all(-0.5 <= float(v) <= s - 0.5 for v, s in zip(idx, self.shape)))
+        return self.grid.contains(point)
 
 
 def series_geometry(db, series_uid: str) -> SeriesGeometry | None:

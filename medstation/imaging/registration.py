@@ -67,8 +67,7 @@ def _to_sitk(volume: Volume, voxels: np.ndarray | None = None, step=(1, 1, 1)):
     sp = [abs(float(s)) * st for s, st in zip(volume.spacing, step)]
     img.SetSpacing((sp[2], sp[1], sp[0]))
     img.SetOrigin(tuple(float(v) for v in volume.origin))
-    d = np.asarray(volume.direction, float)
-    img.SetDirection(tuple(np.stack([d[2], d[1], d[0]], axis=1).ravel()))
+    img.SetDirection(volume.grid.sitk_direction())
     return img
 
 

@@ -240,5 +240,4 @@ def evaluate_annotated(detector, studies_dir: str | Path, annotations: str | Pat
 
 
 def _inside(volume, point) -> bool:
-    idx = volume.patient_to_index(point)
-    return all(-0.5 <= float(v) <= s - 0.5 for v, s in zip(idx, volume.shape))
+    return volume.grid.contains(point)
