@@ -393,8 +393,7 @@ class Detector:
                 if progress:
                     progress(min(start + batch_size, total), total)
         t2 = time.perf_counter()
-        findings = group_slices(per_slice, volume, self.name, self.version,
-                                slice_step_mm=prep.model_spacing[0])
+        findings = group_slices(per_slice, volume, self.name, self.version)
         findings = [f for f in findings if lungs.contains(f.center_voxel)]
         t_fpr = time.perf_counter()
         if self.fpr is not None:
@@ -486,8 +485,7 @@ class Detector:
 # -- 3D grouping --------------------------------------------------------------
 
 def group_slices(per_slice: list[SliceDetections], volume: Volume, model_name: str = "",
-                 model_version: str = "", *, iou: float = 0.2, max_gap: int = 1,
-                 slice_step_mm: float | None = None) -> list[Finding]:
+                 model_version: str = "", *, iou: float = 0.2, max_gap: int = 1) -> list[Finding]:
     """Merge slice detections into 3D lesion candidates.
 
     Boxes on consecutive model slices (``max_gap`` empty slices allowed) that
@@ -527,10 +525,6 @@ def group_slices(per_slice: list[SliceDetections], volume: Volume, model_name: s
         else:
             for b in range(len(sd.scores)):
                 tracks.append({"boxes": [(sd.k, *sd.boxes[b], float(sd.scores[b]))], "last": pos})
-    if slice_step_mm is None:  # the spacing of the slices detected on
-        ks = np.unique([sd.k for sd in per_slice])
-        slice_step_mm = float(np.min(np.diff(ks)) * sk) if len(ks) > 1 else sk
-    model_dz = slice_step_mm
     findings = []
     chains = [seg for t in tracks
               for seg in _split_elongated(np.array(t["boxes"], dtype=float), sk, si, sj)]
@@ -543,7 +537,6 @@ def group_slices(per_slice: list[SliceDetections], volume: Volume, model_name: s
         h_mm = (arr[:, 3] - arr[:, 1]) * si
         w_mm = (arr[:, 4] - arr[:, 2]) * sj
         diameter = float(max(h_mm.max(), w_mm.max()))
-        volume_mm3 = float(np.sum(math.pi / 4 * h_mm * w_mm) * model_dz)
         k_lo = int(math.floor(arr[:, 0].min()))
         k_hi = int(math.ceil(arr[:, 0].max()))
         # boxes on every volume slice the lesion spans (nearest model slice's box)
@@ -558,7 +551,7 @@ def group_slices(per_slice: list[SliceDetections], volume: Volume, model_name: s
             diameter_mm=round(diameter, 1),
             score=round(float(w.max()), 4),
             slice_range=(max(0, k_lo), min(volume.shape[0] - 1, k_hi)),
-            volume_mm3=round(volume_mm3, 1),
+            volume_mm3=None,  # a box has no volume: only a segmentation measures one
             boxes=boxes,  # type: ignore[arg-type]
             model_name=model_name,
             model_version=model_version,
@@ -589,6 +582,9 @@ def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], N
             check()
         size = measure_nodule(volume, f.center_voxel, radius_mm=0.75 * max(f.diameter_mm, 4.0) + 4.0)
         if size is None or size.touches_edge:
+            f.size_note = ("no lesion stands out from its surroundings at the centre" if size is None else
+                           "its region runs beyond the search region (a leak, or a lesion far larger than "
+                           "the box)")
             continue
         f.diameter_mm, f.short_axis_mm = size.long_axis_mm, size.short_axis_mm
         f.volume_mm3, f.equivalent_diameter_mm = size.volume_mm3, size.equivalent_diameter_mm

@@ -68,13 +68,15 @@ class Timepoint:
 
 
 def _size(f: Finding) -> float:
-    return float(f.mean_diameter_mm or f.equivalent_diameter_mm or f.diameter_mm)
+    return f.size.mm
 
 
 def _point(tp: Timepoint, f: Finding) -> TrackPoint:
-    return TrackPoint(tp.study_date, tp.series_uid, tuple(float(v) for v in f.center_mm), round(_size(f), 1),
-                      float(f.volume_mm3), float(f.mean_hu), f.nodule_type or "solid", f.finding_id,
-                      round(float(f.solid_diameter_mm or 0.0), 1))
+    size = f.size
+    return TrackPoint(tp.study_date, tp.series_uid, tuple(float(v) for v in f.center_mm), round(size.mm, 1),
+                      None if f.volume_mm3 is None else float(f.volume_mm3),
+                      0.0 if f.mean_hu is None else float(f.mean_hu), f.nodule_type or "solid", f.finding_id,
+                      round(float(f.solid_diameter_mm or 0.0), 1), size.method, size.what)
 
 
 def match_pair(prior: list[Finding], current: list[Finding], reg: Registration) -> list[tuple[int, int]]:
@@ -206,7 +208,7 @@ def measure_at(volume, where, reference: Finding, name: str = "probe") -> Findin
     size = measure_nodule(volume, seed, radius_mm=0.75 * max(ref_d, 4.0) + 4.0)
     if size is None or size.touches_edge or size.mask is None or size.voxels < 4:
         return None
-    if size.volume_mm3 > PROBE_GROWTH * max(float(reference.volume_mm3), 1.0):
+    if reference.volume_mm3 is not None and size.volume_mm3 > PROBE_GROWTH * max(float(reference.volume_mm3), 1.0):
         return None
     if size.short_axis_mm < 0.4 * size.long_axis_mm:  # a vessel's run, not a round lesion
         return None
@@ -391,9 +393,14 @@ def guideline(track: LesionTrack, exam_date: str, *, multiple: bool, risk: str =
     lr = lung_rads(kind, last.diameter_mm, solid_mm=solid(last), status=status, prior_category=prior_cat,
                    exam_date=exam_date)
     fl = fleischner(kind, last.diameter_mm, multiple=multiple, risk=risk)
+    # the number the rule read, named, and whether it came from a measurement or only a box
+    size = {"mm": last.diameter_mm, "what": last.size_name, "method": last.size_method}
+    caveat = ("from the detector's box (the lesion was not segmented): check the size before acting on it"
+              if last.size_method == "box" else "")
     return {"lung_rads": {"category": lr.category, "management": lr.management,
-                          "next_ct_date": lr.next_ct_date, "status": status},
-            "fleischner": {"recommendation": fl["recommendation"], "risk": fl["risk"]}}
+                          "next_ct_date": lr.next_ct_date, "status": status, "size": size, "caveat": caveat},
+            "fleischner": {"recommendation": fl["recommendation"], "risk": fl["risk"], "size": size,
+                           "caveat": caveat}}
 
 
 def _comparable(stacks, kernel: str = ""):
@@ -560,7 +567,9 @@ def add_predictions(report: dict, predictor, predict_at: str) -> None:
             t["prediction_withheld"] = "the lesion is gone at the last study"
             continue
         ahead = days_between(pts[-1]["study_date"], date)
-        why = predictor.withheld(pts, ahead)
+        unmeasured = sum(m.get("volume_mm3") is None for m in pts)
+        why = (f"{unmeasured} of its {len(pts)} measurement(s) have no volume (not segmented)" if unmeasured
+               else predictor.withheld(pts, ahead))
         if why:
             t["prediction_withheld"] = f"outside what the model learned: {why}"
             continue

@@ -79,9 +79,11 @@ def cmd_followup(args) -> int:
         return 0
     print(f"patient {report['patient_id']}: {len(report['timepoints'])} timepoint(s), {len(tracks)} track(s)")
     for t in tracks:
-        sizes = ", ".join("-" if p is None else f"{p.diameter_mm:.1f} mm" for p in t.points)
+        sizes = ", ".join("-" if p is None else f"{p.diameter_mm:.1f} mm"
+                          + (" (box long axis)" if p.size_method == "box" else "") for p in t.points)
         vdt = t.volume_doubling_days
-        lr = (t.guideline.get("lung_rads") or {}).get("category", "")
+        lr_d = t.guideline.get("lung_rads") or {}
+        lr = lr_d.get("category", "") + (" (from a box size, not segmented)" if lr_d.get("caveat") else "")
         pred = next((d.get("prediction") for d in report["tracks"] if d["track_id"] == t.track_id), None)
         print(f"  {t.track_id} {t.status:9s} {sizes}"
               + (f"  VDT {vdt:.0f} d" if vdt is not None and np.isfinite(vdt) else "")

@@ -64,13 +64,14 @@ def cmd_export(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from medstation.dicom.labels import all_labels, counts
+    from medstation.dicom.labels import collect_labels, counts
 
     with _db(args) as db:
-        labels = all_labels(db)
+        found = collect_labels(db)
+    labels = found.labels
     if args.json:
-        print(jsonout.dumps({"labels": [lab.to_dict() for lab in labels], "totals": counts(labels)},
-                            indent=1))
+        print(jsonout.dumps({"labels": [lab.to_dict() for lab in labels], "totals": counts(labels),
+                             "skipped": [s.to_dict() for s in found.skipped]}, indent=1))
         return 0
     c = counts(labels)
     print(f"{c['labels']} label(s): {c['nodules']} nodule(s), {c['negatives']} negative(s), "
@@ -78,6 +79,10 @@ def cmd_list(args) -> int:
           + (", ".join(f"{k} {v}" for k, v in sorted(c["by_source"].items())) or "none") + ")")
     for lab in labels:
         x, y, z = lab.center_mm
-        print(f"  {lab.series_uid}  ({x:.1f}, {y:.1f}, {z:.1f}) mm  {lab.diameter_mm:.1f} mm  "
+        print(f"  {lab.series_uid}  ({x:.1f}, {y:.1f}, {z:.1f}) mm  {lab.diameter_mm:.1f} mm {lab.size_name}  "
               f"{'nodule' if lab.is_nodule else 'not a nodule'}  [{lab.source}]")
+    if found.skipped:
+        print(f"{len(found.skipped)} label(s) cannot be used:")
+        for s in found.skipped:
+            print(f"  {s.text()}")
     return 0

@@ -11,6 +11,8 @@ parent; it does not become the default (``medstation models use`` or the panel).
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 
@@ -32,17 +34,20 @@ def add_parser(sub, run) -> None:
     s.set_defaults(func=run)
 
 
-def cases_from_database(db) -> list:
-    from medstation.dicom.labels import all_labels
+def cases_from_database(db, skipped: list | None = None) -> list:
+    """One training case per labelled series; what cannot be used goes to ``skipped`` (``SkippedLabel``)."""
+    from medstation.dicom.labels import collect_labels
     from medstation.training.finetune import Case
 
     patients = {r.series_uid: r.patient_id for r in db.series()}
+    found = collect_labels(db)  # labels on series the database no longer has are among the skipped
+    if skipped is not None:
+        skipped.extend(found.skipped)
     by_key: dict[str, object] = {}
-    for lab in all_labels(db):
-        case = by_key.setdefault(lab.series_key,
-                                 Case(lab.series_key, patients.get(lab.series_uid, "?"), [], []))
+    for lab in found.labels:
+        case = by_key.setdefault(lab.series_key, Case(lab.series_key, patients[lab.series_uid], [], []))
         (case.nodules if lab.is_nodule else case.negatives).append((tuple(lab.center_mm), lab.diameter_mm))
-    return [c for c in by_key.values() if c.patient != "?"]
+    return list(by_key.values())
 
 
 def cmd_train(args) -> int:
@@ -51,7 +56,7 @@ def cmd_train(args) -> int:
 
     from medstation.ai.registry import ModelRegistry
     from medstation.cli import _open_db
-    from medstation.core.errors import CancelledError, MedstationError
+    from medstation.core.errors import CancelledError, LabelError, MedstationError
     from medstation.core.paths import user_data_path
     from medstation.core.series import SeriesRef
     from medstation.dicom import open_series
@@ -82,7 +87,12 @@ def cmd_train(args) -> int:
     previous = {s: signal.signal(s, lambda _sig, _f: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         with _open_db(args) as db:
-            cases = cases_from_database(db)
+            skipped: list = []
+            cases = cases_from_database(db, skipped)
+            if os.environ.get("RANK", "0") == "0":
+                for s in skipped:  # said before anything trains: what is left out and why
+                    print(json.dumps({"event": "label_skipped", **s.to_dict(), "message": s.text()}),
+                          flush=True)
 
             def load(key: str):
                 return open_series(SeriesRef.parse(key), db=db).volume
@@ -91,8 +101,14 @@ def cmd_train(args) -> int:
                                     epoch_length=args.epoch_length, batch_size=args.batch_size, lr=args.lr,
                                     replay=args.replay, seed=args.seed, device=args.device,
                                     checkpoint=str(checkpoint), resume=args.resume)
-            run_finetune(config, cases, load, base.path, out_dir,
-                         cache_dir=user_data_path() / "cache" / "finetune", log=sys.stdout, check=check)
+            try:
+                run_finetune(config, cases, load, base.path, out_dir,
+                             cache_dir=user_data_path() / "cache" / "finetune", log=sys.stdout, check=check)
+            except LabelError as exc:
+                if skipped:
+                    raise LabelError(f"{exc.reason}; {len(skipped)} label(s) were left out, first: "
+                                     f"{skipped[0].text()}", exc.hint, [s.text() for s in skipped]) from None
+                raise
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

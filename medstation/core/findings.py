@@ -25,19 +25,23 @@ class Finding:
     diameter_mm: float  # long-axis diameter in the axial plane
     score: float  # 0..1
     slice_range: tuple[int, int]  # first and last slice index (inclusive)
-    volume_mm3: float
+    volume_mm3: float | None  # the segmentation's volume (None: not segmented; a box gives no volume)
     boxes: list[tuple[int, float, float, float, float, float]] = field(default_factory=list)
     model_name: str = ""
     model_version: str = ""
     status: str = ""  # "", "accepted", "rejected"
-    short_axis_mm: float = 0.0  # perpendicular to the long axis, same axial cross-section
-    equivalent_diameter_mm: float = 0.0  # of the sphere with the lesion's volume
+    # Sizes: ``None`` is "not measured" (shown "-"), never 0. ``diameter_mm`` is always set: the
+    # segmentation's long axis, or the longest side of the detector's boxes (``size_method`` "box").
+    short_axis_mm: float | None = None  # perpendicular to the long axis, same axial cross-section
+    equivalent_diameter_mm: float | None = None  # of the sphere with the lesion's volume
     size_method: str = "box"  # "segmentation" (from the lesion's voxels) or "box" (the detector's boxes)
-    mean_diameter_mm: float = 0.0  # Lung-RADS: (long + short axis) / 2, to 0.1 mm
-    mean_hu: float = 0.0
-    max_hu: float = 0.0
-    nodule_type: str = ""  # solid, part-solid, ground-glass, calcified ("" when not segmented)
-    solid_diameter_mm: float = 0.0  # long axis of the solid component of a part-solid nodule
+    mean_diameter_mm: float | None = None  # Lung-RADS: (long + short axis) / 2, to 0.1 mm
+    mean_hu: float | None = None
+    max_hu: float | None = None
+    nodule_type: str | None = None  # solid, part-solid, ground-glass, calcified (None: not segmented)
+    solid_diameter_mm: float | None = None  # long axis of the solid component of a part-solid nodule
+    #: why the lesion could not be segmented (``size_method`` "box"), for the reader
+    size_note: str = ""
     #: the segmentation: ``{"origin": [k, i, j], "shape": [nk, ni, nj], "bits": base64 of packed bits}``
     #: in voxel indices of the series (None: not segmented; exports fall back to the boxes)
     mask: dict | None = None
@@ -80,10 +84,13 @@ class Finding:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["center_slice"] = self.center_slice
+        d["size"] = self.size.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Finding:
+        if str(d.get("size_method", "box")) != "segmentation":  # older files wrote 0 for "not measured"
+            d = {**d, **{k: None for k in _SEGMENTATION_ONLY}}
         return cls(
             finding_id=str(d["finding_id"]),
             center_mm=tuple(float(v) for v in d["center_mm"]),  # type: ignore[arg-type]
@@ -91,21 +98,72 @@ class Finding:
             diameter_mm=float(d["diameter_mm"]),
             score=float(d["score"]),
             slice_range=(int(d["slice_range"][0]), int(d["slice_range"][1])),
-            volume_mm3=float(d.get("volume_mm3", 0.0)),
+            volume_mm3=_opt(d.get("volume_mm3")),
             boxes=[(int(b[0]), *(float(v) for v in b[1:6])) for b in d.get("boxes", [])],  # type: ignore[misc]
             model_name=str(d.get("model_name", "")),
             model_version=str(d.get("model_version", "")),
             status=str(d.get("status", "")),
-            short_axis_mm=float(d.get("short_axis_mm", 0.0)),
-            equivalent_diameter_mm=float(d.get("equivalent_diameter_mm", 0.0)),
+            short_axis_mm=_opt(d.get("short_axis_mm")),
+            equivalent_diameter_mm=_opt(d.get("equivalent_diameter_mm")),
             size_method=str(d.get("size_method", "box")),
-            mean_diameter_mm=float(d.get("mean_diameter_mm", 0.0)),
-            mean_hu=float(d.get("mean_hu", 0.0)),
-            max_hu=float(d.get("max_hu", 0.0)),
-            nodule_type=str(d.get("nodule_type", "")),
-            solid_diameter_mm=float(d.get("solid_diameter_mm", 0.0)),
+            mean_diameter_mm=_opt(d.get("mean_diameter_mm")),
+            mean_hu=_opt(d.get("mean_hu"), zero_is_unmeasured=False),
+            max_hu=_opt(d.get("max_hu"), zero_is_unmeasured=False),
+            nodule_type=str(d["nodule_type"]) if d.get("nodule_type") else None,
+            solid_diameter_mm=_opt(d.get("solid_diameter_mm")),
+            size_note=str(d.get("size_note", "")),
             mask=d.get("mask") if isinstance(d.get("mask"), dict) else None,
         )
 
+    @property
+    def size(self) -> NamedSize:
+        """The one size of this finding that the list shows, a label stores, the SR writes first and
+        Lung-RADS reads: the segmentation's mean diameter, or the box's long side when not segmented."""
+        return size_of({"size_method": self.size_method, "mean_diameter_mm": self.mean_diameter_mm,
+                        "diameter_mm": self.diameter_mm})
+
     def summary(self) -> str:
-        return f"{self.diameter_mm:.1f} mm, score {self.score:.2f}, slice {self.center_slice + 1}"
+        return f"{self.size.text()}, score {self.score:.2f}, slice {self.center_slice + 1}"
+
+
+#: what only a segmentation measures (a box-sized finding has none of them)
+_SEGMENTATION_ONLY = ("short_axis_mm", "equivalent_diameter_mm", "mean_diameter_mm", "mean_hu", "max_hu",
+                      "nodule_type", "solid_diameter_mm", "volume_mm3")
+
+
+@dataclass(frozen=True)
+class NamedSize:
+    """A size that says what it is and how it was measured."""
+
+    mm: float
+    what: str  # "mean diameter", "long axis", ...
+    method: str  # "segmentation", "box", "reader"
+
+    def text(self) -> str:
+        how = "" if self.method == "segmentation" else f", {self.method}"
+        return f"{self.mm:.1f} mm ({self.what}{how})"
+
+    def to_dict(self) -> dict:
+        return {"mm": round(self.mm, 2), "what": self.what, "method": self.method}
+
+
+def size_of(d: dict) -> NamedSize:
+    """:attr:`Finding.size` of a stored finding (``Finding.to_dict``, or an older, shorter one)."""
+    mean = d.get("mean_diameter_mm")
+    if d.get("size_method") == "segmentation" and mean:
+        return NamedSize(float(mean), "mean diameter", "segmentation")
+    return NamedSize(float(d["diameter_mm"]), "long axis", str(d.get("size_method") or "box"))
+
+
+def _opt(value, *, zero_is_unmeasured: bool = True) -> float | None:
+    """A stored size: ``None`` stays None; so does 0 from files written before sizes were optional
+    (a measured size is never 0 mm; 0 HU is a real density, kept)."""
+    if value is None:
+        return None
+    v = float(value)
+    return None if (zero_is_unmeasured and v == 0.0) else v
+
+
+def fmt(value: float | None, spec: str = ".1f", unit: str = "") -> str:
+    """``value`` for a reader: "-" when it was not measured."""
+    return "-" if value is None else f"{value:{spec}}{unit}"

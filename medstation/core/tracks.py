@@ -32,19 +32,23 @@ class TrackPoint:
     study_date: str  # YYYYMMDD
     series_uid: str
     center_patient: tuple[float, float, float]  # in that study's patient mm
-    diameter_mm: float  # Lung-RADS mean diameter (long + short axis) / 2
-    volume_mm3: float
+    diameter_mm: float  # the finding's size (``Finding.size``): the mean diameter, or a box's long axis
+    volume_mm3: float | None  # None: not segmented (a box has no volume)
     mean_hu: float = 0.0
     type: str = ""
     finding_id: str = ""
     #: the solid component's long axis (part-solid nodules; 0 otherwise): Lung-RADS sizes them by it.
     #: Not in ``to_dict`` (the report's measurement keys are fixed)
     solid_mm: float = 0.0
+    #: how ``diameter_mm`` was measured and what it is ("segmentation" / "mean diameter", "box" / "long axis")
+    size_method: str = "segmentation"
+    size_name: str = "mean diameter"
 
     def to_dict(self) -> dict:
         return {"study_date": self.study_date, "series_uid": self.series_uid,
                 "center_patient": [float(v) for v in self.center_patient], "diameter_mm": self.diameter_mm,
-                "volume_mm3": self.volume_mm3, "mean_hu": self.mean_hu, "type": self.type}
+                "volume_mm3": self.volume_mm3, "mean_hu": self.mean_hu, "type": self.type,
+                "size_method": self.size_method, "size_name": self.size_name}
 
 
 def days_between(a: str, b: str) -> float:
@@ -53,13 +57,17 @@ def days_between(a: str, b: str) -> float:
     return float((db - da).days)
 
 
-def percent_change(v1: float, v2: float) -> float:
+def percent_change(v1: float | None, v2: float | None) -> float | None:
+    """Percent volume change; None when either volume was not measured."""
+    if v1 is None or v2 is None:
+        return None
     return 100.0 * (v2 - v1) / v1 if v1 > 0 else math.inf
 
 
-def doubling_time_days(v1: float, v2: float, days: float) -> float:
-    """Volume doubling time; ``inf`` when unchanged, negative when shrinking, NaN without a valid pair."""
-    if v1 <= 0 or v2 <= 0 or days <= 0:
+def doubling_time_days(v1: float | None, v2: float | None, days: float) -> float:
+    """Volume doubling time; ``inf`` when unchanged, negative when shrinking, NaN without a valid pair
+    (a volume not measured, or none elapsed)."""
+    if v1 is None or v2 is None or v1 <= 0 or v2 <= 0 or days <= 0:
         return math.nan
     ratio = math.log(v2 / v1)
     return math.inf if ratio == 0 else days * math.log(2) / ratio
@@ -87,7 +95,8 @@ class LesionTrack:
         if self.points[-1] is None:
             return "resolved"
         first, last = self.present[0], self.present[-1]
-        dv = (last.volume_mm3 - first.volume_mm3) / first.volume_mm3 if first.volume_mm3 > 0 else 0.0
+        dv = ((last.volume_mm3 - first.volume_mm3) / first.volume_mm3
+              if first.volume_mm3 and last.volume_mm3 is not None else 0.0)
         dd = last.diameter_mm - first.diameter_mm
         if dv > VOLUME_CHANGE or dd > DIAMETER_CHANGE_MM:
             return "growing"

@@ -23,10 +23,12 @@ import numpy as np
 
 from medstation.core.errors import LabelError
 from medstation.core.files import atomic_write_text
-from medstation.core.findings import Finding
+from medstation.core.findings import Finding, size_of
 from medstation.core.geometry import Grid
 
 SOURCES = ("reader", "accepted-ai", "rejected-ai", "imported")
+#: a lesion larger than this is no nodule label (LUNA16 and LIDC stop far below; a mass reaches 10 cm)
+MAX_DIAMETER_MM = 150.0
 LUNA16_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
 
 
@@ -107,7 +109,7 @@ def _rows_from_csv(db, path: Path) -> list[dict]:
             problems.append(f"{path}:{line}: series {uid} is not in the study database (or has no geometry)")
         elif not g.inside(centre):
             problems.append(f"{path}:{line}: ({', '.join(f'{v:g}' for v in centre)}) mm lies outside series "
-                            f"{uid}")
+                            f"{uid} ({g.grid.describe()})")
         else:
             rows.append({"series_key": g.key, "center_mm": list(centre), "diameter_mm": diameter,
                          "is_nodule": True})
@@ -136,7 +138,7 @@ def _rows_from_sr(db, path: Path) -> list[dict]:
     if not series:
         raise LabelError(f"{path}: the images the report refers to are not in the study database",
                          "import the series the report was made on first")
-    rows = []
+    rows, problems = [], []
     for uid in series:
         g = series_geometry(db, uid)
         if g is None:
@@ -147,10 +149,22 @@ def _rows_from_sr(db, path: Path) -> list[dict]:
             raise LabelError(exc.reason, exc.hint) from None
         for f in findings:
             centre = f.center_mm if any(f.center_mm) else tuple(g.index_to_patient(f.center_voxel))
+            size = f.size
+            if not g.inside(centre):
+                problems.append(f"{path}: finding {f.finding_id} at ({', '.join(f'{v:g}' for v in centre)}) mm "
+                                f"lies outside series {uid} ({g.grid.describe()})")
+            elif not (0 < size.mm <= MAX_DIAMETER_MM):
+                problems.append(f"{path}: finding {f.finding_id} has a {size.what} of {size.mm:g} mm "
+                                f"(expected 0-{MAX_DIAMETER_MM:g} mm)")
             rows.append({"series_key": g.key, "center_mm": [float(v) for v in centre],
-                         "diameter_mm": float(f.diameter_mm), "is_nodule": f.status != "rejected",
+                         "diameter_mm": size.mm, "is_nodule": f.status != "rejected",
                          "model": f"{f.model_name}@{f.model_version}" if f.model_name else "",
-                         "extra": {"finding_id": f.finding_id, "volume_mm3": f.volume_mm3}})
+                         "extra": {"finding_id": f.finding_id, "volume_mm3": f.volume_mm3,
+                                   "size_name": size.what, "size_method": size.method}})
+    if problems:
+        raise LabelError(f"{path}: {len(problems)} finding(s) cannot be used; nothing was imported: "
+                         f"{problems[0]}", "fix the report, or export it again from the series it was made on",
+                         problems)
     if not rows:
         raise LabelError(f"{path}: no nodule measurement groups in the report", "export findings as TID 1500")
     return rows
@@ -178,39 +192,123 @@ class Label:
     created: float = 0.0
     model: str = ""
     origin: str = ""
+    #: what ``diameter_mm`` is and how it was measured (an accepted finding: the size its list showed)
+    size_name: str = "diameter"
+    size_method: str = ""
 
     @property
     def series_uid(self) -> str:
-        return self.series_key.split("#")[0]
+        from medstation.core.series import SeriesRef
+
+        return SeriesRef.parse(self.series_key).series_uid
 
     def to_dict(self) -> dict:
         return {"id": self.id, "series_key": self.series_key, "series_uid": self.series_uid,
                 "center_mm": list(self.center_mm), "diameter_mm": self.diameter_mm,
-                "is_nodule": self.is_nodule,
+                "size_name": self.size_name, "size_method": self.size_method, "is_nodule": self.is_nodule,
                 "source": self.source, "created": self.created, "model": self.model, "origin": self.origin}
 
 
+@dataclass(frozen=True)
+class SkippedLabel:
+    """A label the list cannot use, with where it is and why (shown, never dropped silently)."""
+
+    series_key: str
+    what: str  # "measurement 12", "accepted finding F3", "label 7"
+    reason: str
+
+    def text(self) -> str:
+        return f"{self.what} on series {self.series_key}: {self.reason}"
+
+    def to_dict(self) -> dict:
+        return {"series_key": self.series_key, "what": self.what, "reason": self.reason}
+
+
+@dataclass
+class LabelSet:
+    labels: list[Label]
+    skipped: list[SkippedLabel]
+
+
 def all_labels(db) -> list[Label]:
-    """Stored labels plus the readers' accepts (nodules) and rejects (not nodules) of AI findings."""
+    """Stored labels plus the readers' nodule labels and their accepts (nodules) and rejects (not
+    nodules) of AI findings; :func:`collect_labels` also says what could not be used and why."""
+    return collect_labels(db).labels
+
+
+def collect_labels(db) -> LabelSet:
+    """Every label with the ones left out and why: a drawn label whose series has no patient
+    geometry, a label on a series no longer in the study database."""
+    known = {r.series_uid for r in db.series()}
+    skipped: list[SkippedLabel] = []
     out = [Label(r["id"], r["series_key"], tuple(r["center_mm"]), r["diameter_mm"], r["is_nodule"],
-                 r["source"], r["created"], r["model"], r["origin"]) for r in db.labels()]
+                 r["source"], r["created"], r["model"], r["origin"],
+                 str((r.get("extra") or {}).get("size_name") or "diameter"),
+                 str((r.get("extra") or {}).get("size_method") or "")) for r in db.labels()]
+    geoms: dict[str, SeriesGeometry | None] = {}
     for mid, key, data, modified in db.measurements_of_kind("nodule"):  # drawn in the viewer
-        if "center_mm" in data and float(data.get("diameter_mm", 0)) > 0:
-            out.append(Label(None, key, tuple(data["center_mm"]), float(data["diameter_mm"]), True, "reader",
-                             modified, "", f"measurement {mid}"))
+        what = f"nodule label (measurement {mid})"
+        lab = _drawn_label(db, geoms, mid, key, data, modified)
+        if isinstance(lab, str):
+            skipped.append(SkippedLabel(key, what, lab))
+        else:
+            out.append(lab)
     readers = [lab for lab in out if lab.source == "reader"]
     for r in db.reviewed_findings():
         f = r["finding"]
+        try:
+            centre = tuple(float(v) for v in f["center_mm"])
+            size = size_of(f)  # the number the findings list showed for it
+            if len(centre) != 3:
+                raise ValueError(centre)
+        except (KeyError, TypeError, ValueError) as exc:
+            skipped.append(SkippedLabel(r["series_key"], f"{r['status']} finding {f.get('finding_id', '')}",
+                                        f"its stored finding has no readable centre or size ({type(exc).__name__})"))
+            continue
         accepted = r["status"] == "accepted"
         if accepted and any(lab.series_key == r["series_key"]
-                            and np.linalg.norm(np.subtract(lab.center_mm, f["center_mm"]))
+                            and np.linalg.norm(np.subtract(lab.center_mm, centre))
                             <= max(lab.diameter_mm / 2, 3.0) for lab in readers):
             continue  # a reader's label on it (its corrected extent) stands for it
-        out.append(Label(None, r["series_key"], tuple(f["center_mm"]),
-                         float(f.get("equivalent_diameter_mm") or f["diameter_mm"]), accepted,
+        out.append(Label(None, r["series_key"], centre, size.mm, accepted,
                          "accepted-ai" if accepted else "rejected-ai", r["reviewed"],
-                         f"{r['model_name']}@{r['model_version']}"))
-    return out
+                         f"{r['model_name']}@{r['model_version']}", f"finding {f.get('finding_id', '')}",
+                         size.what, size.method))
+    kept = []
+    for lab in out:
+        if lab.series_uid not in known:
+            skipped.append(SkippedLabel(lab.series_key, f"{lab.source} label" + (f" {lab.id}" if lab.id else ""),
+                                        "the series is no longer in the study database (import it again)"))
+        else:
+            kept.append(lab)
+    return LabelSet(kept, skipped)
+
+
+def _drawn_label(db, geoms: dict, mid: int, key: str, data: dict, modified: float) -> Label | str:
+    """The label a reader drew (a ``nodule`` measurement), or why it cannot be placed."""
+    from medstation.core.series import SeriesRef
+
+    try:
+        points = [tuple(float(v) for v in p) for p in data["points"]]
+    except (KeyError, TypeError, ValueError):
+        points = []
+    centre = data.get("center_mm")
+    diameter = float(data.get("diameter_mm") or 0.0)
+    if (centre is None or diameter <= 0) and len(points) == 2:  # stored without its patient position
+        uid = SeriesRef.parse(key).series_uid
+        if uid not in geoms:
+            geoms[uid] = series_geometry(db, uid)
+        g = geoms[uid]
+        if g is None:
+            return "its series has no patient geometry (no positions or orientation), so it cannot be placed"
+        a, b = (g.index_to_patient(p) for p in points)
+        centre, diameter = [float(v) for v in a], 2 * float(np.linalg.norm(a - b))
+    if centre is None or len(centre) != 3 or not np.all(np.isfinite(centre)):
+        return "it has no centre"
+    if not (diameter > 0 and np.isfinite(diameter)):
+        return f"its diameter is {diameter:g} mm"
+    return Label(None, key, tuple(float(v) for v in centre), round(diameter, 2), True, "reader", modified, "",
+                 f"measurement {mid}", "diameter (drawn)", "reader")
 
 
 def counts(labels: list[Label]) -> dict:

@@ -51,6 +51,10 @@ VOLUME = ("118565006", "SCT")
 SCORE = ("246262008", "SCT")
 LENGTH = ("410668003", "SCT")
 CENTER = ("111010", "DCM")
+#: TID 300 "Measurement Method" and how medstation measured a size (the voxels, or only the detector's box)
+MEASUREMENT_METHOD = ("370129005", "SCT")
+METHOD_SEGMENTATION = ("SEGVOXELS", "99MEDSTATION")
+METHOD_BOX = ("DETBOX", "99MEDSTATION")
 TRACKING_ID = ("112039", "DCM")
 TRACKING_UID = ("112040", "DCM")
 ALGORITHM_NAME = ("111001", "DCM")
@@ -205,13 +209,17 @@ def export_results(
             raise ExportError(f"finding {f.finding_id} has no outline on any slice",
                               "run detection again before exporting")
         algo = hd.sr.AlgorithmIdentification(name=f.model_name or "unknown", version=f.model_version or "0")
+        # sizes as measured, each with its method; what was not measured is left out (never 0)
+        method = (_code(METHOD_SEGMENTATION, "Measured on the segmented lesion") if f.size_method == "segmentation"
+                  else _code(METHOD_BOX, "Longest side of the detector's box (not segmented)"))
         measurements = [
             hd.sr.Measurement(name=_code(LONG_AXIS, "Long Axis"), value=float(f.diameter_mm), unit=_mm(),
-                              algorithm_id=algo),
+                              method=method, algorithm_id=algo),
             *([hd.sr.Measurement(name=_code(SHORT_AXIS, "Short Axis"), value=float(f.short_axis_mm),
-                                 unit=_mm(), algorithm_id=algo)] if f.short_axis_mm > 0 else []),
-            hd.sr.Measurement(name=_code(VOLUME, "Volume"), value=float(f.volume_mm3),
-                              unit=hd.sr.CodedConcept("mm3", "UCUM", "cubic millimeter"), algorithm_id=algo),
+                                 unit=_mm(), method=method, algorithm_id=algo)] if f.short_axis_mm else []),
+            *([hd.sr.Measurement(name=_code(VOLUME, "Volume"), value=float(f.volume_mm3),
+                                 unit=hd.sr.CodedConcept("mm3", "UCUM", "cubic millimeter"), method=method,
+                                 algorithm_id=algo)] if f.volume_mm3 else []),
             hd.sr.Measurement(name=_code(SCORE, "Score"), value=float(f.score),
                               unit=hd.sr.CodedConcept("1", "UCUM", "no units"), algorithm_id=algo),
         ]
@@ -404,6 +412,14 @@ def _num(item: Dataset) -> float:
     return float(item.MeasuredValueSequence[0].NumericValue)
 
 
+def _opt_float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _concept_of_value(item: Dataset) -> tuple[str, str]:
+    return _concept(item, "ConceptCodeSequence")
+
+
 def read_sr(path: str | Path, slice_uids: Sequence[str],
             spacing_index_to_mm=None) -> tuple[list[Finding], list[ReaderLength]]:
     """Findings and reader lengths of a TID 1500 SR, in the voxel indices of the series
@@ -435,6 +451,8 @@ def read_sr(path: str | Path, slice_uids: Sequence[str],
             elif vt == "NUM" and c in (LONG_AXIS, SHORT_AXIS, VOLUME, SCORE, LENGTH) \
                     and "MeasuredValueSequence" in child:
                 values[c] = _num(child)
+            elif vt == "CODE" and c == MEASUREMENT_METHOD and c not in values:
+                values[MEASUREMENT_METHOD] = _concept_of_value(child)
             elif vt == "SCOORD3D" and c == CENTER:
                 values[CENTER] = tuple(float(v) for v in child.GraphicData[:3])
             elif vt == "SCOORD":
@@ -477,9 +495,13 @@ def read_sr(path: str | Path, slice_uids: Sequence[str],
             finding_id=tid, center_mm=tuple(center_mm) if center_mm is not None else (0.0, 0.0, 0.0),
             center_voxel=center_voxel, diameter_mm=float(values[LONG_AXIS]),
             score=float(values.get(SCORE, 0.0)), slice_range=(min(ks), max(ks)),
-            volume_mm3=float(values.get(VOLUME, 0.0)), boxes=boxes,
+            volume_mm3=_opt_float(values.get(VOLUME)), boxes=boxes,
             model_name=algo_name, model_version=algo_version,
-            short_axis_mm=float(values.get(SHORT_AXIS, 0.0))))
+            short_axis_mm=_opt_float(values.get(SHORT_AXIS)),
+            size_method="box" if values.get(MEASUREMENT_METHOD) == METHOD_BOX else "segmentation",
+            mean_diameter_mm=(round((float(values[LONG_AXIS]) + float(values[SHORT_AXIS])) / 2, 1)
+                              if SHORT_AXIS in values and values.get(MEASUREMENT_METHOD) != METHOD_BOX
+                              else None)))
     return findings, lengths
 
 

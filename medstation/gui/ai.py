@@ -237,7 +237,7 @@ class AiController(QObject):
         if f.status != "accepted":
             self.review(f, "accepted")
         k, i, j = f.center_voxel
-        r_px = (f.equivalent_diameter_mm or f.diameter_mm) / 2 / abs(float(vol.spacing[2]))
+        r_px = f.size.mm / 2 / abs(float(vol.spacing[2]))  # the size the list shows
         m = Measurement("nodule", 0, int(round(k)), [(float(k), float(i), float(j)),
                                                     (float(k), float(i), float(j) + r_px)])
         self.state.set_position((k, i, j))

@@ -20,11 +20,11 @@ from PySide6.QtWidgets import (
 )
 
 from medstation.core.errors import CancelledError
-from medstation.core.findings import Finding
+from medstation.core.findings import Finding, fmt
 
 NOT_CLINICAL = ("Research model trained on synthetic CT only. Not for clinical use: "
                 "every finding needs a reader's review.")
-COLUMNS = ("Finding", "Score", "Diameter", "Slice", "Review", "Also in")
+COLUMNS = ("Finding", "Score", "Size", "Slice", "Review", "Also in")
 
 
 class FindingsPanel(QWidget):
@@ -134,6 +134,7 @@ class FindingsPanel(QWidget):
         self.model.items_changed.connect(self.refresh)
         self.model.selection_changed.connect(self.refresh)
         self.model.display_changed.connect(self._sync_boxes)
+        self.model.review_refused.connect(self.status.setText)
         self.state.heatmap.changed.connect(self._sync_boxes)
         self.state.heatmap.changed.connect(
             lambda: self.heat_box.setEnabled(self.state.heatmap.heatmap is not None))
@@ -202,12 +203,13 @@ class FindingsPanel(QWidget):
         self._items = {}
         current = None
         for f in visible:
-            size = f"{f.diameter_mm:.1f} mm" + (f" {f.nodule_type}" if f.nodule_type else "")
+            size = f.size.text() + (f" {f.nodule_type}" if f.nodule_type else "")
             item = QTreeWidgetItem([f.finding_id, f"{f.score:.2f}", size,
                                     str(f.center_slice + 1), {"accepted": "accepted ✓",
                                                               "rejected": "rejected ✗"}.get(f.status, ""),
                                     ", ".join(model.links.get(f.finding_id, []))])
             item.setData(0, Qt.UserRole, f)
+            item.setToolTip(2, size_details(f))
             if f.status == "rejected":
                 for c in range(len(COLUMNS)):
                     item.setForeground(c, QColor(140, 140, 140))
@@ -228,7 +230,7 @@ class FindingsPanel(QWidget):
         self.status.setText(text)
         if model.partial:
             text += " so far …"
-        has = model.selected is not None
+        has = model.selected is not None and not model.partial  # reviews wait for the final findings
         for b in (self.accept_button, self.reject_button, self.clear_button):
             b.setEnabled(has)
 
@@ -271,3 +273,16 @@ class FindingsPanel(QWidget):
             self.status.setText("Detection cancelled.")
         else:
             self.status.setText(f"Detection failed: {exc}")
+
+
+def size_details(f: Finding) -> str:
+    """Every size of a finding, named, with how it was measured ("-": not measured)."""
+    how = ("measured on the segmented lesion" if f.size_method == "segmentation" else
+           "not segmented: the long axis is the detector's box" + (f" ({f.size_note})" if f.size_note else ""))
+    return "\n".join([
+        f"Long axis: {fmt(f.diameter_mm, unit=' mm')}", f"Short axis: {fmt(f.short_axis_mm, unit=' mm')}",
+        f"Mean diameter: {fmt(f.mean_diameter_mm, unit=' mm')}",
+        f"Volume: {fmt(f.volume_mm3, '.0f', ' mm³')}",
+        f"Mean density: {fmt(f.mean_hu, '.0f', ' HU')}", f"Type: {f.nodule_type or '-'}",
+        *([f"Solid component: {fmt(f.solid_diameter_mm, unit=' mm')}"] if f.nodule_type == "part-solid" else []),
+        f"Size: {how}"])

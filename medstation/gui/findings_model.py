@@ -20,6 +20,7 @@ class FindingsModel(QObject):
     selection_changed = Signal()
     display_changed = Signal()  # visibility or opacity (repaint only)
     reviewed = Signal(object, str)  # finding, status ("" clears): to be stored
+    review_refused = Signal(str)  # why a review was not taken (the panel shows it)
     changed = Signal()  # any of the above (the viewer repaints its overlays)
 
     def __init__(self, state=None) -> None:
@@ -94,6 +95,9 @@ class FindingsModel(QObject):
             return
         if status not in STATUSES:
             raise ValueError(f"unknown review status {status!r}")
+        if self.partial:  # ids, scores and sizes still change: a review now could land on another lesion
+            self.review_refused.emit("Wait until detection finishes to accept or reject a finding.")
+            return
         before = f.status
         f.status = status
         self.items_changed.emit()

@@ -134,7 +134,7 @@ class FinetunePanel(QWidget):
 
     # -- state ---------------------------------------------------------------------------------
     def refresh(self) -> None:
-        from medstation.dicom.labels import all_labels, counts
+        from medstation.dicom.labels import collect_labels, counts
 
         registry = self.ctx.registry
         versions = registry.versions("detection")
@@ -145,11 +145,18 @@ class FinetunePanel(QWidget):
             self.base_box.addItem(v.label if hasattr(v, "label") else v.id, v.id)
         idx = self.base_box.findData(current or default)
         self.base_box.setCurrentIndex(max(0, idx))
-        c = counts(all_labels(self.ctx.db))
+        found = collect_labels(self.ctx.db)
+        c = counts(found.labels)
+        left_out = ""
+        if found.skipped:  # named, never dropped silently
+            left_out = (f"\n{len(found.skipped)} label(s) cannot be used: "
+                        + "; ".join(s.text() for s in found.skipped[:3])
+                        + (" …" if len(found.skipped) > 3 else ""))
         self.counts.setText(f"Labels in the study database: {c['nodules']} nodule(s) and {c['negatives']} "
                             f"negative(s) in {c['series']} series"
                             + (f" ({', '.join(f'{k} {v}' for k, v in sorted(c['by_source'].items()))})"
-                               if c["by_source"] else ""))
+                               if c["by_source"] else "") + left_out)
+        self.counts.setToolTip("\n".join(s.text() for s in found.skipped))
         self.versions.clear()
         for v in versions:
             m = v.manifest

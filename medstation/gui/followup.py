@@ -233,7 +233,8 @@ class FollowupPanel(QWidget):
                                if failed else "") + ". Not for clinical use.")
         self.table.setRowCount(len(tracks))
         for r, t in enumerate(tracks):
-            sizes = " / ".join("–" if m is None else f"{m['diameter_mm']:.1f}" for m in t["measurements"])
+            sizes = " / ".join("–" if m is None else f"{m['diameter_mm']:.1f}"
+                               + (" (box)" if m.get("size_method") == "box" else "") for m in t["measurements"])
             change = t["percent_change_volume"]
             vdt = t["volume_doubling_days"]
             lr = (t.get("guideline") or {}).get("lung_rads") or {}
@@ -241,13 +242,16 @@ class FollowupPanel(QWidget):
             predicted = (f"{pred['diameter_mm']:.1f} mm" if pred else
                          ("withheld" if t.get("prediction_withheld") else ""))
             cells = [t["track_id"], t.get("name", ""), t["status"], sizes,
-                     "" if change is None else f"{change:+.0f}%",
-                     "" if vdt is None or not math.isfinite(vdt) else f"{vdt:.0f}", lr.get("category", ""),
+                     "-" if change is None or not math.isfinite(change) else f"{change:+.0f}%",
+                     "-" if vdt is None or not math.isfinite(vdt) else f"{vdt:.0f}",
+                     lr.get("category", "") + (" (box size)" if lr.get("caveat") else ""),
                      predicted, f"{pred['p_growth']:.2f}" if pred else ""]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if c == 7 and t.get("prediction_withheld"):
                     item.setToolTip(t["prediction_withheld"])
+                if c == 6 and lr.get("caveat"):
+                    item.setToolTip(f"Lung-RADS {lr['category']} {lr['caveat']}")
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
         if tracks:
@@ -325,7 +329,8 @@ class FollowupPanel(QWidget):
         if not rows:
             return
         t = self.report["tracks"][min(rows)]
-        pts = [(m["study_date"], m["volume_mm3"]) for m in t["measurements"] if m is not None]
+        pts = [(m["study_date"], m["volume_mm3"]) for m in t["measurements"]
+               if m is not None and m.get("volume_mm3") is not None]
         if pts:
             d0 = _days(pts[0][0])
             self.curve.setData([_days(d) - d0 for d, _ in pts], [v for _, v in pts])

@@ -183,7 +183,7 @@ def _match_sizes(findings, nodules: list[dict], scan: int) -> list[dict]:
         truth_mm3 = float(nd.get("volume_mm3") or np.pi / 6 * d ** 3)
         out.append({"scan": scan, "truth_mm": d, "truth_mm3": truth_mm3,
                     "measured_mm": float(f.equivalent_diameter_mm or f.diameter_mm),
-                    "measured_mm3": float(f.volume_mm3), "type": nd.get("type", ""),
+                    "measured_mm3": float(f.volume_mm3 or 0.0), "type": nd.get("type", ""),
                     "measured_type": f.nodule_type, "score": float(f.score)})
     return out
 

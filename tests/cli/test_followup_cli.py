@@ -37,7 +37,12 @@ def test_followup_tracks_a_growing_nodule_and_a_resolved_one(cohort):
     assert track["status"] == "growing" and track["tracking_uid"].startswith("1.2.826.0.1.3680043.8.498.")
     assert track["volume_doubling_days"] == pytest.approx(growing.vdt_days, rel=0.25)
     assert set(track["measurements"][0]) == {"study_date", "series_uid", "center_patient", "diameter_mm",
-                                            "volume_mm3", "mean_hu", "type"}
+                                            "volume_mm3", "mean_hu", "type", "size_method", "size_name"}
+    # every size says what it is and how it was measured; the rule read the last one, named
+    assert {(m["size_name"], m["size_method"]) for m in track["measurements"]} == {("mean diameter", "segmentation")}
+    assert track["guideline"]["lung_rads"]["size"] == {"mm": track["measurements"][-1]["diameter_mm"],
+                                                       "what": "mean diameter", "method": "segmentation"}
+    assert track["guideline"]["lung_rads"]["caveat"] == ""
     assert track["guideline"]["lung_rads"]["category"] in ("4A", "4B")
     assert track["guideline"]["lung_rads"]["status"] == "growing"
     assert "recommendation" in track["guideline"]["fleischner"]

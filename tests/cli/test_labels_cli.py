@@ -85,7 +85,8 @@ def test_reader_reviews_of_ai_findings_are_labels(db_with_study):
     db, study = db_with_study
     key = study.series[0].series_uid
     finding = {"finding_id": "F1", "center_mm": list(NODULE.center), "diameter_mm": 9.0,
-               "equivalent_diameter_mm": 8.4}
+               "equivalent_diameter_mm": 8.4, "mean_diameter_mm": 8.1, "short_axis_mm": 7.2,
+               "size_method": "segmentation"}
     other = {"finding_id": "F2", "center_mm": [0.0, 0.0, 0.0], "diameter_mm": 6.0}
     with StudyDatabase(db) as d:
         d.review_finding(key, "nodule-detector", "1.1.0", finding, "accepted")
@@ -94,4 +95,7 @@ def test_reader_reviews_of_ai_findings_are_labels(db_with_study):
     assert listed["totals"]["nodules"] == 1 and listed["totals"]["negatives"] == 1
     assert listed["totals"]["by_source"] == {"accepted-ai": 1, "rejected-ai": 1}
     acc = next(lab for lab in listed["labels"] if lab["source"] == "accepted-ai")
-    assert acc["diameter_mm"] == 8.4 and acc["model"] == "nodule-detector@1.1.0"
+    # the label holds the size the findings list showed (the mean diameter), named, not the sphere's
+    assert acc["diameter_mm"] == 8.1 and acc["size_name"] == "mean diameter" and acc["model"] == "nodule-detector@1.1.0"
+    rej = next(lab for lab in listed["labels"] if lab["source"] == "rejected-ai")
+    assert rej["diameter_mm"] == 6.0 and rej["size_name"] == "long axis" and rej["size_method"] == "box"
