@@ -407,7 +407,10 @@ class Detector:
         findings.sort(key=lambda f: -f.score)
         for n, f in enumerate(findings, start=1):
             f.finding_id = f"F{n}"
-        size_findings(volume, findings, check=check, min_score=min(SIZE_MIN_SCORE, 0.6 * self.threshold))
+        findings = size_findings(volume, findings, check=check, min_score=min(SIZE_MIN_SCORE, 0.6 * self.threshold),
+                                 lungs=lungs.mask)
+        for n, f in enumerate(findings, start=1):  # numbered again: one finding per lesion
+            f.finding_id = f"F{n}"
         t3 = time.perf_counter()
         hm = None
         if heat is not None:
@@ -570,29 +573,65 @@ SIZE_MAX_FINDINGS = 25
 
 
 def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], None] | None = None,
-                  min_score: float = SIZE_MIN_SCORE) -> None:
+                  min_score: float = SIZE_MIN_SCORE, lungs: np.ndarray | None = None) -> list[Finding]:
     """Replace the box-based sizes by the lesion's own (``imaging.segment``) where it can be
-    segmented: long and short axis, volume, sphere-equivalent diameter, the mask."""
-    from medstation.imaging.segment import measure_nodule
+    segmented: long and short axis, volume, sphere-equivalent diameter, the mask; a finding that
+    cannot be segmented keeps its box's long axis and says why (``size_note``). ``lungs`` (the lung
+    mask) lets a lesion on the chest wall or the mediastinum, or a mass, be segmented in the lungs'
+    envelope. Returns the findings, one per lesion: a weaker finding whose centre lies inside a
+    stronger one's segmentation (a mass's lower pole) is dropped."""
+    from medstation.imaging.segment import segment_lesion
 
     for f in sorted(findings, key=lambda f: -f.score)[:SIZE_MAX_FINDINGS]:
         if f.score < min_score:
             break
         if check:
             check()
-        size = measure_nodule(volume, f.center_voxel, radius_mm=0.75 * max(f.diameter_mm, 4.0) + 4.0)
-        if size is None or size.touches_edge:
-            f.size_note = ("no lesion stands out from its surroundings at the centre" if size is None else
-                           "its region runs beyond the search region (a leak, or a lesion far larger than "
-                           "the box)")
+        size, why = segment_lesion(volume, f.center_voxel, 0.75 * max(f.diameter_mm, 4.0) + 4.0, lungs)
+        if size is None:
+            f.size_note = why
             continue
         f.diameter_mm, f.short_axis_mm = size.long_axis_mm, size.short_axis_mm
         f.volume_mm3, f.equivalent_diameter_mm = size.volume_mm3, size.equivalent_diameter_mm
         f.mean_diameter_mm, f.mean_hu, f.max_hu = size.mean_diameter_mm, size.mean_hu, size.max_hu
         f.nodule_type, f.solid_diameter_mm = size.nodule_type, size.solid_long_axis_mm
-        f.size_method = "segmentation"
+        f.size_method, f.size_note = "segmentation", ""
         if size.mask is not None:
             f.set_mask(size.mask, size.origin)
+            _recentre(volume, f, size.mask, size.origin)
+    return one_per_lesion(findings)
+
+
+def _recentre(volume: Volume, f: Finding, mask: np.ndarray, origin) -> None:
+    """A segmented lesion's centre is its mask's centroid (a mass's detection sits off its core)."""
+    nz = np.nonzero(mask)
+    centre = tuple(float(np.mean(a)) + o for a, o in zip(nz, origin))
+    f.center_voxel = tuple(round(v, 2) for v in centre)  # type: ignore[assignment]
+    f.center_mm = tuple(round(float(v), 2) for v in volume.index_to_patient(centre))  # type: ignore[assignment]
+
+
+def one_per_lesion(findings: list[Finding]) -> list[Finding]:
+    """Drop a finding whose centre lies in a higher-scoring finding's segmentation (the same lesion
+    found twice: a mass's poles, a nodule and its own edge); the survivors keep their ids' order."""
+    order = sorted(findings, key=lambda f: -f.score)
+    kept: list[Finding] = []
+    masks: list[tuple[np.ndarray, tuple[int, int, int]]] = []
+    for f in order:
+        c = [int(round(v)) for v in f.center_voxel]
+        inside = False
+        for block, o in masks:
+            rel = [c[a] - o[a] for a in range(3)]
+            if all(0 <= rel[a] < block.shape[a] for a in range(3)) and block[tuple(rel)]:
+                inside = True
+                break
+        if inside:
+            continue
+        kept.append(f)
+        got = f.mask_array()
+        if got is not None:
+            masks.append(got)
+    ids = {id(f) for f in kept}
+    return [f for f in findings if id(f) in ids]
 
 
 #: a chain of slice boxes longer in z than ``ELONGATED`` x its widest box (+ 5 mm) is not one

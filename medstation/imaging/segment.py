@@ -16,6 +16,14 @@ vessels, and only the component holding the centre is kept. From the mask:
   densest tenth above 200 HU).
 
 ``None`` when no lesion stands out from its surroundings (the caller keeps the box).
+
+Real lesions lean on the chest wall, the mediastinum or vessels, and masses run far beyond
+the detector's box; :func:`segment_lesion` adds a second attempt for those when the first one
+runs out of its region: seeded at the densest spot of the detection, the region confined to
+the lungs' envelope (each lung's convex hull on every slice: a lesion bulging into the lung is
+inside it, the chest wall and the spine are not), the region of interest widened step by step
+up to a 10 cm mass. A result that still runs out, or that has almost no lung around it (grown
+into the mediastinum or the heart), is refused with the reason.
 """
 
 from __future__ import annotations
@@ -53,6 +61,12 @@ class NoduleSize:
     def mean_diameter_mm(self) -> float:
         """Lung-RADS' mean diameter: the average of long and short axis, to 0.1 mm."""
         return round((self.long_axis_mm + self.short_axis_mm) / 2, 1)
+
+
+#: the widest region a lesion is looked for in (radius, mm): a mass up to about 10 cm
+MAX_RADIUS_MM = 65.0
+#: a lesion has lung around much of it: less of its outline than this against lung air is a leak
+MIN_LUNG_CONTACT = 0.15
 
 
 def _roi(volume: Volume, centre, radius_mm: float):
@@ -180,3 +194,150 @@ def measure_nodule(volume: Volume, centre, radius_mm: float) -> NoduleSize | Non
                       round((6 * volume_mm3 / math.pi) ** (1 / 3), 1), count, round(threshold, 1), touches,
                       round(mean_hu, 1), round(max_hu, 1), kind,
                       round(solid_long, 1) if kind == "part-solid" else 0.0, mask, origin)
+
+
+def segment_lesion(volume: Volume, centre, radius_mm: float, lungs: np.ndarray | None = None
+                   ) -> tuple[NoduleSize | None, str]:
+    """:func:`measure_nodule`, then for a lesion it cannot contain (it runs out of its region) a
+    second attempt in the lungs' envelope with a widening region (``lungs``: the volume's lung mask,
+    ``imaging.lungs``). Returns the size, or None and why it could not be segmented."""
+    size = measure_nodule(volume, centre, radius_mm)
+    if size is not None and not size.touches_edge:
+        return size, ""
+    why = ("no lesion stands out from its surroundings at the centre" if size is None else
+           "its region runs beyond the search region (a leak, or a lesion far larger than the box)")
+    if lungs is None or volume.is_color or volume.voxels.ndim != 3 or not lungs.any():
+        return None, why
+    seed = _densest(volume, centre, max(3.0, radius_mm / 1.5))
+    r = radius_mm
+    while True:
+        r = min(MAX_RADIUS_MM, r * 1.6)
+        block, _seed, spacing, origin = _roi(volume, seed, r)
+        allowed = lung_envelope(lungs, origin, block.shape, spacing)
+        if not allowed[tuple(seed[a] - origin[a] for a in range(3))]:
+            return None, why + "; its densest part lies outside the lungs' envelope (chest wall or mediastinum)"
+        confined = volume.voxels[tuple(slice(o, o + n) for o, n in zip(origin, block.shape))].astype(np.float32)
+        confined = np.where(allowed, confined, -1000.0)
+        size = measure_nodule(_Block(confined, volume.spacing), tuple(seed[a] - origin[a] for a in range(3)), r)
+        if size is not None and not size.touches_edge:
+            contact = _lung_contact(size.mask, block)
+            if contact < MIN_LUNG_CONTACT:
+                return None, (f"grown into the mediastinum, the heart or the chest wall (only {contact:.0%} of its "
+                              "outline borders lung)")
+            return _shifted(size, origin), ""
+        if r >= MAX_RADIUS_MM:
+            return None, why + f"; still unbounded at a {2 * MAX_RADIUS_MM:.0f} mm search region"
+
+
+class _Block:
+    """The little of ``Volume`` that :func:`measure_nodule` reads: voxels and spacing."""
+
+    def __init__(self, voxels: np.ndarray, spacing) -> None:
+        self.voxels, self.spacing = voxels, spacing
+        self.shape = voxels.shape
+        self.is_color = False
+
+
+def _shifted(size: NoduleSize, origin) -> NoduleSize:
+    from dataclasses import replace
+
+    return replace(size, origin=tuple(int(a) + int(b) for a, b in zip(size.origin, origin)))
+
+
+def _densest(volume: Volume, centre, radius_mm: float) -> tuple[int, int, int]:
+    """The voxel within ``radius_mm`` of ``centre`` whose 3x3x3 mean is highest (bone excluded):
+    a detection's centre may sit in the lesion's ground-glass rim or beside a mass's core."""
+    sk, si, sj = (abs(float(s)) for s in volume.spacing)
+    c = [int(round(float(v))) for v in centre]
+    half = [max(1, int(math.ceil(radius_mm / s))) for s in (sk, si, sj)]
+    lo = [max(0, c[a] - half[a]) for a in range(3)]
+    hi = [min(volume.shape[a], c[a] + half[a] + 1) for a in range(3)]
+    b = np.asarray(volume.voxels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], np.float32)
+    p = np.pad(b, 1, mode="edge")
+    n = b.shape
+    mean = sum(p[dk:dk + n[0], di:di + n[1], dj:dj + n[2]] for dk in range(3) for di in range(3)
+               for dj in range(3)) / 27.0
+    kk, ii, jj = np.meshgrid(*(np.arange(lo[a], hi[a]) for a in range(3)), indexing="ij")
+    dist = np.sqrt(((kk - float(centre[0])) * sk) ** 2 + ((ii - float(centre[1])) * si) ** 2
+                   + ((jj - float(centre[2])) * sj) ** 2)
+    mean = np.where((dist <= radius_mm) & (mean < CALCIFIED_HU), mean, -np.inf)
+    at = np.unravel_index(int(np.argmax(mean)), mean.shape)
+    return tuple(int(lo[a] + at[a]) for a in range(3))  # type: ignore[return-value]
+
+
+def _lung_contact(mask: np.ndarray, block: np.ndarray) -> float:
+    """The share of the mask's in-plane outline that borders lung air (below -500 HU)."""
+    inner = mask.copy()
+    inner[:, 1:-1, 1:-1] = (mask[:, 1:-1, 1:-1] & mask[:, :-2, 1:-1] & mask[:, 2:, 1:-1]
+                            & mask[:, 1:-1, :-2] & mask[:, 1:-1, 2:])
+    outline = mask & ~inner
+    air = block < -500.0
+    near_air = air.copy()
+    for d in (1, 2):
+        near_air[:, d:, :] |= air[:, :-d, :]
+        near_air[:, :-d, :] |= air[:, d:, :]
+        near_air[:, :, d:] |= air[:, :, :-d]
+        near_air[:, :, :-d] |= air[:, :, d:]
+    n = int(outline.sum())
+    return float((outline & near_air).sum()) / n if n else 0.0
+
+
+def lung_envelope(lungs: np.ndarray, origin, shape, spacing, *, step: int = 2) -> np.ndarray:
+    """Inside the convex hull of each lung, slice by slice, on the grid of the block at ``origin``
+    with ``shape`` (the lungs split at the mediastinum's column; the thin strip where they meet in
+    front of it is not part of either). A lesion that bulges into a lung lies inside; the chest
+    wall, the spine and the far side of the mediastinum do not."""
+    _sk, si, sj = spacing
+    out = np.zeros(shape, bool)
+    rows = np.arange(origin[1], origin[1] + shape[1])
+    cols = np.arange(origin[2], origin[2] + shape[2])
+    for n in range(shape[0]):
+        m = lungs[origin[0] + n, ::step, ::step]
+        if not m.any():
+            continue
+        profile = m.sum(axis=0)
+        used = np.nonzero(profile)[0]
+        a, b = int(used.min()), int(used.max())
+        l0, l1 = int(a + 0.35 * (b - a)), int(a + 0.65 * (b - a)) + 1
+        mid = l0 + int(np.argmin(profile[l0:l1]))
+        band = max(1, int(round(6.0 / (sj * step))))
+        for part in (slice(0, max(0, mid - band)), slice(mid + band, None)):
+            lung = np.zeros_like(m)
+            lung[:, part] = m[:, part]
+            per_col = lung.sum(axis=0)
+            lung[:, per_col < 0.2 * max(1, int(per_col.max()))] = False
+            if lung.sum() * si * sj * step * step < 500.0:
+                continue
+            edge = lung & ~(np.roll(lung, 1, 0) & np.roll(lung, -1, 0) & np.roll(lung, 1, 1) & np.roll(lung, -1, 1))
+            rr, cc = np.nonzero(edge)
+            hull = _convex_hull(np.stack([rr, cc], axis=1).astype(float)) * step
+            out[n] |= _inside_polygon(hull, rows, cols)
+    return out
+
+
+def _convex_hull(points: np.ndarray) -> np.ndarray:
+    """Andrew's monotone chain: the hull's vertices (row, col), counter-clockwise."""
+    pts = np.unique(points, axis=0)
+    if len(pts) < 3:
+        return pts
+
+    def turn(o, a, b) -> float:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    chain: list[list] = [[], []]
+    for half, seq in zip(chain, (pts, pts[::-1])):
+        for p in seq:
+            while len(half) >= 2 and turn(half[-2], half[-1], p) <= 0:
+                half.pop()
+            half.append(tuple(p))
+    return np.array(chain[0][:-1] + chain[1][:-1], float)
+
+
+def _inside_polygon(hull: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    r, c = np.meshgrid(rows.astype(float), cols.astype(float), indexing="ij")
+    inside = np.ones(r.shape, bool)
+    if len(hull) < 3:
+        return np.zeros(r.shape, bool)
+    for a, b in zip(hull, np.roll(hull, -1, axis=0)):
+        inside &= (b[0] - a[0]) * (c - a[1]) - (b[1] - a[1]) * (r - a[0]) >= -1e-9
+    return inside
