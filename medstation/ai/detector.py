@@ -407,7 +407,8 @@ class Detector:
         findings.sort(key=lambda f: -f.score)
         for n, f in enumerate(findings, start=1):
             f.finding_id = f"F{n}"
-        findings = size_findings(volume, findings, check=check, min_score=min(SIZE_MIN_SCORE, 0.6 * self.threshold),
+        findings = size_findings(volume, findings, check=check,
+                                 min_score=min(SIZE_MIN_SCORE, 0.6 * self.threshold),
                                  lungs=lungs.mask)
         for n, f in enumerate(findings, start=1):  # numbered again: one finding per lesion
             f.finding_id = f"F{n}"

@@ -76,7 +76,8 @@ def _point(tp: Timepoint, f: Finding) -> TrackPoint:
     return TrackPoint(tp.study_date, tp.series_uid, tuple(float(v) for v in f.center_mm), round(size.mm, 1),
                       None if f.volume_mm3 is None else float(f.volume_mm3),
                       0.0 if f.mean_hu is None else float(f.mean_hu), f.nodule_type or "solid", f.finding_id,
-                      round(float(f.solid_diameter_mm or 0.0), 1), size.method, size.what)
+                      round(float(f.solid_diameter_mm or 0.0), 1), size.method, size.what,
+                      round(float(f.score), 4) if f.score > 0 else None)
 
 
 def match_pair(prior: list[Finding], current: list[Finding], reg: Registration) -> list[tuple[int, int]]:
@@ -208,7 +209,8 @@ def measure_at(volume, where, reference: Finding, name: str = "probe") -> Findin
     size = measure_nodule(volume, seed, radius_mm=0.75 * max(ref_d, 4.0) + 4.0)
     if size is None or size.touches_edge or size.mask is None or size.voxels < 4:
         return None
-    if reference.volume_mm3 is not None and size.volume_mm3 > PROBE_GROWTH * max(float(reference.volume_mm3), 1.0):
+    ref_mm3 = reference.volume_mm3
+    if ref_mm3 is not None and size.volume_mm3 > PROBE_GROWTH * max(float(ref_mm3), 1.0):
         return None
     if size.short_axis_mm < 0.4 * size.long_axis_mm:  # a vessel's run, not a round lesion
         return None
@@ -342,14 +344,71 @@ def build_tracks(patient_id: str, timepoints: list[Timepoint], registrations: li
     tracks = _join(tracks, registrations)
     out = []
     last_date = timepoints[-1].study_date if timepoints else ""
-    present_at_last = sum(1 for pts in tracks if pts and pts[-1] is not None)
     for k, pts in enumerate(sorted(tracks, key=lambda p: next(i for i, x in enumerate(p) if x is not None)),
                             start=1):
         first = next(p for p in pts if p is not None)
         track = LesionTrack(f"T{k}", tracking_uid(patient_id, f"T{k}", first), pts)
-        track.guideline = guideline(track, last_date, multiple=present_at_last > 1, risk=risk)
+        track.confirmed, track.evidence = new_lesion_evidence(pts, timepoints, registrations)
         out.append(track)
+    present_at_last = sum(1 for t in out if t.confirmed and t.points and t.points[-1] is not None)
+    for track in out:
+        track.guideline = guideline(track, last_date, multiple=present_at_last > 1, risk=risk)
     return out
+
+
+#: a lesion first seen after the first study is a new lesion only if the detector scored it at least
+#: this far above its operating point (or it was found again at a later study): a false positive at
+#: the last study must not read as a new 4B nodule
+NEW_LESION_MARGIN = 0.2
+
+
+def new_lesion_evidence(pts: list, timepoints: list[Timepoint], registrations: list[Registration]
+                        ) -> tuple[bool, str]:
+    """Whether a track that starts after the first study is a confirmed new lesion, and why."""
+    t0 = next(i for i, p in enumerate(pts) if p is not None)
+    if t0 == 0:
+        return True, ""
+    reg = registrations[t0 - 1]
+    seen = [p for p in pts if p is not None]
+    best = max((p.score for p in seen if p.score is not None), default=None)
+    strict = min(0.95, timepoints[t0].operating_point + NEW_LESION_MARGIN)
+    if not reg.ok:
+        return False, ("not looked for on the prior: the registration failed, so where it would lie there "
+                       "is unknown")
+    looked = f"nothing on the prior ({timepoints[t0 - 1].study_date}) where the registration maps it"
+    if len(seen) >= 2:
+        return True, f"{looked}; found again at {len(seen) - 1} later study(ies)"
+    if best is not None and best >= strict:
+        return True, f"{looked}; score {best:.2f} at or above the new-lesion point {strict:.2f}"
+    return False, (f"{looked}, but seen at one study only with score "
+                   f"{'-' if best is None else f'{best:.2f}'} below the new-lesion point {strict:.2f}: "
+                   "unconfirmed (check it; it does not set the patient's category)")
+
+
+def patient_summary(tracks: list[LesionTrack]) -> dict:
+    """The patient's Lung-RADS category: the highest of the confirmed tracks present at the last study
+    (Lung-RADS v2022 categorises an exam by its most suspicious nodule); unconfirmed new tracks are
+    listed apart."""
+    order = ["0", "1", "2", "3", "4A", "4B", "4X"]
+    confirmed, unconfirmed = [], []
+    for t in tracks:
+        cat = ((t.guideline or {}).get("lung_rads") or {}).get("category")
+        if not cat:
+            continue
+        (confirmed if t.confirmed else unconfirmed).append((cat, t.track_id))
+    top = max(confirmed, key=lambda c: order.index(c[0]) if c[0] in order else -1, default=None)
+    return {"lung_rads": top[0] if top else None, "set_by": top[1] if top else None,
+            "unconfirmed_tracks": [tid for _c, tid in unconfirmed]}
+
+
+def summary_text(summary: dict) -> str:
+    """", Lung-RADS 4A (set by T2), unconfirmed new: T5" for a status line."""
+    text = ""
+    if summary.get("lung_rads"):
+        text = f", Lung-RADS {summary['lung_rads']} (set by {summary['set_by']})"
+    if summary.get("unconfirmed_tracks"):
+        text += f", unconfirmed new: {', '.join(summary['unconfirmed_tracks'])}"
+    return text
 
 
 def edited(tracks: list[LesionTrack], edits: list[dict], exam_date: str,
@@ -358,7 +417,7 @@ def edited(tracks: list[LesionTrack], edits: list[dict], exam_date: str,
     from medstation.core.tracks import apply_edits
 
     tracks = apply_edits(tracks, edits)
-    multiple = sum(1 for t in tracks if t.points and t.points[-1] is not None) > 1
+    multiple = sum(1 for t in tracks if t.confirmed and t.points and t.points[-1] is not None) > 1
     for t in tracks:
         t.guideline = guideline(t, exam_date, multiple=multiple, risk=risk)
     return tracks
@@ -517,7 +576,7 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
                      "residual_mm": round(float(np.mean(gaps)), 2) if gaps else None,
                      "matrix": reg.matrix.round(6).tolist(), "offset": reg.offset.round(4).tolist()})
     report = {"patient_id": patient, "timepoints": [tp.to_dict() for tp in timepoints], "registrations": regs,
-              "tracks": [t.to_dict() for t in tracks],
+              "tracks": [t.to_dict() for t in tracks], "patient": patient_summary(tracks),
               "model": {"name": detector.name, "version": detector.version}, "not_for_clinical_use": True}
     if timepoints_out is not None:
         timepoints_out.extend(timepoints)

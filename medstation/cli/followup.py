@@ -77,7 +77,10 @@ def cmd_followup(args) -> int:
     if args.json:
         print(jsonout.dumps(report, indent=1))
         return 0
-    print(f"patient {report['patient_id']}: {len(report['timepoints'])} timepoint(s), {len(tracks)} track(s)")
+    from medstation.ai.followup import summary_text
+
+    print(f"patient {report['patient_id']}: {len(report['timepoints'])} timepoint(s), {len(tracks)} track(s)"
+          + summary_text(report.get("patient") or {}))
     for t in tracks:
         sizes = ", ".join("-" if p is None else f"{p.diameter_mm:.1f} mm"
                           + (" (box long axis)" if p.size_method == "box" else "") for p in t.points)
@@ -85,7 +88,8 @@ def cmd_followup(args) -> int:
         lr_d = t.guideline.get("lung_rads") or {}
         lr = lr_d.get("category", "") + (" (from a box size, not segmented)" if lr_d.get("caveat") else "")
         pred = next((d.get("prediction") for d in report["tracks"] if d["track_id"] == t.track_id), None)
-        print(f"  {t.track_id} {t.status:9s} {sizes}"
+        status = t.status + ("" if t.confirmed else " (unconfirmed)")
+        print(f"  {t.track_id} {status:9s} {sizes}"
               + (f"  VDT {vdt:.0f} d" if vdt is not None and np.isfinite(vdt) else "")
               + (f"  Lung-RADS {lr}" if lr else "")
               + (f"  -> {pred['diameter_mm']:.1f} mm on {pred['date']} (p growth {pred['p_growth']:.2f})"

@@ -79,7 +79,8 @@ def cmd_list(args) -> int:
           + (", ".join(f"{k} {v}" for k, v in sorted(c["by_source"].items())) or "none") + ")")
     for lab in labels:
         x, y, z = lab.center_mm
-        print(f"  {lab.series_uid}  ({x:.1f}, {y:.1f}, {z:.1f}) mm  {lab.diameter_mm:.1f} mm {lab.size_name}  "
+        print(f"  {lab.series_uid}  ({x:.1f}, {y:.1f}, {z:.1f}) mm  "
+              f"{lab.diameter_mm:.1f} mm {lab.size_name}  "
               f"{'nodule' if lab.is_nodule else 'not a nodule'}  [{lab.source}]")
     if found.skipped:
         print(f"{len(found.skipped)} label(s) cannot be used:")

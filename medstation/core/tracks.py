@@ -43,12 +43,14 @@ class TrackPoint:
     #: how ``diameter_mm`` was measured and what it is ("segmentation" / "mean diameter", "box" / "long axis")
     size_method: str = "segmentation"
     size_name: str = "mean diameter"
+    #: the detector's score for it (None: measured where another study's lesion maps, not detected)
+    score: float | None = None
 
     def to_dict(self) -> dict:
         return {"study_date": self.study_date, "series_uid": self.series_uid,
                 "center_patient": [float(v) for v in self.center_patient], "diameter_mm": self.diameter_mm,
                 "volume_mm3": self.volume_mm3, "mean_hu": self.mean_hu, "type": self.type,
-                "size_method": self.size_method, "size_name": self.size_name}
+                "size_method": self.size_method, "size_name": self.size_name, "score": self.score}
 
 
 def days_between(a: str, b: str) -> float:
@@ -78,6 +80,11 @@ class LesionTrack:
     track_id: str
     tracking_uid: str
     points: list[TrackPoint | None] = field(default_factory=list)  # one per timepoint, date order
+    #: False for a lesion first seen after the first study without enough evidence that it is new
+    #: (looked for where it maps on the prior, and a score above the stricter point for new lesions):
+    #: shown as unconfirmed, and it does not set the patient's category
+    confirmed: bool = True
+    evidence: str = ""  # why it is (or is not) a confirmed new lesion
     name: str = ""  # a reader's name for it ("RUL nodule"); "" until renamed
     #: management at the last timepoint: ``{"lung_rads": {...}, "fleischner": {...}}`` ({} when gone)
     guideline: dict = field(default_factory=dict)
@@ -139,7 +146,7 @@ class LesionTrack:
                 "volume_doubling_days": num(self.volume_doubling_days),
                 "intervals": [{k: num(v) if isinstance(v, float) else v for k, v in i.items()}
                               for i in self.intervals()],
-                "guideline": self.guideline}
+                "guideline": self.guideline, "confirmed": self.confirmed, "evidence": self.evidence}
 
 
 def apply_edits(tracks: list[LesionTrack], edits: list[dict]) -> list[LesionTrack]:

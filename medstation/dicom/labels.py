@@ -151,7 +151,8 @@ def _rows_from_sr(db, path: Path) -> list[dict]:
             centre = f.center_mm if any(f.center_mm) else tuple(g.index_to_patient(f.center_voxel))
             size = f.size
             if not g.inside(centre):
-                problems.append(f"{path}: finding {f.finding_id} at ({', '.join(f'{v:g}' for v in centre)}) mm "
+                where = ", ".join(f"{v:g}" for v in centre)
+                problems.append(f"{path}: finding {f.finding_id} at ({where}) mm "
                                 f"lies outside series {uid} ({g.grid.describe()})")
             elif not (0 < size.mm <= MAX_DIAMETER_MM):
                 problems.append(f"{path}: finding {f.finding_id} has a {size.what} of {size.mm:g} mm "
@@ -163,7 +164,8 @@ def _rows_from_sr(db, path: Path) -> list[dict]:
                                    "size_name": size.what, "size_method": size.method}})
     if problems:
         raise LabelError(f"{path}: {len(problems)} finding(s) cannot be used; nothing was imported: "
-                         f"{problems[0]}", "fix the report, or export it again from the series it was made on",
+                         f"{problems[0]}",
+                         "fix the report, or export it again from the series it was made on",
                          problems)
     if not rows:
         raise LabelError(f"{path}: no nodule measurement groups in the report", "export findings as TID 1500")
@@ -263,7 +265,8 @@ def collect_labels(db) -> LabelSet:
                 raise ValueError(centre)
         except (KeyError, TypeError, ValueError) as exc:
             skipped.append(SkippedLabel(r["series_key"], f"{r['status']} finding {f.get('finding_id', '')}",
-                                        f"its stored finding has no readable centre or size ({type(exc).__name__})"))
+                                        "its stored finding has no readable centre or size "
+                                        f"({type(exc).__name__})"))
             continue
         accepted = r["status"] == "accepted"
         if accepted and any(lab.series_key == r["series_key"]
@@ -277,7 +280,8 @@ def collect_labels(db) -> LabelSet:
     kept = []
     for lab in out:
         if lab.series_uid not in known:
-            skipped.append(SkippedLabel(lab.series_key, f"{lab.source} label" + (f" {lab.id}" if lab.id else ""),
+            name = f"{lab.source} label" + (f" {lab.id}" if lab.id else "")
+            skipped.append(SkippedLabel(lab.series_key, name,
                                         "the series is no longer in the study database (import it again)"))
         else:
             kept.append(lab)

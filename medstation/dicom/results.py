@@ -210,7 +210,8 @@ def export_results(
                               "run detection again before exporting")
         algo = hd.sr.AlgorithmIdentification(name=f.model_name or "unknown", version=f.model_version or "0")
         # sizes as measured, each with its method; what was not measured is left out (never 0)
-        method = (_code(METHOD_SEGMENTATION, "Measured on the segmented lesion") if f.size_method == "segmentation"
+        method = (_code(METHOD_SEGMENTATION, "Measured on the segmented lesion")
+                  if f.size_method == "segmentation"
                   else _code(METHOD_BOX, "Longest side of the detector's box (not segmented)"))
         measurements = [
             hd.sr.Measurement(name=_code(LONG_AXIS, "Long Axis"), value=float(f.diameter_mm), unit=_mm(),

@@ -278,11 +278,13 @@ class FindingsPanel(QWidget):
 def size_details(f: Finding) -> str:
     """Every size of a finding, named, with how it was measured ("-": not measured)."""
     how = ("measured on the segmented lesion" if f.size_method == "segmentation" else
-           "not segmented: the long axis is the detector's box" + (f" ({f.size_note})" if f.size_note else ""))
+           "not segmented: the long axis is the detector's box"
+           + (f" ({f.size_note})" if f.size_note else ""))
     return "\n".join([
         f"Long axis: {fmt(f.diameter_mm, unit=' mm')}", f"Short axis: {fmt(f.short_axis_mm, unit=' mm')}",
         f"Mean diameter: {fmt(f.mean_diameter_mm, unit=' mm')}",
         f"Volume: {fmt(f.volume_mm3, '.0f', ' mm³')}",
         f"Mean density: {fmt(f.mean_hu, '.0f', ' HU')}", f"Type: {f.nodule_type or '-'}",
-        *([f"Solid component: {fmt(f.solid_diameter_mm, unit=' mm')}"] if f.nodule_type == "part-solid" else []),
+        *([f"Solid component: {fmt(f.solid_diameter_mm, unit=' mm')}"]
+          if f.nodule_type == "part-solid" else []),
         f"Size: {how}"])

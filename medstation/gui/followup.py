@@ -227,21 +227,26 @@ class FollowupPanel(QWidget):
         self.timeline.setText("Timeline: " + " ".join(steps) if steps else "")
         regs = report["registrations"]
         failed = [r for r in regs if not r["ok"]]
+        from medstation.ai.followup import summary_text
+
         self.status.setText(f"Patient {report['patient_id']}: {len(dates)} studies ({', '.join(dates)}), "
                             f"{len(tracks)} tracks"
+                            + summary_text(report.get("patient") or {})
                             + (f"; {len(failed)} registration(s) failed: matched in patient coordinates"
                                if failed else "") + ". Not for clinical use.")
         self.table.setRowCount(len(tracks))
         for r, t in enumerate(tracks):
             sizes = " / ".join("–" if m is None else f"{m['diameter_mm']:.1f}"
-                               + (" (box)" if m.get("size_method") == "box" else "") for m in t["measurements"])
+                               + (" (box)" if m.get("size_method") == "box" else "")
+                               for m in t["measurements"])
             change = t["percent_change_volume"]
             vdt = t["volume_doubling_days"]
             lr = (t.get("guideline") or {}).get("lung_rads") or {}
             pred = t.get("prediction")
             predicted = (f"{pred['diameter_mm']:.1f} mm" if pred else
                          ("withheld" if t.get("prediction_withheld") else ""))
-            cells = [t["track_id"], t.get("name", ""), t["status"], sizes,
+            status = t["status"] + ("" if t.get("confirmed", True) else " (unconfirmed)")
+            cells = [t["track_id"], t.get("name", ""), status, sizes,
                      "-" if change is None or not math.isfinite(change) else f"{change:+.0f}%",
                      "-" if vdt is None or not math.isfinite(vdt) else f"{vdt:.0f}",
                      lr.get("category", "") + (" (box size)" if lr.get("caveat") else ""),
@@ -250,6 +255,8 @@ class FollowupPanel(QWidget):
                 item = QTableWidgetItem(text)
                 if c == 7 and t.get("prediction_withheld"):
                     item.setToolTip(t["prediction_withheld"])
+                if c == 2 and t.get("evidence"):
+                    item.setToolTip(t["evidence"])
                 if c == 6 and lr.get("caveat"):
                     item.setToolTip(f"Lung-RADS {lr['category']} {lr['caveat']}")
                 self.table.setItem(r, c, item)
@@ -271,7 +278,7 @@ class FollowupPanel(QWidget):
         return sorted({i.row() for i in self.table.selectedItems()})
 
     def _edit(self, edit: dict) -> None:
-        from medstation.ai.followup import edited
+        from medstation.ai.followup import edited, patient_summary
 
         if self.report is None or not self.tracks:
             return
@@ -279,6 +286,7 @@ class FollowupPanel(QWidget):
         last = self.report["timepoints"][-1]["study_date"] if self.report["timepoints"] else ""
         self.tracks = edited(self.tracks, [edit], last)
         self.report["tracks"] = [t.to_dict() for t in self.tracks]
+        self.report["patient"] = patient_summary(self.tracks)
         self._show(self.report)
 
     def rename(self, name: str) -> None:
@@ -356,3 +364,4 @@ class FollowupPanel(QWidget):
             if m is not None and m["series_uid"] == uid:
                 st.centre_on(st.volume.patient_to_index(m["center_patient"]))
                 return
+

@@ -215,14 +215,16 @@ def segment_lesion(volume: Volume, centre, radius_mm: float, lungs: np.ndarray |
         block, _seed, spacing, origin = _roi(volume, seed, r)
         allowed = lung_envelope(lungs, origin, block.shape, spacing)
         if not allowed[tuple(seed[a] - origin[a] for a in range(3))]:
-            return None, why + "; its densest part lies outside the lungs' envelope (chest wall or mediastinum)"
-        confined = volume.voxels[tuple(slice(o, o + n) for o, n in zip(origin, block.shape))].astype(np.float32)
-        confined = np.where(allowed, confined, -1000.0)
-        size = measure_nodule(_Block(confined, volume.spacing), tuple(seed[a] - origin[a] for a in range(3)), r)
+            return None, (why + "; its densest part lies outside the lungs' envelope "
+                          "(chest wall or mediastinum)")
+        confined = np.where(allowed, block, -1000.0).astype(np.float32)
+        local_seed = tuple(seed[a] - origin[a] for a in range(3))
+        size = measure_nodule(_Block(confined, volume.spacing), local_seed, r)
         if size is not None and not size.touches_edge:
             contact = _lung_contact(size.mask, block)
             if contact < MIN_LUNG_CONTACT:
-                return None, (f"grown into the mediastinum, the heart or the chest wall (only {contact:.0%} of its "
+                return None, ("grown into the mediastinum, the heart or the chest wall "
+                              f"(only {contact:.0%} of its "
                               "outline borders lung)")
             return _shifted(size, origin), ""
         if r >= MAX_RADIUS_MM:
@@ -308,7 +310,8 @@ def lung_envelope(lungs: np.ndarray, origin, shape, spacing, *, step: int = 2) -
             lung[:, per_col < 0.2 * max(1, int(per_col.max()))] = False
             if lung.sum() * si * sj * step * step < 500.0:
                 continue
-            edge = lung & ~(np.roll(lung, 1, 0) & np.roll(lung, -1, 0) & np.roll(lung, 1, 1) & np.roll(lung, -1, 1))
+            edge = lung & ~(np.roll(lung, 1, 0) & np.roll(lung, -1, 0)
+                            & np.roll(lung, 1, 1) & np.roll(lung, -1, 1))
             rr, cc = np.nonzero(edge)
             hull = _convex_hull(np.stack([rr, cc], axis=1).astype(float)) * step
             out[n] |= _inside_polygon(hull, rows, cols)

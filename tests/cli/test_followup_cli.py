@@ -39,7 +39,8 @@ def test_followup_tracks_a_growing_nodule_and_a_resolved_one(cohort):
     assert set(track["measurements"][0]) == {"study_date", "series_uid", "center_patient", "diameter_mm",
                                             "volume_mm3", "mean_hu", "type", "size_method", "size_name"}
     # every size says what it is and how it was measured; the rule read the last one, named
-    assert {(m["size_name"], m["size_method"]) for m in track["measurements"]} == {("mean diameter", "segmentation")}
+    named = {(m["size_name"], m["size_method"]) for m in track["measurements"]}
+    assert named == {("mean diameter", "segmentation")}
     assert track["guideline"]["lung_rads"]["size"] == {"mm": track["measurements"][-1]["diameter_mm"],
                                                        "what": "mean diameter", "method": "segmentation"}
     assert track["guideline"]["lung_rads"]["caveat"] == ""

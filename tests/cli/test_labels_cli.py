@@ -96,6 +96,7 @@ def test_reader_reviews_of_ai_findings_are_labels(db_with_study):
     assert listed["totals"]["by_source"] == {"accepted-ai": 1, "rejected-ai": 1}
     acc = next(lab for lab in listed["labels"] if lab["source"] == "accepted-ai")
     # the label holds the size the findings list showed (the mean diameter), named, not the sphere's
-    assert acc["diameter_mm"] == 8.1 and acc["size_name"] == "mean diameter" and acc["model"] == "nodule-detector@1.1.0"
+    assert acc["diameter_mm"] == 8.1 and acc["size_name"] == "mean diameter"
+    assert acc["model"] == "nodule-detector@1.1.0"
     rej = next(lab for lab in listed["labels"] if lab["source"] == "rejected-ai")
     assert rej["diameter_mm"] == 6.0 and rej["size_name"] == "long axis" and rej["size_method"] == "box"
