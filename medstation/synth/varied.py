@@ -31,10 +31,6 @@ KINDS = ("solid", "ground-glass", "part-solid", "calcified", "lobulated", "spicu
 KIND_WEIGHTS = (0.42, 0.14, 0.12, 0.08, 0.12, 0.12)
 
 
-#: masses (lesions over 3 cm) are drawn between these diameters (mm)
-MASS_MM = (30.0, 100.0)
-
-
 @dataclass(frozen=True)
 class Shape:
     """How a labelled nodule is drawn beyond its sphere."""
@@ -104,9 +100,8 @@ class VariedChestPhantom(ChestPhantom):
         while len(out) < count and tries < 4000:
             tries += 1
             kind = str(rng.choice(KINDS, p=KIND_WEIGHTS))
-            mass = rng.random() < mass_share
-            if mass:  # 3-10 cm, as many large as small (log-uniform); they may lean on the mediastinum
-                d = float(np.exp(rng.uniform(math.log(MASS_MM[0]), math.log(MASS_MM[1]))))
+            if rng.random() < mass_share:
+                d = float(rng.uniform(30, 50))
                 kind = str(rng.choice(["solid", "lobulated", "spiculated"]))
             elif kind == "calcified":
                 d = float(rng.uniform(3, 10))
@@ -131,7 +126,7 @@ class VariedChestPhantom(ChestPhantom):
                 off = np.cross(np.asarray(p1) - np.asarray(p0), rng.normal(size=3))
                 c = p + off / (np.linalg.norm(off) + 1e-9) * (rv + 0.8 * r)
             c = tuple(float(v) for v in c)
-            if not self.inside_lung(c) or self.in_mediastinum(c, 0.3 * r if mass else r):
+            if not self.inside_lung(c) or self.in_mediastinum(c, r):
                 continue
             if any(np.linalg.norm(np.subtract(c, n.center)) < (d + n.diameter_mm) / 2 + 5 for n in out):
                 continue

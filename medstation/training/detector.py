@@ -24,8 +24,7 @@ import torch
 from medstation.ai.detector import ARCHITECTURE, DEFAULT_INPUT, DEFAULT_NETWORK, build_model
 from medstation.ai.store import save_model
 from medstation.core.errors import CancelledError
-from medstation.synth.varied import MASS_MM
-from medstation.training.synthetic import THICK_SHARE, make_bank
+from medstation.training.synthetic import make_bank
 from medstation.training.trainer import (
     CancelFlag,
     Checkpoint,
@@ -95,15 +94,14 @@ def _manifest(config: TrainConfig, samples: int, positives: int) -> dict:
             "samples": samples,
             "samples_with_nodules": positives,
             "nodule_diameters_mm": [3.0, 30.0],
-            "masses_mm": list(MASS_MM),
+            "masses_mm": [30.0, 50.0],
             "nodule_types": ["solid", "ground-glass", "part-solid", "calcified", "lobulated", "spiculated",
                              "juxtapleural", "juxtavascular"],
             "anatomy": ["tapering vessels", "trachea and main bronchi", "fissures", "contrast in heart and "
                         "great vessels", "mediastinal fat and nodes", "oesophagus", "breast", "neck",
                         "liver dome, stomach, spleen"],
             "disease": ["emphysema", "fibrosis-like texture"],
-            "acquisition": ["pixel 0.6-1.5 mm", f"slices 1-3 mm, and 5-8 mm in {THICK_SHARE:.0%} of samples",
-                            "soft/standard/sharp kernels",
+            "acquisition": ["pixel 0.6-1.5 mm", "slices 1-3 mm", "soft/standard/sharp kernels",
                             "correlated noise 6-45 HU", "motion blur"],
             "crop_px": config.crop,
         },

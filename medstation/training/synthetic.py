@@ -29,10 +29,6 @@ from medstation.synth.varied import VariedChestPhantom
 #: a nodule is labelled on slices where its cross-section is at least this
 #: fraction of its radius away from the poles (|dz| <= LABEL_DZ * r)
 LABEL_DZ = 0.7
-#: slice thicknesses (= spacing) of the simulated acquisitions, and the share of thick ones
-THIN_SLICES_MM = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
-THICK_SLICES_MM = (5.0, 6.0, 7.0, 8.0)
-THICK_SHARE = 0.3
 
 
 @dataclass
@@ -101,8 +97,7 @@ def render_sample(ph: ChestPhantom, rng: np.random.Generator, input_spec: dict, 
     acq_px = float(rng.uniform(0.6, 1.5))
     n_acq = max(8, int(round(size_mm / acq_px)))
     acq_px = size_mm / n_acq
-    # thin-slice CT, and now and then a routine thick-slice one (5-8 mm, as many chest CTs are read)
-    thickness = float(rng.choice(THICK_SLICES_MM if rng.random() < THICK_SHARE else THIN_SLICES_MM))
+    thickness = float(rng.choice([1.0, 1.25, 1.5, 2.0, 2.5, 3.0]))
     grid = (np.arange(n_acq) + 0.5) * acq_px
     xs, ys = x0 + grid, y0 + grid
     half = channels // 2
