@@ -571,6 +571,9 @@ def group_slices(per_slice: list[SliceDetections], volume: Volume, model_name: s
 #: above this score), the best first, at most this many
 SIZE_MIN_SCORE = 0.3
 SIZE_MAX_FINDINGS = 25
+#: of those, the ones the first segmentation cannot contain get a second, wider try (about 2-3 s
+#: each on 2 cores): the best this many
+SIZE_MAX_SECOND_TRIES = 4
 
 
 def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], None] | None = None,
@@ -583,12 +586,15 @@ def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], N
     stronger one's segmentation (a mass's lower pole) is dropped."""
     from medstation.imaging.segment import segment_lesion
 
+    second_tries = 0  # the lungs' envelope and a widening region: seconds each, for the best few only
     for f in sorted(findings, key=lambda f: -f.score)[:SIZE_MAX_FINDINGS]:
         if f.score < min_score:
             break
         if check:
             check()
-        size, why = segment_lesion(volume, f.center_voxel, 0.75 * max(f.diameter_mm, 4.0) + 4.0, lungs)
+        envelope = lungs if second_tries < SIZE_MAX_SECOND_TRIES else None
+        size, why = segment_lesion(volume, f.center_voxel, 0.75 * max(f.diameter_mm, 4.0) + 4.0, envelope)
+        second_tries += envelope is not None and (size is None or size.widened)
         if size is None:
             f.size_note = why
             continue

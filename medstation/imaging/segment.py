@@ -56,6 +56,7 @@ class NoduleSize:
     solid_long_axis_mm: float = 0.0  # the solid component's long axis (part-solid nodules)
     mask: np.ndarray | None = field(default=None, repr=False, compare=False)  # boolean, the ROI's shape
     origin: tuple[int, int, int] = (0, 0, 0)  # the ROI's first voxel (k, i, j) in the volume
+    widened: bool = False  # found by the second try (the lungs' envelope, a wider region)
 
     @property
     def mean_diameter_mm(self) -> float:
@@ -243,7 +244,7 @@ class _Block:
 def _shifted(size: NoduleSize, origin) -> NoduleSize:
     from dataclasses import replace
 
-    return replace(size, origin=tuple(int(a) + int(b) for a, b in zip(size.origin, origin)))
+    return replace(size, origin=tuple(int(a) + int(b) for a, b in zip(size.origin, origin)), widened=True)
 
 
 def _densest(volume: Volume, centre, radius_mm: float) -> tuple[int, int, int]:
