@@ -125,9 +125,9 @@ def test_luna16_labels_of_the_tumour_import_and_list(real, tmp_path):
             assert np.allclose(got[uid].center_mm, centre, atol=0.01)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 25, part 4): nodule-detector 1.1.0 scores the tumour 0.58 "
-                   "in one 5 mm reconstruction and 0.34 in the other (operating point 0.35); it learned on "
-                   "1-3 mm slices and masses up to 5 cm")
+@pytest.mark.xfail(strict=True, reason="known gap (issue 25, part 4): nodule-detector 1.1.0 scores the "
+                   "tumour 0.58 in one 5 mm reconstruction and 0.34 in the other (operating point 0.35); "
+                   "it learned on 1-3 mm slices and masses up to 5 cm")
 def test_the_tumour_is_found_in_both_reconstructions_alike(real):
     found = {uid: _tumour_finding(real, uid) for uid in real["volumes"]}
     threshold = real["detector"].threshold

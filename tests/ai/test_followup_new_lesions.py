@@ -24,7 +24,8 @@ def _patient(last_findings, *, ok=True):
     known = [_finding("F1", (50.0, 10.0, -20.0), 9.0, 0.9)]
     tps = [Timepoint("1.1", "20250101", "1.1.1", list(known), operating_point=OPERATING_POINT),
            Timepoint("1.2", "20250701", "1.2.1", list(known), operating_point=OPERATING_POINT),
-           Timepoint("1.3", "20260101", "1.3.1", known + list(last_findings), operating_point=OPERATING_POINT)]
+           Timepoint("1.3", "20260101", "1.3.1", known + list(last_findings),
+                     operating_point=OPERATING_POINT)]
     reg = Registration(np.eye(3), np.zeros(3), "affine", True)
     bad = Registration.identity("no lung found in one of the two series")
     return build_tracks("P1", tps, [reg, reg if ok else bad])
@@ -36,7 +37,7 @@ def _new(tracks):
 
 def test_a_weak_new_finding_at_the_last_study_is_unconfirmed_and_sets_no_category():
     strict = OPERATING_POINT + NEW_LESION_MARGIN
-    tracks = _patient([_finding("F2", (-60.0, 0.0, -30.0), 16.0, strict - 0.01)])  # a 16 mm "new" 4B
+    tracks = _patient([_finding("F2", (-60.0, 0.0, -30.0), 16.0, strict - 0.01)])  # a "new" 16 mm: 4B
     (new,) = _new(tracks)
     assert not new.confirmed and "unconfirmed" in new.evidence and "below the new-lesion point" in new.evidence
     assert new.guideline["lung_rads"]["category"] == "4B"  # shown, but ...
