@@ -53,19 +53,24 @@ def score_patient(truth: dict, report: dict, min_diameter: float = 6.0) -> dict:
             if course["kind"] in ("new", "resolved", "resolving"):
                 want = "new" if course["kind"] == "new" else "resolved"
                 row["status_right"] = t["status"] == want
+                if want == "new":
+                    row["confirmed"] = bool(t.get("confirmed", True))
             for m, r in zip(t["measurements"], per_tp):
-                if m is not None and r is not None and _near(m, r):
+                if m is not None and r is not None and _near(m, r) and m.get("volume_mm3") is not None:
                     row["volume_errors"].append((m["volume_mm3"] - r["volume_mm3"]) / r["volume_mm3"])
             if course["kind"] == "growing" and course["type"] == "solid" and t["volume_doubling_days"]:
                 row["vdt_error"] = (t["volume_doubling_days"] - course["vdt_days"]) / course["vdt_days"]
         rows.append(row)
     # tracks that follow no true nodule at any timepoint (of any size): false positives of the follow-up
-    false = sum(1 for t in tracks
-                if not any(_near(m, tp["nodules"][n])
-                           for m, tp in zip(t["measurements"], truth["timepoints"])
-                           for n in range(len(truth["courses"]))
-                           if m is not None and tp["nodules"][n] is not None))
-    return {"patient_id": truth["patient_id"], "courses": rows, "false_tracks": false}
+    false = [t for t in tracks
+             if not any(_near(m, tp["nodules"][n])
+                        for m, tp in zip(t["measurements"], truth["timepoints"])
+                        for n in range(len(truth["courses"]))
+                        if m is not None and tp["nodules"][n] is not None)]
+    set_by = (report.get("patient") or {}).get("set_by")
+    return {"patient_id": truth["patient_id"], "courses": rows, "false_tracks": len(false),
+            "false_tracks_confirmed": sum(1 for t in false if t.get("confirmed", True)),
+            "category_set_by_false_track": any(t["track_id"] == set_by for t in false)}
 
 
 def summarize(scored: list[dict]) -> dict:
@@ -73,6 +78,7 @@ def summarize(scored: list[dict]) -> dict:
     status = [r["status_right"] for r in rows if r["status_right"] is not None]
     vol = [abs(e) for r in rows for e in r["volume_errors"]]
     vdt = [abs(r["vdt_error"]) for r in rows if r["vdt_error"] is not None]
+    new = [r for r in rows if "confirmed" in r]
     return {"nodules": len(rows), "tracked_correctly": round(float(np.mean([r["tracked"] for r in rows])), 3)
             if rows else None,
             "new_resolved_status_right": round(float(np.mean(status)), 3) if status else None,
@@ -80,7 +86,15 @@ def summarize(scored: list[dict]) -> dict:
             "vdt_within_25pct": round(float(np.mean([e <= 0.25 for e in vdt])), 3) if vdt else None,
             "vdt_error_median": round(float(np.median(vdt)), 3) if vdt else None,
             "false_tracks_per_patient": round(float(np.mean([p.get("false_tracks", 0) for p in scored])), 2)
-            if scored else None}
+            if scored else None,
+            # the false tracks a reader is shown as confirmed (unconfirmed new ones are flagged and do not
+            # set the patient's category), and the patients whose category a false track set
+            "confirmed_false_tracks_per_patient":
+                round(float(np.mean([p.get("false_tracks_confirmed", 0) for p in scored])), 2)
+                if scored else None,
+            "patients_categorised_by_a_false_track":
+                sum(bool(p.get("category_set_by_false_track")) for p in scored) if scored else None,
+            "true_new_lesions_confirmed": [sum(r["confirmed"] for r in new), len(new)]}
 
 
 def evaluate_followup(detector, folder: Path, cohorts: int, *, seed0: int = COHORT_SEED0, timepoints: int = 3,
