@@ -606,7 +606,28 @@ def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], N
         if size.mask is not None:
             f.set_mask(size.mask, size.origin)
             _recentre(volume, f, size.mask, size.origin)
+            if size.widened:  # far beyond the detector's box (a mass): outline what was measured
+                _boxes_from_mask(f, size.mask, size.origin)
     return one_per_lesion(findings)
+
+
+def _boxes_from_mask(f: Finding, mask: np.ndarray, origin) -> None:
+    """Per-slice boxes around the segmentation (each with the score of the detector's nearest box),
+    so that the overlay, the slice range and the SR's regions show the lesion that was measured."""
+    old = {int(b[0]): b[5] for b in f.boxes}
+    boxes = []
+    for n in range(mask.shape[0]):
+        rows, cols = np.nonzero(mask[n])
+        if not len(rows):
+            continue
+        k = int(origin[0]) + n
+        near = min(old, key=lambda kk: abs(kk - k)) if old else None
+        score = old[near] if near is not None else f.score
+        boxes.append((k, float(rows.min() + origin[1] - 0.5), float(cols.min() + origin[2] - 0.5),
+                      float(rows.max() + origin[1] + 0.5), float(cols.max() + origin[2] + 0.5), float(score)))
+    if boxes:
+        f.boxes = boxes  # type: ignore[assignment]
+        f.slice_range = (boxes[0][0], boxes[-1][0])
 
 
 def _recentre(volume: Volume, f: Finding, mask: np.ndarray, origin) -> None:
