@@ -37,7 +37,8 @@ def test_followup_tracks_a_growing_nodule_and_a_resolved_one(cohort):
     assert track["status"] == "growing" and track["tracking_uid"].startswith("1.2.826.0.1.3680043.8.498.")
     assert track["volume_doubling_days"] == pytest.approx(growing.vdt_days, rel=0.25)
     assert set(track["measurements"][0]) == {"study_date", "series_uid", "center_patient", "diameter_mm",
-                                            "volume_mm3", "mean_hu", "type", "size_method", "size_name", "score"}
+                                            "volume_mm3", "mean_hu", "type", "size_method", "size_name",
+                                            "score"}
     # every size says what it is and how it was measured; the rule read the last one, named
     named = {(m["size_name"], m["size_method"]) for m in track["measurements"]}
     assert named == {("mean diameter", "segmentation")}
