@@ -129,7 +129,8 @@ def _batch(tracks: list[dict], rng: np.random.Generator):
 
 def tracks_from_reports(paths) -> list[dict]:
     """Local training tracks from ``medstation followup --json`` reports: every track with two or more
-    measurements, its dates turned into days."""
+    measured volumes (a box-sized point has none: left out), its dates turned into days; unconfirmed
+    new tracks are left out (they may be no lesion at all)."""
     from pathlib import Path
 
     from medstation.ai.predictor import _day
@@ -138,7 +139,9 @@ def tracks_from_reports(paths) -> list[dict]:
     for path in paths:
         report = json.loads(Path(path).read_text())
         for t in report.get("tracks", []):
-            pts = [dict(m) for m in t["measurements"] if m is not None]
+            if t.get("confirmed") is False:
+                continue
+            pts = [dict(m) for m in t["measurements"] if m is not None and m.get("volume_mm3") is not None]
             if len(pts) < 2:
                 continue
             d0 = _day(pts[0])
