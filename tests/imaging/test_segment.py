@@ -69,3 +69,48 @@ def test_types_and_the_solid_component_of_a_part_solid_nodule(tmp_path):
     assert abs(part.equivalent_diameter_mm - 14.0) <= 1.2 and abs(part.solid_long_axis_mm - 6.0) <= 1.0
     assert got[8.0].nodule_type == "calcified" and got[8.0].max_hu > 400
     assert part.mean_diameter_mm == round((part.long_axis_mm + part.short_axis_mm) / 2, 1)
+
+
+def _chest_with_a_mass_on_the_wall():
+    """A numpy chest at 5 mm slices: soft-tissue body, two lungs, a 40 mm mass leaning on the left
+    lung's lateral wall (merged with it), and the same voxels without the mass."""
+    import numpy as np
+
+    from medstation.core.volume import Volume
+
+    n, rows, cols, px, dk = 24, 200, 240, 1.5, 5.0
+    k, i, j = np.meshgrid(np.arange(n) * dk, np.arange(rows) * px, np.arange(cols) * px, indexing="ij")
+    vox = np.full((n, rows, cols), -1000.0, np.float32)
+    body = ((i - 150) / 140) ** 2 + ((j - 180) / 170) ** 2 <= 1
+    vox[body] = 40.0
+    right = ((i - 150) / 95) ** 2 + ((j - 95) / 65) ** 2 <= 1
+    left = ((i - 150) / 95) ** 2 + ((j - 265) / 65) ** 2 <= 1
+    inside = (k > 10) & (k < 110)
+    vox[(right | left) & inside] = -850.0
+    centre = (60.0, 150.0, 265.0 + 65.0 - 12.0)  # 12 mm inside the lateral lung boundary
+    mass = (k - centre[0]) ** 2 + (i - centre[1]) ** 2 + (j - centre[2]) ** 2 <= 20.0 ** 2
+    with_mass = vox.copy()
+    with_mass[mass] = 35.0
+    return Volume(with_mass, (dk, px, px), modality="CT"), np.asarray(centre) / (dk, px, px)
+
+
+def test_a_mass_on_the_chest_wall_is_segmented_in_the_lungs_envelope_not_the_wall():
+    from medstation.imaging.lungs import lung_mask
+    from medstation.imaging.segment import segment_lesion
+
+    volume, centre = _chest_with_a_mass_on_the_wall()
+    detected_mm = 14.0  # the detector's box saw part of it
+    radius = 0.75 * detected_mm + 4.0
+    first = measure_nodule(volume, centre, radius)
+    assert first is None or first.touches_edge  # the first attempt runs into the wall
+    alone, why = segment_lesion(volume, centre, radius)  # without the lung mask: says why, no number
+    assert alone is None and "beyond the search region" in why
+    size, why = segment_lesion(volume, centre, radius, lung_mask(volume).mask)
+    assert size is not None and size.widened, why
+    # the part of the 40 mm sphere inside the lungs' hull: most of it, never the wall beyond
+    assert 25.0 <= size.long_axis_mm <= 42.0, size.long_axis_mm
+    assert size.volume_mm3 < 4 / 3 * math.pi * 20.0 ** 3 * 1.1
+    k0, i0, j0 = size.origin
+    nz = size.mask.nonzero()
+    lateral_mm = (float(nz[2].max()) + j0) * 1.5
+    assert lateral_mm <= 265.0 + 65.0 + 3.0  # stops at the lung's outer boundary (the wall is not in)
