@@ -250,7 +250,7 @@ def collect_labels(db) -> LabelSet:
     geoms: dict[str, SeriesGeometry | None] = {}
     for mid, key, data, modified in db.measurements_of_kind("nodule"):  # drawn in the viewer
         what = f"nodule label (measurement {mid})"
-        lab = _drawn_label(db, geoms, mid, key, data, modified)
+        lab = _drawn_label(db, geoms, mid, key, data, modified, known)
         if isinstance(lab, str):
             skipped.append(SkippedLabel(key, what, lab))
         else:
@@ -288,10 +288,13 @@ def collect_labels(db) -> LabelSet:
     return LabelSet(kept, skipped)
 
 
-def _drawn_label(db, geoms: dict, mid: int, key: str, data: dict, modified: float) -> Label | str:
+def _drawn_label(db, geoms: dict, mid: int, key: str, data: dict, modified: float,
+                 known: set[str]) -> Label | str:
     """The label a reader drew (a ``nodule`` measurement), or why it cannot be placed."""
     from medstation.core.series import SeriesRef
 
+    if SeriesRef.parse(key).series_uid not in known:
+        return "the series is no longer in the study database (import it again)"
     try:
         points = [tuple(float(v) for v in p) for p in data["points"]]
     except (KeyError, TypeError, ValueError):

@@ -45,3 +45,21 @@ def test_fine_tuning_panel_runs_cancels_resumes_and_switches_models(qtbot, windo
     qtbot.waitUntil(lambda: win.ctx.registry.default("detection").id == panel.new_id, timeout=60000)
     panel.rollback_button.click()
     qtbot.waitUntil(lambda: win.ctx.registry.default("detection").id == base, timeout=60000)
+
+
+def test_the_panel_names_the_labels_it_cannot_use(qtbot, window):
+    """A reviewed finding and a drawn label on series the database no longer has: counted out, with
+    the series and the reason, never dropped silently."""
+    win = window
+    db = win.ctx.db
+    db.review_finding("1.2.826.0.1.3680043.8.498.999", "nodule-detector", "1.1.0",
+                      {"finding_id": "F1", "center_mm": [1.0, 2.0, 3.0], "diameter_mm": 8.0}, "accepted")
+    db.save_measurement("1.2.826.0.1.3680043.8.498.998", "nodule",
+                        {"kind": "nodule", "axis": 0, "depth": 3, "points": [[3, 10, 10], [3, 10, 14]]})
+    panel = win.finetune
+    panel.refresh()
+    text = panel.counts.text()
+    assert "0 nodule(s)" in text and "2 label(s) cannot be used" in text, text
+    tip = panel.counts.toolTip().splitlines()
+    assert len(tip) == 2 and all("no longer in the study database" in line for line in tip), tip
+    assert any("1.2.826.0.1.3680043.8.498.998" in line and "nodule label" in line for line in tip), tip
