@@ -109,11 +109,20 @@ def _source_headers(sources: Sequence[tuple[str, int]]) -> list[Dataset]:
             raise ExportError(f"{path}: frame {frame + 1} of a multi-frame image",
                               "export of results on multi-frame series is not supported yet")
         try:
-            headers.append(dcmread(path, stop_before_pixels=True))
+            ds = dcmread(path, stop_before_pixels=True)
         except Exception as exc:
             raise ExportError(f"{path}: the source image could not be read ({type(exc).__name__})",
                               "the series' files may have moved: import the study again") from exc
+        for keyword in _TYPE2_PATIENT_STUDY:  # highdicom copies them from the evidence; real files omit some
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+        headers.append(ds)
     return headers
+
+
+#: type 2 patient and study attributes a report copies from its images (empty when a file lacks them)
+_TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                        "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
 
 def _polyline(i0: float, j0: float, i1: float, j1: float) -> np.ndarray:

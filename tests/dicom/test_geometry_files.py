@@ -9,7 +9,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from medstation.core.errors import LabelError
 from medstation.dicom import StudyDatabase, import_paths, open_series
-from medstation.dicom.labels import all_labels, import_labels, series_geometry
+from medstation.dicom.labels import all_labels, export_sr, import_labels, series_geometry
 
 # (row cosines, column cosines): the first two rows of the file's Image Orientation (Patient)
 ORIENTATIONS = {
@@ -83,6 +83,14 @@ def test_marker_found_at_its_patient_position(tmp_path, pool, name, reverse):
         assert len(import_labels(db, csv)) == 2
         placed = [lab for lab in all_labels(db) if lab.diameter_mm == 4.0]
         assert np.allclose(placed[0].center_mm, MARKER)
+        # ... and out as SR, read back into another database at the same place
+        (sr,) = export_sr(db, all_labels(db), tmp_path / "sr")
+    with StudyDatabase(tmp_path / "back.sqlite") as back:
+        import_paths(back, [tmp_path / "s"], pool)
+        import_labels(back, sr)
+        centres = [lab.center_mm for lab in all_labels(back)]
+        assert len(centres) == 2 and any(np.allclose(c, MARKER, atol=0.01) for c in centres), centres
+    with StudyDatabase(tmp_path / "db.sqlite") as db:
         # ... a point 30 slices beyond the last one is refused, naming its row and series
         beyond = volume.index_to_patient((volume.shape[0] + 30, 5, 5))
         bad = tmp_path / "bad.csv"
