@@ -162,6 +162,7 @@ def test_the_tumours_size_is_measured_or_says_why(real):
             assert f.size.what == "long axis" and f.size.method == "box"
         d = f.to_dict()
         assert d["size"]["mm"] == round(f.size.mm, 2)
+        assert f.kind == d["kind"] == "mass"  # several centimetres: a mass, not a nodule
     a, b = (_tumour_finding(real, uid) for uid in real["volumes"])
     if a.size_method == b.size_method == "segmentation":  # two reconstructions of one acquisition
         assert abs(a.size.mm - b.size.mm) <= 0.1 * max(a.size.mm, b.size.mm), (a.size.mm, b.size.mm)

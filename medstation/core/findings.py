@@ -16,6 +16,11 @@ import numpy as np
 #: what a reader decided about a finding
 STATUSES = ("", "accepted", "rejected")
 
+#: Fleischner Society glossary (Hansell et al., Radiology 2008;246:697): "nodule ... a rounded or
+#: irregular opacity ... measuring up to 3 cm in diameter"; "mass: any pulmonary ... lesion ... greater
+#: than 3 cm in diameter". Read on the long axis (the largest diameter), in mm.
+MASS_MIN_MM = 30.0
+
 
 @dataclass
 class Finding:
@@ -85,6 +90,7 @@ class Finding:
         d = asdict(self)
         d["center_slice"] = self.center_slice
         d["size"] = self.size.to_dict()
+        d["kind"] = self.kind
         return d
 
     @classmethod
@@ -122,8 +128,13 @@ class Finding:
         return size_of({"size_method": self.size_method, "mean_diameter_mm": self.mean_diameter_mm,
                         "diameter_mm": self.diameter_mm})
 
+    @property
+    def kind(self) -> str:
+        """"mass" above 3 cm on the long axis, "nodule" up to it (:data:`MASS_MIN_MM`)."""
+        return lesion_kind(self.diameter_mm)
+
     def summary(self) -> str:
-        return f"{self.size.text()}, score {self.score:.2f}, slice {self.center_slice + 1}"
+        return f"{self.kind} {self.size.text()}, score {self.score:.2f}, slice {self.center_slice + 1}"
 
 
 #: what only a segmentation measures (a box-sized finding has none of them)
@@ -145,6 +156,11 @@ class NamedSize:
 
     def to_dict(self) -> dict:
         return {"mm": round(self.mm, 2), "what": self.what, "method": self.method}
+
+
+def lesion_kind(long_axis_mm: float | None) -> str:
+    """"mass" when the long axis is over 30 mm, "nodule" otherwise (an unmeasured size: "nodule")."""
+    return "mass" if long_axis_mm is not None and long_axis_mm > MASS_MIN_MM else "nodule"
 
 
 def size_of(d: dict) -> NamedSize:

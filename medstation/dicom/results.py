@@ -4,7 +4,7 @@
 
 - a Comprehensive 3D SR holding a TID 1500 Measurement Report. Each finding
   is one TID 1411 volumetric ROI group: its tracking identifier (the finding
-  id) and tracking UID, finding type "Nodule", the per-slice outline of the
+  id) and tracking UID, finding type "Nodule" (or "Mass" over 30 mm), the per-slice outline of the
   lesion as a closed POLYLINE in the image coordinates of each slice it spans,
   its centre as a SCOORD3D point (patient mm), Long Axis (mm), Volume (mm3)
   and the detector's Score, with the model name and version as algorithm
@@ -247,7 +247,8 @@ def export_results(
                                   unit=hd.sr.CodedConcept("1", "UCUM", "no units"), algorithm_id=palgo)]
         group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking[f.finding_id], identifier=f.finding_id),
-            referenced_regions=regions, finding_type=codes.SCT.Nodule,
+            referenced_regions=regions,
+            finding_type=codes.SCT.Mass if f.kind == "mass" else codes.SCT.Nodule,
             finding_category=codes.SCT.MorphologicallyAbnormalStructure,
             algorithm_id=algo, measurements=measurements)
         if ref.get("FrameOfReferenceUID"):

@@ -203,7 +203,8 @@ class FindingsPanel(QWidget):
         self._items = {}
         current = None
         for f in visible:
-            size = f.size.text() + (f" {f.nodule_type}" if f.nodule_type else "")
+            size = f.size.text() + (f" {f.nodule_type}" if f.nodule_type else "") + (
+                " mass" if f.kind == "mass" else "")
             item = QTreeWidgetItem([f.finding_id, f"{f.score:.2f}", size,
                                     str(f.center_slice + 1), {"accepted": "accepted ✓",
                                                               "rejected": "rejected ✗"}.get(f.status, ""),
@@ -281,6 +282,7 @@ def size_details(f: Finding) -> str:
            "not segmented: the long axis is the detector's box"
            + (f" ({f.size_note})" if f.size_note else ""))
     return "\n".join([
+        f"Kind: {f.kind} (mass: long axis over 30 mm, Fleischner glossary)",
         f"Long axis: {fmt(f.diameter_mm, unit=' mm')}", f"Short axis: {fmt(f.short_axis_mm, unit=' mm')}",
         f"Mean diameter: {fmt(f.mean_diameter_mm, unit=' mm')}",
         f"Volume: {fmt(f.volume_mm3, '.0f', ' mm³')}",

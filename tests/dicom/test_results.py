@@ -114,3 +114,28 @@ def test_seg_carries_the_segmentation_and_sr_the_axes(small_volume, tmp_path):
     back, _ = read_sr(result.sr, uids, volume.patient_to_index)
     assert back[0].short_axis_mm == pytest.approx(size.short_axis_mm)
     assert back[0].diameter_mm == pytest.approx(finding.diameter_mm)
+
+
+def test_a_lesion_over_3_cm_is_written_as_a_mass(small_volume, tmp_path):
+    """Fleischner glossary: a nodule measures up to 3 cm, a mass more; the SR's finding type says which."""
+    from pydicom.sr.codedict import codes
+
+    from medstation.core.findings import lesion_kind
+
+    assert (lesion_kind(30.0), lesion_kind(30.1), lesion_kind(None)) == ("nodule", "mass", "nodule")
+    volume, _uids = small_volume
+    small, big = nodule_finding(volume), nodule_finding(volume, finding_id="F2")
+    big.diameter_mm = 52.4
+    assert (small.kind, big.kind) == ("nodule", "mass") and big.to_dict()["kind"] == "mass"
+    assert big.summary().startswith("mass 52.4 mm (long axis, box)")
+    result, _ = export(small_volume, tmp_path, findings=[small, big])
+
+    def finding_types(items):
+        for item in items:
+            if item.get("ConceptNameCodeSequence") and item.ConceptNameCodeSequence[0].CodeValue == "121071":
+                yield item.ConceptCodeSequence[0].CodeValue
+            yield from finding_types(item.get("ContentSequence", []))
+
+    types = list(finding_types(dcmread(result.sr).ContentSequence))
+    # the two findings' groups, then the reader's length measurement (a clinical finding)
+    assert types == [codes.SCT.Nodule.value, codes.SCT.Mass.value, "404684003"]
