@@ -71,7 +71,7 @@ def _gui_ticks(stop: threading.Event, lateness: list[float]) -> None:
 
 
 def run_infer(args) -> dict:
-    from medstation.ai.store import open_detector
+    from medstation.ai.registry import open_detector
     from medstation.dicom import WorkerPool
 
     detector, _ = open_detector(args.model, args.device, args.threads)
@@ -142,7 +142,7 @@ def run_infer(args) -> dict:
 def run_followup(args) -> dict:
     """A 3-timepoint follow-up of ``args.slices``-slice CTs: registration per pair, matching, the whole."""
     from medstation.ai.followup import follow, match_pair
-    from medstation.ai.store import open_detector
+    from medstation.ai.registry import open_detector
     from medstation.synth.cohort import write_cohort_patient
 
     detector, _ = open_detector(args.model, args.device, args.threads)

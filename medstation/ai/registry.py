@@ -20,18 +20,40 @@ register the same way: a manifest with ``"task": "<task>"`` in a model directory
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medstation.ai.store import MANIFEST, builtin_models_dir, load_state, read_manifest
+from medstation.ai.store import (
+    MANIFEST,
+    WEIGHTS,
+    builtin_models_dir,
+    load_detector,
+    load_state,
+    read_manifest,
+)
 from medstation.core.errors import ModelError
 from medstation.core.files import atomic_write_text
 from medstation.core.paths import user_models_path
 
 REGISTRY_FILE = "registry.json"
 TASKS = ("detection", "followup", "segmentation")
+
+#: a model name, version or task: ASCII letters and digits, then also ``. _ + -`` (no ``..``,
+#: no separators): it names a folder of the user model store and must never leave it
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+_FIX_MANIFEST = "reinstall or retrain the model, or remove its folder"
+
+
+def check_identifier(what: str, value: Any, where: str) -> str:
+    """``value`` as a model name, version or task, or ``ModelError`` naming ``where``."""
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value) or ".." in value:
+        raise ModelError(f"{where}: {what} {str(value)[:80]!r} is not a valid model {what} "
+                         "(ASCII letters, digits, '.', '_', '+', '-'; at most 64; no '..')", _FIX_MANIFEST)
+    return value
 
 
 @dataclass(frozen=True)
@@ -53,20 +75,41 @@ class Manifest:
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_dict(cls, d: dict, card: str = "") -> Manifest:
+    def from_dict(cls, d: dict, card: str = "", where: str = MANIFEST) -> Manifest:
+        """Typed and checked: name, version and task are identifiers, the operating point a score in
+        0..1; anything else wrong is ``ModelError`` naming ``where`` (never a crash further on)."""
         def text(key: str, default: str = "") -> str:
             v = d.get(key, default)
-            return default if v is None else str(v)
+            if v is None:
+                return default
+            if not isinstance(v, (str, int, float)):
+                raise ModelError(f"{where}: {key} is a {type(v).__name__}, not text", _FIX_MANIFEST)
+            return str(v)
 
+        if not isinstance(d, dict):
+            raise ModelError(f"{where}: the manifest is not a JSON object", _FIX_MANIFEST)
+        for key in ("metrics", "training_data", "input", "network", "calibration", "training"):
+            if d.get(key) is not None and not isinstance(d[key], dict):
+                raise ModelError(f"{where}: {key} is a {type(d[key]).__name__}, not an object", _FIX_MANIFEST)
+        metrics = d.get("metrics") or {}
+        if metrics.get("froc") is not None and not isinstance(metrics["froc"], dict):
+            raise ModelError(f"{where}: metrics.froc is not an object", _FIX_MANIFEST)
         op = d.get("operating_point")
         if op is None:
-            op = ((d.get("metrics") or {}).get("froc") or {}).get("threshold_at_1fp")
-        return cls(name=text("name"), version=text("version"), task=text("task", "detection"),
+            op = (metrics.get("froc") or {}).get("threshold_at_1fp")
+        if op is not None:
+            if isinstance(op, bool) or not isinstance(op, (int, float)) or not math.isfinite(op) \
+                    or not 0.0 <= float(op) <= 1.0:
+                raise ModelError(f"{where}: operating point {str(op)[:40]!r} is not a score in 0..1",
+                                 _FIX_MANIFEST)
+        parent = d.get("parent_version")
+        return cls(name=check_identifier("name", d.get("name"), where),
+                   version=check_identifier("version", d.get("version"), where),
+                   task=check_identifier("task", d.get("task", "detection") or "detection", where),
                    architecture=text("architecture"), sha256=text("sha256"),
-                   parent_version=None if d.get("parent_version") is None else str(d["parent_version"]),
+                   parent_version=None if parent is None else text("parent_version"),
                    created=text("created"),
-                   training_data=d.get("training_data") if isinstance(d.get("training_data"), dict) else {},
-                   metrics=d.get("metrics") if isinstance(d.get("metrics"), dict) else {},
+                   training_data=d.get("training_data") or {}, metrics=metrics,
                    operating_point=None if op is None else float(op), card=card,
                    intended_use=text("intended_use"), raw=dict(d))
 
@@ -123,7 +166,8 @@ class ModelVersion:
 
 def version_key(v: str) -> tuple:
     """Sort key of a version string: ``1.10.0`` after ``1.9.0``; text parts after numbers."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in v.replace("-", ".").split("."))
+    return tuple((0, int(p), "") if p.isascii() and p.isdigit() else (1, 0, p)
+                 for p in v.replace("-", ".").split("."))
 
 
 class ModelRegistry:
@@ -133,6 +177,9 @@ class ModelRegistry:
         self.builtin_dir = Path(builtin_dir) if builtin_dir is not None else builtin_models_dir()
         self.user_dir = Path(user_dir) if user_dir is not None else user_models_path()
         self.problems: list[ModelError] = []
+        #: folders of the user store that are not a complete model (an interrupted save): listed as
+        #: problems, removable with :meth:`remove` by their path
+        self.incomplete: list[Path] = []
 
     # -- listing ---------------------------------------------------------------------------
     def versions(self, task: str | None = None) -> list[ModelVersion]:
@@ -140,22 +187,36 @@ class ModelRegistry:
         version); unreadable directories are kept in ``problems``."""
         found: list[ModelVersion] = []
         self.problems = []
+        self.incomplete = []
+        seen: set[str] = set()
         for root, builtin in ((self.builtin_dir, True), (self.user_dir, False)):
             if not root.is_dir():
                 continue
             here = []
-            for d in sorted(p for p in root.iterdir() if p.is_dir()):
-                if not (d / MANIFEST).exists():
+            for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                if not (d / MANIFEST).exists() or not (d / WEIGHTS).exists():
+                    if not builtin and not d.is_symlink():
+                        self.incomplete.append(d)
+                    lacks = MANIFEST if not (d / MANIFEST).exists() else WEIGHTS
+                    fix = "reinstall medstation" if builtin else f"`medstation models remove {d}` deletes it"
+                    self.problems.append(ModelError(
+                        f"{d}: not a complete model (no {lacks}; an interrupted save?)", fix))
                     continue
                 try:
                     raw = read_manifest(d)
                     card = d / "MODEL_CARD.md"
-                    manifest = Manifest.from_dict(raw, str(card) if card.exists() else "")
-                except (ModelError, TypeError, ValueError) as exc:
+                    manifest = Manifest.from_dict(raw, str(card) if card.exists() else "", str(d / MANIFEST))
+                except (ModelError, TypeError, ValueError, RecursionError) as exc:
                     if not isinstance(exc, ModelError):
-                        exc = ModelError(f"{d / MANIFEST}: {exc}", "reinstall or retrain the model")
+                        exc = ModelError(f"{d / MANIFEST}: {type(exc).__name__}: {str(exc)[:200]}",
+                                         _FIX_MANIFEST)
                     self.problems.append(exc)
                     continue
+                if not builtin and manifest.id in seen:
+                    self.problems.append(ModelError(f"{d}: {manifest.id} is also built in; the built-in "
+                                                    "one is used", "remove this copy"))
+                    continue
+                seen.add(manifest.id)
                 if task is None or manifest.task == task:
                     here.append(ModelVersion(d, manifest, builtin))
             found += sorted(here, key=lambda v: (v.name, version_key(v.version)))
@@ -190,7 +251,15 @@ class ModelRegistry:
     def _from_path(self, path: Path) -> ModelVersion:
         raw = read_manifest(path)
         builtin = path.resolve().parent == self.builtin_dir.resolve()
-        return ModelVersion(path, Manifest.from_dict(raw), builtin)
+        return ModelVersion(path, Manifest.from_dict(raw, where=str(path / MANIFEST)), builtin)
+
+    def in_user_store(self, path: Path) -> bool:
+        """Whether ``path`` is a folder directly in the user model store (not a link out of it)."""
+        try:
+            return (not path.is_symlink() and path.is_dir()
+                    and path.resolve().parent == self.user_dir.resolve())
+        except OSError:
+            return False
 
     # -- the version in use per task -----------------------------------------------------------
     @property
@@ -198,11 +267,25 @@ class ModelRegistry:
         return self.user_dir / REGISTRY_FILE
 
     def _settings(self) -> dict:
+        """``registry.json``; unreadable or malformed: ``{}`` and a problem (the built-in models are
+        used, and that is said)."""
+        if not self.settings_file.exists():
+            return {}
         try:
             data = json.loads(self.settings_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            defaults = data.get("defaults", {}) if isinstance(data, dict) else None
+            if not isinstance(defaults, dict) or not all(isinstance(v, str) for v in defaults.values()):
+                raise ValueError("'defaults' is not a map of task to NAME@VERSION")
+        except (OSError, ValueError, RecursionError) as exc:
+            self._problem(ModelError(f"{self.settings_file}: unreadable ({type(exc).__name__}: "
+                                     f"{str(exc)[:120]}); the built-in models are in use",
+                                     "`medstation models use NAME@VERSION` writes it again"))
             return {}
-        return data if isinstance(data, dict) else {}
+        return data
+
+    def _problem(self, exc: ModelError) -> None:
+        if not any(str(p) == str(exc) for p in self.problems):
+            self.problems.append(exc)
 
     def _default_id(self, task: str) -> str:
         return str((self._settings().get("defaults") or {}).get(task, ""))
@@ -216,6 +299,10 @@ class ModelRegistry:
             hit = [v for v in versions if v.id == chosen]
             if hit:
                 return next((v for v in hit if not v.builtin), hit[0])
+            self._problem(ModelError(
+                f"{self.settings_file}: the {task} model in use, {chosen[:80]}, is not installed or not "
+                "readable; the built-in one is used instead",
+                "`medstation models list` shows what there is; `medstation models use` picks one"))
         builtin = [v for v in versions if v.builtin]
         if builtin:
             return max(builtin, key=lambda v: version_key(v.version))
@@ -239,9 +326,24 @@ class ModelRegistry:
         atomic_write_text(self.settings_file, json.dumps(data, indent=1) + "\n")
         return version
 
-    def remove(self, spec: str | Path, task: str | None = None) -> ModelVersion:
-        """Delete a user model version; refused for a built-in one and for the one in use."""
+    def remove(self, spec: str | Path, task: str | None = None) -> ModelVersion | Path:
+        """Delete a user model version (or an incomplete folder of the user store, named by its path);
+        refused for a built-in one, the one in use, and anything outside the user model store."""
+        text = str(spec)
+        if "@" not in text and (Path(text).is_dir() or Path(text).is_absolute() or text.startswith(".")):
+            path = Path(text)
+            if not self.in_user_store(path):
+                raise ModelError(f"{path} is not a folder of the user model store {self.user_dir}",
+                                 "`medstation models remove` deletes only versions trained here; "
+                                 "name one as NAME@VERSION (see `medstation models list`)")
+            self.versions()
+            if any(p.resolve() == path.resolve() for p in self.incomplete):
+                shutil.rmtree(path)
+                return path
         version = self.resolve(spec, task)
+        if not version.builtin and not self.in_user_store(version.path):
+            raise ModelError(f"{version.path} is not in the user model store {self.user_dir}",
+                             "medstation deletes only the versions it trained")
         if version.builtin:
             raise ModelError(f"{version.id} is built in and cannot be removed",
                              "built-in models ship with medstation; `medstation models use` another one "
@@ -255,7 +357,43 @@ class ModelRegistry:
     def new_version_dir(self, name: str, version: str) -> Path:
         """Where a newly trained version goes; ``ModelError`` if that version exists (versions are
         immutable)."""
+        check_identifier("name", name, "the new model")
+        check_identifier("version", version, "the new model")
         path = self.user_dir / f"{name}-{version}"
-        if path.exists() or any(v.id == f"{name}@{version}" for v in self.versions()):
+        if any(v.id == f"{name}@{version}" for v in self.versions()):
             raise ModelError(f"model {name}@{version} already exists", "give the new model another version")
+        if path.exists() or path.is_symlink():
+            raise ModelError(f"{path} already exists but is not a complete model (an interrupted save?)",
+                             f"`medstation models remove {path}` deletes it, or give another version")
         return path
+
+
+# -- for the command line ------------------------------------------------------------------------
+def open_detector(model: str | Path | None = None, device: str = "auto", threads: int = 0, say=None):
+    """``(Detector, model_dir)`` for the command line: the given model (``NAME``, ``NAME@VERSION``
+    or a directory) or the one in use, on the chosen device (``auto``: CUDA, then MPS, then CPU);
+    ``threads`` > 0 sets torch's CPU threads; ``say(text)`` hears the store's problems."""
+    import torch
+
+    from medstation.ai.engine import choose_device
+
+    registry = ModelRegistry()
+    model_dir = registry.resolve(model, "detection").path if model else registry.default("detection").path
+    if say:
+        for problem in registry.problems:  # a bad file elsewhere in the store, a fallback: said aloud
+            say(f"warning: {problem}")
+    if threads:
+        torch.set_num_threads(threads)
+    return load_detector(model_dir, choose_device(device or "auto")), model_dir
+
+
+def list_models(task: str | None = None):
+    """Every model version found (built-in first, then the user's), and the problems met
+    (see ``registry.ModelRegistry``)."""
+    registry = ModelRegistry()
+    return registry.versions(task), registry.problems
+
+
+def default_detector_dir() -> Path:
+    """The detector in use: the one set with ``medstation models use``, else the built-in one."""
+    return ModelRegistry().default("detection").path

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import shutil
 from pathlib import Path
 
 from medstation.core.errors import ModelError
@@ -29,6 +31,8 @@ from medstation.core.paths import user_models_path
 WEIGHTS = "model.safetensors"
 MANIFEST = "manifest.json"
 REQUIRED = ("name", "version", "architecture", "input", "classes", "sha256")
+#: a manifest is a few kB; anything far larger is not one (read in time and memory bounded by this)
+MAX_MANIFEST_BYTES = 4_000_000
 
 
 def builtin_models_dir() -> Path:
@@ -57,12 +61,18 @@ def sha256_file(path: Path) -> str:
 def read_manifest(model_dir: str | Path) -> dict:
     path = Path(model_dir) / MANIFEST
     try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ModelError(f"{path}: {path.stat().st_size} bytes; a manifest is at most "
+                             f"{MAX_MANIFEST_BYTES // 1_000_000} MB", "reinstall or retrain the model")
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(f"{path}: no manifest.json", "a model directory needs manifest.json and "
                          "model.safetensors; reinstall or retrain the model") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{path}: unreadable manifest ({exc})", "reinstall or retrain the model") from None
+    except RecursionError:
+        raise ModelError(f"{path}: the manifest is nested too deeply to be a model's",
+                         "reinstall or retrain the model") from None
     if not isinstance(manifest, dict):
         raise ModelError(f"{path}: the manifest is not a JSON object", "reinstall or retrain the model")
     missing = [k for k in REQUIRED if k not in manifest]
@@ -130,50 +140,50 @@ def load_detector(model_dir: str | Path, device: str = "cpu"):
     return Detector(model, manifest, device, fpr_net)
 
 
-def open_detector(model: str | Path | None = None, device: str = "auto", threads: int = 0):
-    """``(Detector, model_dir)`` for the command line: the given model (``NAME``, ``NAME@VERSION``
-    or a directory) or the one in use, on the chosen device (``auto``: CUDA, then MPS, then CPU);
-    ``threads`` > 0 sets torch's CPU threads."""
-    import torch
-
-    from medstation.ai.engine import choose_device
-    from medstation.ai.registry import ModelRegistry
-
-    registry = ModelRegistry()
-    model_dir = registry.resolve(model, "detection").path if model else registry.default("detection").path
-    if threads:
-        torch.set_num_threads(threads)
-    return load_detector(model_dir, choose_device(device or "auto")), model_dir
-
-
 def save_model(model_dir: str | Path, state_dict: dict, manifest: dict) -> Path:
-    """Write ``model.safetensors`` and ``manifest.json`` (with its sha256) atomically."""
+    """Write ``model.safetensors`` and ``manifest.json`` (with its sha256). A new folder appears whole
+    or not at all: both files go into a hidden sibling that is then renamed into place. Weights or
+    metrics that are not finite are refused (``ModelError``): such a model must never be saved."""
+    import torch
     from safetensors.torch import save as save_safetensors
 
     model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelError(f"{model_dir}: not saved: {len(bad)} weight tensor(s) hold NaN or Infinity "
+                         f"({', '.join(bad[:3])}); the training diverged",
+                         "check the training data for non-finite values, lower the learning rate")
+    _check_finite(manifest.get("metrics"), f"{model_dir}: not saved: metric")
     data = save_safetensors(tensors)
-    atomic_write_bytes(model_dir / WEIGHTS, data)
     manifest = {**manifest, "sha256": hashlib.sha256(data).hexdigest()}
-    atomic_write_text(model_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    text = json.dumps(manifest, indent=1, allow_nan=False) + "\n"
+    if model_dir.is_dir():  # an existing folder (a caller's own output): the files, each atomically
+        atomic_write_bytes(model_dir / WEIGHTS, data)
+        atomic_write_text(model_dir / MANIFEST, text)
+        return model_dir
+    staging = model_dir.with_name(f".{model_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        atomic_write_bytes(staging / WEIGHTS, data)
+        atomic_write_text(staging / MANIFEST, text)
+        os.rename(staging, model_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return model_dir
 
 
-def list_models(task: str | None = None):
-    """Every model version found (built-in first, then the user's), and the problems met
-    (see ``registry.ModelRegistry``)."""
-    from medstation.ai.registry import ModelRegistry
-
-    registry = ModelRegistry()
-    return registry.versions(task), registry.problems
-
-
-def default_detector_dir() -> Path:
-    """The detector in use: the one set with ``medstation models use``, else the built-in one."""
-    from medstation.ai.registry import ModelRegistry
-
-    return ModelRegistry().default("detection").path
+def _check_finite(value, where: str, depth: int = 0) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ModelError(f"{where} {value} is not a number", "the training diverged; see its log")
+    if depth < 8 and isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{where} {k}", depth + 1)
+    elif depth < 8 and isinstance(value, (list, tuple)):
+        for v in value:
+            _check_finite(v, where, depth + 1)
 
 
 def save_calibration(model_dir: str | Path, calibration: dict, operating_point: float) -> None:

@@ -13,9 +13,9 @@ from medstation.core.errors import LoadError, MedstationError
 
 
 def _detector(args):
-    from medstation.ai.store import open_detector
+    from medstation.ai.registry import open_detector
 
-    return open_detector(args.model, args.device, args.threads)
+    return open_detector(args.model, args.device, args.threads, say=lambda t: print(t, file=sys.stderr))
 
 
 def _say(args, text: str) -> None:

@@ -46,13 +46,14 @@ def add_parser(sub, run) -> None:
 
 def cmd_followup(args) -> int:
     from medstation.ai.followup import follow
-    from medstation.ai.store import open_detector
+    from medstation.ai.registry import open_detector
 
     def say(text: str) -> None:
         if not args.json:
             print(text, file=sys.stderr)
 
-    detector, _model_dir = open_detector(args.model, args.device, args.threads)
+    detector, _model_dir = open_detector(args.model, args.device, args.threads,
+                                         say=lambda t: print(t, file=sys.stderr))
     if args.all_patients:
         return _batch(args, detector, say)
     timepoints: list = []

@@ -8,6 +8,8 @@ the one in use. Each takes ``--json``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from medstation.core import jsonout
 
 
@@ -81,9 +83,13 @@ def cmd_use(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    version = _registry().remove(args.model)
-    if args.json:
-        print(jsonout.dumps({"removed": version.id, "path": str(version.path)}))
+    removed = _registry().remove(args.model)
+    if isinstance(removed, Path):  # an incomplete folder of the store (an interrupted save)
+        what, where = "an incomplete model folder", removed
     else:
-        print(f"removed {version.id} ({version.path})")
+        what, where = removed.id, removed.path
+    if args.json:
+        print(jsonout.dumps({"removed": what, "path": str(where)}))
+    else:
+        print(f"removed {what} ({where})")
     return 0

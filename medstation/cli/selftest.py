@@ -106,7 +106,7 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
         return f"{len(images)} slices rendered"
 
     def detect():
-        from medstation.ai.store import open_detector
+        from medstation.ai.registry import open_detector
         detector, model_dir = open_detector()
         run = detector.detect(ctx["volume"])
         ctx["run"], ctx["detector"] = run, detector

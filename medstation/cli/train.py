@@ -71,13 +71,13 @@ def cmd_train(args) -> int:
         while f"{base.version}-ft{n}" in taken:
             n += 1
         version = f"{base.version}-ft{n}"
+    out_dir = registry.new_version_dir(base.name, version)  # name and version checked: inside the store
     ckpt_dir = registry.user_dir / ".training"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = ckpt_dir / f"{base.name}-{version}.ckpt"
     if args.resume and not checkpoint.exists():
         raise MedstationError(f"no interrupted run of {base.name}@{version} to resume "
                               f"({checkpoint} is missing)", "start it without --resume")
-    out_dir = registry.new_version_dir(base.name, version)
     stop = threading.Event()
 
     def check() -> None:

@@ -21,6 +21,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -127,28 +128,99 @@ def _batch(tracks: list[dict], rng: np.random.Generator):
             torch.tensor(target_lv, dtype=torch.float32), torch.tensor(growth))
 
 
+#: bounds of a follow-up measurement read from a report (a 20 cm lesion, a density in HU, 30 years)
+MAX_REPORT_BYTES = 50_000_000
+MAX_VOLUME_MM3 = 4.2e6
+MAX_DIAMETER_MM = 200.0
+MAX_DAYS = 30 * 366
+
+
 def tracks_from_reports(paths) -> list[dict]:
     """Local training tracks from ``medstation followup --json`` reports: every track with two or more
     measured volumes (a box-sized point has none: left out), its dates turned into days; unconfirmed
-    new tracks are left out (they may be no lesion at all)."""
-    from pathlib import Path
+    new tracks are left out (they may be no lesion at all).
 
-    from medstation.ai.predictor import _day
+    All or nothing: a report that is not one, or a value that is not finite or out of bounds (a volume,
+    a diameter, a density, a date, days going back) is a ``LabelError`` naming the file, the track and
+    the field; nothing is trained on then."""
+    from medstation.core.errors import LabelError
 
     out = []
     for path in paths:
-        report = json.loads(Path(path).read_text())
-        for t in report.get("tracks", []):
-            if t.get("confirmed") is False:
-                continue
-            pts = [dict(m) for m in t["measurements"] if m is not None and m.get("volume_mm3") is not None]
-            if len(pts) < 2:
-                continue
-            d0 = _day(pts[0])
-            for p in pts:
-                p["days"] = _day(p) - d0
-            out.append({"points": pts, "kind": t.get("status", ""), "type": pts[-1].get("type", "solid")})
+        path = Path(path)
+        where = str(path)
+        try:
+            if path.stat().st_size > MAX_REPORT_BYTES:
+                raise LabelError(f"{where}: {path.stat().st_size} bytes is not a follow-up report",
+                                 "give the JSON that `medstation followup --json` wrote")
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise LabelError(f"{where}: not a readable follow-up report ({type(exc).__name__}: "
+                             f"{str(exc)[:120]})",
+                             "give the JSON that `medstation followup --json` wrote") from None
+        tracks = report.get("tracks") if isinstance(report, dict) else None
+        if not isinstance(tracks, list):
+            raise LabelError(f"{where}: no 'tracks' list: not a follow-up report",
+                             "give the JSON that `medstation followup --json` wrote")
+        for n, t in enumerate(tracks, start=1):
+            track = _local_track(t, f"{where}: track {n}")
+            if track:
+                out.append(track)
     return out
+
+
+def _local_track(t, where: str) -> dict | None:
+    from medstation.ai.predictor import _day
+    from medstation.core.errors import LabelError
+
+    fix = "correct or re-create the report with `medstation followup --json`"
+    if not isinstance(t, dict) or not isinstance(t.get("measurements"), list):
+        raise LabelError(f"{where}: not a track (no 'measurements' list)", fix)
+    if t.get("confirmed") is False:
+        return None
+    pts = []
+    for m, p in enumerate(t["measurements"], start=1):
+        if p is None:
+            continue
+        if not isinstance(p, dict):
+            raise LabelError(f"{where}, measurement {m}: not an object", fix)
+        if p.get("volume_mm3") is None:
+            continue
+        here = f"{where}, measurement {m}"
+        _bounded(p, "volume_mm3", 0.0, MAX_VOLUME_MM3, here, fix)
+        _bounded(p, "diameter_mm", 0.0, MAX_DIAMETER_MM, here, fix)
+        if p.get("mean_hu") is not None:
+            _bounded(p, "mean_hu", -1100.0, 3100.0, here, fix, low_open=False)
+        if "days" in p:
+            _bounded(p, "days", -MAX_DAYS, MAX_DAYS, here, fix, low_open=False)
+        else:
+            try:
+                _day(p)
+            except (KeyError, ValueError, TypeError):
+                raise LabelError(f"{here}: study_date {str(p.get('study_date'))[:20]!r} is not a date "
+                                 "(YYYYMMDD)", fix) from None
+        if not isinstance(p.get("type", "solid"), str):
+            raise LabelError(f"{here}: type is not text", fix)
+        pts.append(dict(p))
+    if len(pts) < 2:
+        return None
+    days = [_day(p) for p in pts]
+    if any(b < a for a, b in zip(days, days[1:])) or days[-1] - days[0] > MAX_DAYS:
+        raise LabelError(f"{where}: its dates go back in time or span more than 30 years", fix)
+    for p, d in zip(pts, days):
+        p["days"] = d - days[0]
+    return {"points": pts, "kind": str(t.get("status", "")), "type": pts[-1].get("type", "solid")}
+
+
+def _bounded(p: dict, key: str, lo: float, hi: float, where: str, fix: str, *, low_open: bool = True) -> None:
+    from medstation.core.errors import LabelError
+
+    v = p.get(key)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (
+        lo < v <= hi if low_open else lo <= v <= hi)
+    if not ok:
+        raise LabelError(f"{where}: {key} {str(v)[:40]} is not a number in {'(' if low_open else '['}"
+                         f"{lo:g}, {hi:g}]", fix)
 
 
 def _step(train: list[dict], local: list[dict], batch: int, local_share: float):

@@ -127,9 +127,16 @@ class Trainer:
                     if self.cancel_event.is_set():
                         self.stop("cancelled")
                         break
-                    losses = self.step(self, st.iteration)
+                    losses = {k: float(v) for k, v in self.step(self, st.iteration).items()}
+                    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+                    if bad:  # diverged: stop before a checkpoint or a model holds these weights
+                        raise ModelError(
+                            f"training diverged at step {st.iteration + 1}: loss "
+                            + ", ".join(f"{k} = {v}" for k, v in bad.items()),
+                            "check the training data for non-finite or extreme values; lower the "
+                            "learning rate; the last checkpoint (if any) is from before this step")
                     st.iteration += 1
-                    st.losses = {k: float(v) for k, v in losses.items()}
+                    st.losses = losses
                     for k, v in st.losses.items():
                         st.running[k] = 0.98 * st.running.get(k, v) + 0.02 * v
                     st.seconds = time.perf_counter() - t0

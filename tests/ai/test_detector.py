@@ -33,7 +33,7 @@ def phantom_volume(nodules, *, z_lo=-60.0, z_hi=40.0, thickness=2.0, pixel=1.6, 
 
 @pytest.fixture(scope="module")
 def detector():
-    from medstation.ai.store import default_detector_dir, load_detector
+    from medstation.ai.registry import default_detector_dir, load_detector
 
     return load_detector(default_detector_dir(), "cpu")
 

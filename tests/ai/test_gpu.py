@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.gpu,
 
 
 def test_the_detector_on_cuda_finds_what_it_finds_on_the_cpu():
-    from medstation.ai.store import open_detector
+    from medstation.ai.registry import open_detector
 
     nodule = Nodule((-70.0, 5.0, -10.0), 9.0)
     vol = phantom_volume([nodule])
@@ -32,7 +32,7 @@ def test_the_detector_on_cuda_finds_what_it_finds_on_the_cpu():
 
 def test_a_training_step_on_cuda_lowers_the_loss_like_one_on_the_cpu():
     from medstation.ai.detector import build_model
-    from medstation.ai.store import open_detector
+    from medstation.ai.registry import open_detector
 
     det, _ = open_detector(None, "cpu")
     losses = {}

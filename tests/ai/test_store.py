@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from medstation.ai.detector import ARCHITECTURE, DEFAULT_INPUT, Detector, build_model
+from medstation.ai.registry import default_detector_dir, list_models
 from medstation.ai.store import (
     MANIFEST,
     WEIGHTS,
-    default_detector_dir,
-    list_models,
     load_detector,
     load_state,
     save_metrics,

@@ -105,3 +105,23 @@ def test_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
         load_checkpoint(_trainer(), tmp_path / "bad.ckpt")
     with pytest.raises(ModelError, match="no checkpoint to resume from"):
         load_checkpoint(_trainer(), tmp_path / "none.ckpt")
+
+
+def test_a_diverging_run_stops_with_the_reason_before_its_checkpoint(tmp_path):
+    t = _trainer(steps=40)
+    ckpt = tmp_path / "run.ckpt"
+    t.attach(Checkpoint(ckpt, every=1))
+    inner = t.step
+
+    def poisoned(t_, it):
+        losses = inner(t_, it)
+        return {"mse": float("nan")} if it == 12 else losses
+
+    t.step = poisoned
+    with pytest.raises(ModelError, match=r"training diverged at step 13: loss mse = nan"):
+        t.run()
+    assert t.state.iteration == 12
+    again = _trainer(steps=40)
+    load_checkpoint(again, ckpt)
+    assert again.state.iteration == 10  # the last checkpoint is the epoch before it, finite
+    assert all(bool(torch.isfinite(p).all()) for p in again.model.parameters())
