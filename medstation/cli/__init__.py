@@ -40,20 +40,30 @@ def _progress_bar(desc: str, enabled: bool):
     return update, bar.close
 
 
-def _open_db(args):
+def _open_db(args, rebuild: bool = True):
+    """The study database; one found damaged is set aside (what readers made copied from it) and,
+    for every command, rebuilt from the folders it knew before the command goes on."""
     from medstation.dicom.database import StudyDatabase
 
     db = StudyDatabase(args.db)
     if db.needs_rebuild:
-        print(f"medstation: the study database was damaged; moved to {db.recovered_from} "
-              "and rebuilding from the imported folders", file=sys.stderr)
+        print(f"medstation: {db.recovery_text()}", file=sys.stderr)
+        if rebuild:
+            from medstation.dicom import WorkerPool
+            from medstation.dicom import rebuild as rebuild_from_roots
+
+            with WorkerPool(timeout=getattr(args, "timeout", None) or 30) as pool:
+                report = rebuild_from_roots(db, pool)
+            db.recovered_from = None  # rebuilt: the next user of this handle needs nothing more
+            print(f"medstation: rebuilt: {report.files} files, {report.added} added, "
+                  f"{len(report.errors)} with problems", file=sys.stderr)
     return db
 
 
 def cmd_import(args) -> int:
     from medstation.dicom import WorkerPool, import_paths, rebuild
 
-    with _open_db(args) as db, WorkerPool(timeout=args.timeout) as pool:
+    with _open_db(args, rebuild=False) as db, WorkerPool(timeout=args.timeout) as pool:
         update, close = _progress_bar("import", not args.json)
         try:
             if db.needs_rebuild:

@@ -2,9 +2,11 @@
 
 It is an index, rebuildable from the files: every instance row keeps its full
 ``InstanceHeader`` (JSON) and the file's size and mtime, so an unchanged file
-is never scanned twice. A database that fails ``PRAGMA quick_check`` is moved
-aside and rebuilt by re-importing the folders recorded in ``roots.json``
-(kept beside the database, written atomically).
+is never scanned twice. Opening (``db_file``): a busy database is waited for, then
+refused naming who holds it; a newer schema is refused untouched; one that fails
+``PRAGMA quick_check`` is moved aside, what readers made is copied from it, and it is
+rebuilt by re-importing the folders recorded in ``roots.json`` (kept beside the
+database, written atomically).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from medstation.core.errors import DatabaseError, LoadError
 from medstation.core.files import atomic_write_text
 from medstation.core.paths import ENV_DB, default_db_path, user_data_path  # noqa: F401 (re-exported)
 from medstation.core.series import SeriesRef, series_key
+from medstation.dicom import db_file
 from medstation.dicom.header import InstanceHeader, series_key_of, study_key
 
 SCHEMA_VERSION = 7  # 2: measurements; 3: AI results, reviews; 4: labels; 5: registrations; 6: track edits;
@@ -160,56 +163,27 @@ class SeriesRow:
 class StudyDatabase:
     """Open (creating, checking and repairing as needed) the study database at ``path``."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, busy_timeout: float | None = None) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.recovered_from: Path | None = None  # where a damaged database was moved
         try:
-            self._conn = self._open_checked()
+            opened = db_file.open_checked(self.path, _SCHEMA, SCHEMA_VERSION, busy_timeout)
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot open the study database {self.path}: {exc}",
                                 "check the disk and permissions, or pass --db elsewhere") from None
+        self._conn = opened.conn
+        self.recovered_from: Path | None = opened.recovered_from  # where a damaged database was moved
+        #: rows of the readers' tables copied from the damaged file (``db_file.RECOVERED_TABLES``)
+        self.recovered: dict[str, int] = opened.recovered
 
-    # -- opening, checking, repairing ---------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        return conn
-
-    def _open_checked(self) -> sqlite3.Connection:
-        try:
-            conn = self._connect()
-            ok = conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-        except sqlite3.DatabaseError:
-            ok, conn = False, None
-        if not ok:
-            if conn is not None:
-                conn.close()
-            self._move_aside()
-            conn = self._connect()
-        conn.executescript(_SCHEMA)
-        version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if version is None:
-            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(version[0]) < SCHEMA_VERSION:  # older schemas only lack tables created above
-            conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
-        elif int(version[0]) > SCHEMA_VERSION:
-            raise DatabaseError(f"the study database {self.path} has schema version {version[0]}, "
-                                f"newer than this medstation ({SCHEMA_VERSION})",
-                                "update medstation or use another database with --db")
-        return conn
-
-    def _move_aside(self) -> None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(str(self.path) + suffix)
-            if src.exists():
-                os.replace(src, Path(str(aside) + suffix))
-        self.recovered_from = aside
+    def recovery_text(self) -> str:
+        """What happened to a damaged database, for the reader (empty when nothing did)."""
+        if self.recovered_from is None:
+            return ""
+        kept = ", ".join(f"{n} {t.replace('_', ' ')}" for t, n in self.recovered.items() if t != "ai_results")
+        return (f"the study database was damaged: moved to {self.recovered_from}; "
+                + (f"recovered from it: {kept}; " if kept else "nothing could be recovered from it; ")
+                + "re-importing the folders it knew")
 
     @property
     def needs_rebuild(self) -> bool:

@@ -111,8 +111,8 @@ class MainWindow(QMainWindow):
         self._empty_hint()
         self.importer.thumbnails_for([r.series_uid for r in self.browser.rows])
         if ctx.db.needs_rebuild:
-            self.notify(f"The study database was damaged; it was moved to {ctx.db.recovered_from}. "
-                        "Re-importing the folders it knew.")
+            text = ctx.db.recovery_text()
+            self.notify(text[:1].upper() + text[1:] + ".")
             self.import_paths(ctx.db.roots())
 
     def _wire(self) -> None:
