@@ -38,12 +38,16 @@ def cmd_import(args) -> int:
     from medstation.dicom.labels import all_labels, counts, import_labels
 
     with _db(args) as db:
-        ids = import_labels(db, args.file)
+        already: list = []
+        ids = import_labels(db, args.file, already=already)
         summary = counts(all_labels(db))
     if args.json:
-        print(jsonout.dumps({"imported": len(ids), "ids": ids, "totals": summary}, indent=1))
+        print(jsonout.dumps({"imported": len(ids), "ids": ids, "already_held": len(already),
+                             "totals": summary}, indent=1))
     else:
-        print(f"imported {len(ids)} label(s) from {args.file}; the database now holds {summary['nodules']} "
+        print(f"imported {len(ids)} label(s) from {args.file}"
+              + (f" ({len(already)} already in the database, not added again)" if already else "")
+              + f"; the database now holds {summary['nodules']} "
               f"nodule(s) and {summary['negatives']} negative(s) in {summary['series']} series")
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,16 +84,35 @@ def series_geometry(db, series_uid: str) -> SeriesGeometry | None:
 
 # -- import ---------------------------------------------------------------------------------
 
-def import_labels(db, path: str | Path, *, source: str = "imported") -> list[int]:
-    """Read a LUNA16 CSV (``.csv``) or a DICOM SR, check every row, store them all; their ids."""
+def import_labels(db, path: str | Path, *, source: str = "imported",
+                  already: list | None = None) -> list[int]:
+    """Read a LUNA16 CSV (``.csv``) or a DICOM SR, check every row, store them all; the new ids.
+
+    Idempotent: a row that the database already holds (same series, centre and diameter to 0.01 mm,
+    same nodule / not-nodule) is not stored twice; such rows are appended to ``already``."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
         rows = _rows_from_csv(db, path)
     else:
         rows = _rows_from_sr(db, path)
+    held = {_same_key(r["series_key"], r["center_mm"], r["diameter_mm"], r["is_nodule"])
+            for r in db.labels()}
+    new = []
     for r in rows:
+        key = _same_key(r["series_key"], r["center_mm"], r["diameter_mm"], r["is_nodule"])
+        if key in held:
+            if already is not None:
+                already.append(r)
+            continue
+        held.add(key)
         r.update(source=source, origin=str(path), created=time.time())
-    return db.add_labels(rows)
+        new.append(r)
+    return db.add_labels(new) if new else []
+
+
+def _same_key(series_key: str, centre, diameter: float, is_nodule: bool) -> tuple:
+    return (str(series_key), *(round(float(v), 2) for v in centre), round(float(diameter), 2),
+            bool(is_nodule))
 
 
 def _rows_from_csv(db, path: Path) -> list[dict]:
@@ -349,15 +369,27 @@ def export_sr(db, labels: list[Label], out_dir: str | Path) -> list[str]:
     for lab in labels:
         if lab.is_nodule:
             by_series.setdefault(lab.series_uid, []).append(lab)
-    written = []
+    # every label checked before the first file is written: all of them out, or none and why
+    plans, problems = [], []
     for uid, labs in sorted(by_series.items()):
         g = series_geometry(db, uid)
         if g is None:
-            raise LabelError(f"series {uid} is no longer in the study database",
-                             "import it again, then export")
-        findings = [_as_finding(g, lab, n) for n, lab in enumerate(labs, start=1)]
-        written.append(export_results(findings, g.sources, Path(out_dir) / uid).sr)
-    return written
+            problems.append(f"series {uid} is no longer in the study database")
+            continue
+        for lab in labs:
+            if not (math.isfinite(lab.diameter_mm) and 0 < lab.diameter_mm <= MAX_DIAMETER_MM):
+                problems.append(f"label {lab.id} on {uid}: diameter {lab.diameter_mm:g} mm "
+                                f"(expected 0-{MAX_DIAMETER_MM:g} mm)")
+            elif not g.inside(lab.center_mm):
+                problems.append(f"label {lab.id} on {uid}: its centre lies outside the series")
+        plans.append((uid, g, labs))
+    if problems:
+        raise LabelError(f"{len(problems)} label(s) cannot be written as SR; nothing was written: "
+                         f"{problems[0]}",
+                         "import the series again, or delete those labels (`medstation labels list` names "
+                         "them)", problems)
+    return [export_results([_as_finding(g, lab, n) for n, lab in enumerate(labs, start=1)], g.sources,
+                           Path(out_dir) / uid).sr for uid, g, labs in plans]
 
 
 def _as_finding(g: SeriesGeometry, lab: Label, n: int) -> Finding:

@@ -24,6 +24,7 @@ Both are written with highdicom; the tests check them with dciodvfy.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -413,10 +414,18 @@ def _concept(item: Dataset, seq: str = "ConceptNameCodeSequence") -> tuple[str, 
     return (str(value), str(s[0].get("CodingSchemeDesignator", "")))
 
 
-def _walk(items):
+#: a TID 1500 report nests a few levels; far deeper is not a measurement report (and must not
+#: exhaust the stack)
+MAX_SR_DEPTH = 32
+
+
+def _walk(items, depth: int = 0):
+    if depth > MAX_SR_DEPTH:
+        raise ExportError(f"the content tree is nested deeper than {MAX_SR_DEPTH} levels: not a "
+                          "TID 1500 measurement report", "export the report again, or choose another file")
     for item in items or []:
         yield item
-        yield from _walk(item.get("ContentSequence"))
+        yield from _walk(item.get("ContentSequence"), depth + 1)
 
 
 def _num(item: Dataset) -> float:
@@ -442,6 +451,20 @@ def read_sr(path: str | Path, slice_uids: Sequence[str],
                           "choose a DICOM SR file") from exc
     if ds.get("Modality") != "SR" or "ContentSequence" not in ds:
         raise ExportError(f"{path}: not a structured report", "choose a DICOM SR file")
+    try:
+        return _read_groups(path, ds, slice_uids, spacing_index_to_mm)
+    except ExportError as exc:
+        if str(path) in exc.reason:
+            raise
+        raise ExportError(f"{path}: {exc.reason}", exc.hint) from None
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
+        # a group without a value, a UID or a coordinate where TID 1500 has one: one line, no traceback
+        raise ExportError(f"{path}: a measurement group is malformed "
+                          f"({type(exc).__name__}: {str(exc)[:120]})",
+                          "export the report again from the series it was made on") from None
+
+
+def _read_groups(path, ds, slice_uids, spacing_index_to_mm) -> tuple[list[Finding], list[ReaderLength]]:
     index = {uid: k for k, uid in enumerate(slice_uids)}
     findings: list[Finding] = []
     lengths: list[ReaderLength] = []
@@ -466,6 +489,9 @@ def read_sr(path: str | Path, slice_uids: Sequence[str],
                 values[MEASUREMENT_METHOD] = _concept_of_value(child)
             elif vt == "SCOORD3D" and c == CENTER:
                 values[CENTER] = tuple(float(v) for v in child.GraphicData[:3])
+                if len(values[CENTER]) != 3:
+                    raise ExportError(f"the centre of a group has {len(values[CENTER])} coordinates, not 3",
+                                      "export the report again")
             elif vt == "SCOORD":
                 refs = [r for r in _walk(child.get("ContentSequence")) if r.get("ValueType") == "IMAGE"]
                 uid = str(refs[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID) if refs else ""
@@ -475,6 +501,15 @@ def read_sr(path: str | Path, slice_uids: Sequence[str],
             elif vt == "TEXT" and c == ALGORITHM_VERSION:
                 algo_version = str(child.TextValue)
         tid = str(values.get(TRACKING_ID, ""))
+        names = {LONG_AXIS: "the long axis", SHORT_AXIS: "the short axis", VOLUME: "the volume",
+                 SCORE: "the score", LENGTH: "the length"}
+        bad = [names.get(c, "a value") for c, v in values.items()
+               if isinstance(v, float) and not math.isfinite(v)]
+        bad += ["an outline"] if any(not np.isfinite(pts).all() for _uid, pts in regions) else []
+        bad += ["the centre"] if CENTER in values and not all(map(math.isfinite, values[CENTER])) else []
+        if bad:
+            raise ExportError(f"group {tid or '?'}: {bad[0]} is not a finite number",
+                              "export the report again from the series it was made on")
         missing = [uid for uid, _ in regions if uid not in index]
         if missing:
             raise ExportError(f"{path}: group {tid or '?'} refers to image {missing[0]}, not in this series",
