@@ -166,20 +166,24 @@ def check_deflate(path: str, size: int) -> None:
         if group_length is None:
             return
         f.seek(132 + 12 + int(group_length))  # the (0002,0000) element is 12 bytes
+        start = f.tell()
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        compressed = max(1, size - f.tell())
+        compressed = max(1, size - start)
         out = 0
         while True:
             chunk = f.read(1 << 20)
             data = inflater.decompress(chunk, 1 << 20) if chunk else b""
             while True:
                 out += len(data)
-                ratio_exceeded = out > INFLATE_FREE_BYTES and out > MAX_INFLATE_RATIO * compressed
+                # the ratio so far (inflated over the compressed bytes consumed): a bomb shows itself
+                # in its first megabytes, whatever its total size; decided in well under a second
+                consumed = max(1, f.tell() - start - len(inflater.unconsumed_tail))
+                ratio_exceeded = out > INFLATE_FREE_BYTES and out > MAX_INFLATE_RATIO * consumed
                 if out > MAX_DECODED_BYTES or ratio_exceeded:
                     raise LoadError(path, f"the deflated dataset inflates to more than "
-                                          f"{out / 1024**2:.0f} MiB from {compressed / 1024**2:.1f} MiB "
-                                          f"(ratio over {MAX_INFLATE_RATIO}): refused as a "
-                                          "decompression bomb",
+                                          f"{out / 1024**2:.0f} MiB from {consumed / 1024**2:.1f} MiB "
+                                          f"of its {compressed / 1024**2:.1f} MiB (ratio over "
+                                          f"{MAX_INFLATE_RATIO}): refused as a decompression bomb",
                                     "if the file is genuine, re-export it uncompressed")
                 if not inflater.unconsumed_tail:
                     break

@@ -66,8 +66,26 @@ def collect(inputs, extract_dir: str | Path | None = None) -> Collected:
             out.errors.append(LoadError(p, "no such file or folder", "check the path"))
             continue
         if stat.S_ISDIR(st.st_mode):
-            for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
-                dirnames.sort()
+            # linked folders are followed, each real folder once: a link back up (a loop) or to a folder
+            # already walked is named as skipped, never walked again
+            walked = {(st.st_dev, st.st_ino)}
+            for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
+                keep = []
+                for d in sorted(dirnames):
+                    sub = Path(dirpath) / d
+                    try:
+                        sst = os.stat(sub)
+                    except OSError:
+                        out.errors.append(LoadError(sub, "a linked folder whose target is missing",
+                                                    "fix or remove the link"))
+                        continue
+                    if (sst.st_dev, sst.st_ino) in walked:
+                        out.errors.append(LoadError(sub, "a link to a folder already imported (a loop, or "
+                                                    "a second path to it): skipped", "nothing to do"))
+                        continue
+                    walked.add((sst.st_dev, sst.st_ino))
+                    keep.append(d)
+                dirnames[:] = keep
                 for name in sorted(filenames):
                     f = Path(dirpath) / name
                     # a DICOMDIR in a walked folder is listed (as skipped) by the scan;
@@ -76,6 +94,9 @@ def collect(inputs, extract_dir: str | Path | None = None) -> Collected:
                         _from_zip(f, extract_dir, out, add)
                     elif f.is_file():
                         add(f)
+                    elif f.is_symlink() and not f.exists():
+                        out.errors.append(LoadError(f, "a link whose target is missing",
+                                                    "fix or remove the link"))
             continue
         head = read_head(p, 512)
         dicom = head[128:132] == b"DICM"

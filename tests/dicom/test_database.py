@@ -115,3 +115,21 @@ def test_kill_9_during_import_never_corrupts(tmp_path):
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
     db = StudyDatabase(db_path)
     assert db.counts()["instances"] == 400 and db.integrity_check() == "ok"
+
+
+def test_linked_folders_are_followed_once_and_loops_named(small_study, tmp_path, pool):
+    """A folder linked into the imported tree is imported; a link back up (a loop) or a second link to
+    the same folder is named as skipped and walked no further; a dangling link is named too."""
+    top = tmp_path / "top"
+    top.mkdir()
+    (top / "study").symlink_to(small_study.folder, target_is_directory=True)
+    (top / "again").symlink_to(small_study.folder, target_is_directory=True)
+    (top / "loop").symlink_to(top, target_is_directory=True)
+    (top / "gone").symlink_to(tmp_path / "nowhere", target_is_directory=True)
+    with StudyDatabase(tmp_path / "db.sqlite") as db:
+        report = import_paths(db, [top], pool)
+        assert report.added == 32 and db.counts()["instances"] == 32
+    reasons = {Path(e.file).name: e.reason for e in report.errors}
+    assert "already imported" in reasons["loop"]
+    assert ["already imported" in reasons.get(n, "") for n in ("again", "study")] == [False, True]
+    assert "target is missing" in reasons["gone"] and len(reasons) == 3

@@ -199,3 +199,33 @@ def test_info_and_import_count_the_same(tmp_path, pool):
         counts = db.counts()
     for key in ("patients", "studies", "series", "instances"):
         assert rep["counts"][key] == counts[key], key
+
+
+def test_a_large_deflate_bomb_is_decided_in_its_first_megabytes(tmp_path):
+    """A 20 MB file that would inflate to 20 GB: refused after inflating a few tens of MB, not 4 GB."""
+    import re
+    import zlib
+
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filewriter import write_file_meta_info
+
+    from medstation.core.errors import LoadError
+    from medstation.dicom.header import INFLATE_FREE_BYTES, check_deflate
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    path = tmp_path / "big-bomb.dcm"
+    c = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = c.compress(bytes(64 << 20)) + c.flush(zlib.Z_FULL_FLUSH)  # 64 MiB of zeros in ~64 KB
+    with open(path, "wb") as f:
+        f.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(f, meta, enforce_standard=True)
+        for _ in range(300):  # the same independent block: 300 x 64 MiB
+            f.write(block)
+        f.write(c.flush())
+    with pytest.raises(LoadError, match="decompression bomb") as err:
+        check_deflate(str(path), path.stat().st_size)
+    inflated_mib = float(re.search(r"inflates to more than (\d+) MiB", str(err.value)).group(1))
+    assert inflated_mib <= 2 * INFLATE_FREE_BYTES / 1024**2, str(err.value)
