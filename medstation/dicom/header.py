@@ -12,6 +12,7 @@ import math
 import os
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from medstation.core.errors import LoadError
 
@@ -192,15 +193,36 @@ def check_deflate(path: str, size: int) -> None:
                 return
 
 
+#: the start of a key made for files without a Study / Series Instance UID
+NO_STUDY_UID = "(no study UID)"
+NO_SERIES_UID = "(no series UID)"
+
+
 def study_key(h: InstanceHeader) -> str:
     """The study an instance belongs to in the study database: its Study Instance UID, or (without
-    one) a study of its own."""
-    return h.study_uid or f"(no study UID) {h.path}"
+    one) the files of one patient and study date in one folder."""
+    if h.study_uid:
+        return h.study_uid
+    return f"{NO_STUDY_UID} {Path(h.path).parent} [{_digest(h.patient_id, h.patient_name, h.study_date)}]"
 
 
 def series_key_of(h: InstanceHeader) -> str:
-    """The same for the series."""
-    return h.series_uid or f"(no series UID) {h.path}"
+    """The same for the series: its Series Instance UID, or (without one) the files in one folder that
+    share the frame of reference, modality, orientation, pixel spacing and matrix: one stack, not one
+    series per file (the loader warns that the grouping was made up)."""
+    if h.series_uid:
+        return h.series_uid
+    orientation = tuple(round(float(v), 3) for v in h.orientation) if h.orientation else None
+    spacing = tuple(round(float(v), 3) for v in h.pixel_spacing) if h.pixel_spacing else None
+    sig = _digest(study_key(h), h.frame_of_reference_uid, h.modality, orientation, spacing, h.rows, h.columns,
+                  h.series_number, h.series_description)
+    return f"{NO_SERIES_UID} {Path(h.path).parent} [{sig}]"
+
+
+def _digest(*parts) -> str:
+    import hashlib
+
+    return hashlib.sha1(repr(parts).encode("utf-8", "replace")).hexdigest()[:10]
 
 
 _NOT_DICOM_HINT = "only DICOM files, DICOMDIR folders and .zip archives can be imported"

@@ -16,7 +16,7 @@ import numpy as np
 
 from medstation.core.volume import AXIAL
 from medstation.dicom.geometry import check_pixel_spacing, check_stack
-from medstation.dicom.header import InstanceHeader
+from medstation.dicom.header import InstanceHeader, series_key_of
 
 _TILT_DEGREES = 0.1  # below this, slices count as stacked along the normal
 
@@ -123,7 +123,7 @@ def assemble(headers: list[InstanceHeader]) -> list[SeriesStack]:
     by_series: dict[str, list[InstanceHeader]] = defaultdict(list)
     for h in headers:
         if h.has_pixels and h.rows > 0:
-            by_series[h.series_uid or f"(no series UID) {h.path}"].append(h)
+            by_series[series_key_of(h)].append(h)
     stacks: list[SeriesStack] = []
     for uid, members in by_series.items():
         members, duplicates = _drop_duplicates(members)
@@ -240,6 +240,9 @@ def _normal(orientation) -> np.ndarray:
 def _build_stack(series_uid: str, part: int, slices: list[SliceRef]) -> SeriesStack:
     h0 = slices[0].header
     warnings: list[str] = []
+    if not h0.series_uid:
+        warnings.append("the files have no Series Instance UID: grouped into this series by folder, frame "
+                        "of reference, orientation, pixel spacing and matrix (check that it is one series)")
     orientation = h0.orientation
     positions = [s.position for s in slices]
     check = check_stack(orientation, positions, h0.pixel_spacing, h0.slice_thickness)

@@ -133,3 +133,22 @@ def test_linked_folders_are_followed_once_and_loops_named(small_study, tmp_path,
     assert "already imported" in reasons["loop"]
     assert ["already imported" in reasons.get(n, "") for n in ("again", "study")] == [False, True]
     assert "target is missing" in reasons["gone"] and len(reasons) == 3
+
+
+def test_files_without_study_or_series_uids_form_one_series_per_stack_with_a_warning(small_study, tmp_path,
+                                                                                      pool):
+    from medstation.dicom import open_series
+
+    folder = tmp_path / "anonymised"
+    folder.mkdir()
+    for n, f in enumerate(sorted(Path(small_study.folder).rglob("*.dcm"))):
+        ds = pydicom.dcmread(f)
+        ds.StudyInstanceUID = ds.SeriesInstanceUID = ""  # blanked by a careless anonymiser
+        ds.save_as(folder / f"{n:03d}.dcm")
+    with StudyDatabase(tmp_path / "db.sqlite") as db:
+        import_paths(db, [folder], pool)
+        counts = db.counts()
+        assert (counts["studies"], counts["series"], counts["instances"]) == (1, 2, 32)
+    volume = open_series(folder, pool=pool).volume  # the folder's longest stack, whole
+    assert volume.shape[0] == 24
+    assert any("no Series Instance UID: grouped" in w for w in volume.warnings)
