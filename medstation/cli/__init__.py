@@ -398,13 +398,36 @@ def _pacs(name: str):
 TRAIN_DEFAULTS = {"samples": 12000, "steps": 3500, "batch_size": 16}
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``finally`` and ``with`` runs (worker
+    processes stopped, temporary folders removed, the database closed), as on a normal exit."""
+
+
+def _terminate_like_an_interrupt() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def raise_terminated(_sig, _frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, raise_terminated)  # commands that cancel on SIGTERM set their own
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         args.func = cmd_gui
+    _terminate_like_an_interrupt()
     try:
         return int(args.func(args) or 0)
+    except Terminated:
+        print("medstation: terminated (SIGTERM); cleaned up", file=sys.stderr)
+        return 143
     except CancelledError as exc:
         print(f"medstation: {exc}", file=sys.stderr)
         return 130

@@ -108,6 +108,26 @@ def run(db: str | None = None, open_paths: list[str] | None = None, demo: bool =
         QTimer.singleShot(0, win.open_demo)
     if open_paths:
         QTimer.singleShot(0, lambda: win.import_paths(list(open_paths), open_after=True))
+    _quit_on_sigterm(app, win)
     rc = app.exec()
     win.shutdown()
     return int(rc)
+
+
+def _quit_on_sigterm(app, win) -> None:
+    """SIGTERM (a logout, ``kill``) closes the window as the user would: settings saved, jobs and
+    worker processes stopped, the database closed. Python runs signal handlers only between its own
+    bytecodes, so a timer gives it the chance while Qt's loop waits."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def close(_sig, _frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        QTimer.singleShot(0, win.close)
+        QTimer.singleShot(0, app.quit)
+
+    signal.signal(signal.SIGTERM, close)
+    tick = QTimer(app, interval=250)
+    tick.timeout.connect(lambda: None)
+    tick.start()
