@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -127,6 +128,27 @@ def test_nodes_round_trip_and_validation(tmp_path):
     (tmp_path / "broken.json").write_text("{nodes: ")
     with pytest.raises(PacsError, match="broken.json"):
         load_nodes(tmp_path / "broken.json")
+
+
+@pytest.mark.parametrize("node, says", [
+    ({"name": 5}, "name is a int"), ({"name": "a", "retries": 1e9}, "retries is a float"),
+    ({"name": "a", "retries": 1_000_000}, "retries out of range"),
+    ({"name": "a", "timeout": float("nan")}, "timeout nan s out of range"),
+    ({"name": "a", "timeout": -1}, "timeout -1 s out of range"),
+    ({"name": "a", "port": "104"}, "port is a str"),
+    ({"name": "a", "port": True}, "port is a bool"), ({"name": "a", "host": "a b"}, "not a host name"),
+    ({"name": "a", "dicomweb_url": "file:///etc/passwd"}, "is not http"), ("x", "a str, not an object"),
+])
+def test_a_malformed_node_file_is_one_line_naming_it(tmp_path, node, says):
+    path = tmp_path / "pacs_nodes.json"
+    path.write_text(json.dumps({"nodes": [node]}))
+    with pytest.raises(PacsError, match=says) as err:
+        load_nodes(path)
+    assert str(path) in str(err.value)
+    for text in ('{"nodes": 5}', "[" * 100_000, '{"nodes": [' + "[" * 50_000 + "]}"):
+        path.write_text(text)
+        with pytest.raises(PacsError, match="could not be read"):
+            load_nodes(path)
 
 
 # ------------------------------------------------------------------ bad peers
