@@ -231,7 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--annotations", help="LUNA16 CSV (seriesuid,coordX,coordY,coordZ,diameter_mm; "
                    "patient mm) naming the nodules of --studies-dir")
     s.add_argument("--data", help="folder for the generated studies (default: user data folder/eval)")
-    s.add_argument("--min-diameter", type=float, default=6.0, help="nodules counted (mm)")
+    s.add_argument("--min-diameter", type=float, default=0.0,
+                   help="count only nodules of at least this diameter (mm; default: every annotation). "
+                        "Others are ignored as LUNA16 ignores its excluded annotations: neither hits nor "
+                        "false positives")
+    s.add_argument("--max-diameter", type=float, default=float("inf"),
+                   help="count only nodules of at most this diameter (mm; default: no limit)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--write-metrics", action="store_true", help="store the figures in the model's manifest")
     _model_args(s)

@@ -188,13 +188,14 @@ def cmd_evaluate(args) -> int:
 
         args.family = "annotated"
         result, extra = evaluate_annotated(detector, args.studies_dir, args.annotations,
-                                           min_diameter=args.min_diameter, progress=lambda s: _say(args, s))
+                                           min_diameter=args.min_diameter, max_diameter=args.max_diameter,
+                                           progress=lambda s: _say(args, s))
     else:
         folder = Path(args.data) if args.data else _data_dir() / "eval"
         studies = ensure_eval_set(folder, args.studies, args.seed0, progress=lambda s: _say(args, s),
                                   family=args.family)
         result, extra = evaluate(detector, studies, min_diameter=args.min_diameter,
-                                 progress=lambda s: _say(args, s))
+                                 max_diameter=args.max_diameter, progress=lambda s: _say(args, s))
     from medstation.ai.calibration import reliability
     from medstation.core.files import atomic_write_text
 
@@ -211,11 +212,16 @@ def cmd_evaluate(args) -> int:
         seeds = extra["seeds"]
         where = (f"labelled series of {args.studies_dir}" if args.family == "annotated" else
                  f"generated studies of the {args.family} family (seeds {seeds[0]}..{seeds[-1]})")
+        lo, hi = result.size_range
+        counted = ("every annotation" if lo <= 0 and hi == float("inf") else
+                   f"those of {lo:g}-{hi:g} mm" if hi != float("inf") else f"those of {lo:g} mm or more")
         print(f"{detector.name} {detector.version} on {result.scans} {where}, {result.nodules} nodules "
-              f">= {args.min_diameter:g} mm")
+              f"({counted}" + (f"; {result.ignored_nodules} others ignored, neither hits nor false positives"
+                               if result.ignored_nodules else "") + ")")
         for rate, sens in result.sensitivity_at.items():
             print(f"  sensitivity at {rate:g} FP/scan: {sens:.3f}")
-        print(f"  CPM: {result.cpm:.3f}   (score threshold at 1 FP/scan: {result.threshold_at_1fp:.3f})")
+        print(f"  CPM: {result.cpm:.3f} (LUNA16: the interpolated FROC)   "
+              f"(score threshold at 1 FP/scan: {result.threshold_at_1fp:.3f})")
         for scan_no, ref in result.missed:
             where = tuple(round(c, 1) for c in ref.center_mm)
             print(f"  missed: study {scan_no + 1}, {ref.diameter_mm:.1f} mm at {where}")

@@ -120,9 +120,11 @@ def size_table(pairs: list[dict]) -> list[dict]:
     return rows
 
 
-def evaluate(detector, studies: list[Path], *, min_diameter: float = 6.0, pool=None,
+def evaluate(detector, studies: list[Path], *, min_diameter: float = 0.0, max_diameter: float = float("inf"),
+             pool=None,
              progress: Callable[[str], None] | None = None) -> tuple[FrocResult, dict]:
-    """Run ``detector`` on every study; FROC for nodules >= ``min_diameter`` mm."""
+    """Run ``detector`` on every study; FROC (LUNA16's) over every nodule, or those in
+    [``min_diameter``, ``max_diameter``] mm (the others ignored, as LUNA16 ignores excluded ones)."""
     from medstation.dicom import WorkerPool, open_series
 
     own_pool = pool is None
@@ -153,7 +155,7 @@ def evaluate(detector, studies: list[Path], *, min_diameter: float = 6.0, pool=N
     finally:
         if own_pool:
             pool.close()
-    result = froc(cands, refs, min_diameter=min_diameter)
+    result = froc(cands, refs, min_diameter=min_diameter, max_diameter=max_diameter)
     extra = {"studies": per_study, "median_seconds_per_study": float(np.median(seconds)) if seconds else 0.0,
              "min_diameter_mm": min_diameter,
              "seeds": [int(s.name.split("-")[-1]) for s in studies if s.name.split("-")[-1].isdigit()],
@@ -163,7 +165,8 @@ def evaluate(detector, studies: list[Path], *, min_diameter: float = 6.0, pool=N
 
 def _hits(f, nodules: list[dict]) -> list[int]:
     return [n for n, nd in enumerate(nodules)
-            if np.linalg.norm(np.subtract(f.center_mm, nd["center"])) <= float(nd["diameter_mm"]) / 2]
+            # LUNA16: a hit lies strictly inside the radius
+            if np.linalg.norm(np.subtract(f.center_mm, nd["center"])) < float(nd["diameter_mm"]) / 2]
 
 
 def _label_scores(findings, nodules: list[dict]) -> list[tuple[float, bool]]:
@@ -189,7 +192,7 @@ def _match_sizes(findings, nodules: list[dict], scan: int) -> list[dict]:
 
 
 def evaluate_annotated(detector, studies_dir: str | Path, annotations: str | Path, *,
-                       min_diameter: float = 0.0, pool=None,
+                       min_diameter: float = 0.0, max_diameter: float = float("inf"), pool=None,
                        progress: Callable[[str], None] | None = None) -> tuple[FrocResult, dict]:
     """FROC on labelled studies of any origin (LUNA16 protocol): the series of ``studies_dir`` named
     in the ``annotations`` CSV; a hit is a candidate centre within the nodule's radius."""
@@ -233,7 +236,7 @@ def evaluate_annotated(detector, studies_dir: str | Path, annotations: str | Pat
     finally:
         if own_pool:
             pool.close()
-    result = froc(cands, refs, min_diameter=min_diameter)
+    result = froc(cands, refs, min_diameter=min_diameter, max_diameter=max_diameter)
     extra = {"studies": per_study, "min_diameter_mm": min_diameter, "seeds": [],
              "sizes": size_table(sizes), "size_pairs": sizes, "scored": scored}
     return result, extra

@@ -1,4 +1,5 @@
-"""FROC / CPM against hand-worked cases."""
+"""FROC / CPM against hand-worked cases (the LUNA16 script's interpolated curve; a port of the script
+itself is in test_froc_luna16.py)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ def test_froc_counts_hits_within_the_radius_and_false_positives_per_scan():
     ]
     r = froc(cands, refs)
     assert r.scans == 2 and r.nodules == 3
-    # by score: .9 TP(1/3) .85 dup .8 FP(0.5/scan) .7 FP(1/scan) .3 TP(2/3) .2 TP(3/3)
+    # by score: .9 TP(1/3) .85 dup .8 FP(0.5/scan) .7 FP(1/scan) .3 TP(2/3) .2 TP(3/3): the curve
+    # (0, 1/3) (0.5, 1/3) (1, 1/3) (1, 2/3) (1, 1); the script reads 1 FP/scan at 0.99991, on the
+    # flat part before the jump, and 2, 4, 8 FP/scan beyond the curve's end: 1
     assert r.sensitivity_at[0.125] == pytest.approx(1 / 3)
     assert r.sensitivity_at[0.5] == pytest.approx(1 / 3)
-    assert r.sensitivity_at[1.0] == pytest.approx(1.0)
+    assert r.sensitivity_at[1.0] == pytest.approx(1 / 3)
+    assert r.sensitivity_at[2.0] == pytest.approx(1.0)
     assert r.threshold_at_1fp == pytest.approx(0.2)
-    assert r.cpm == pytest.approx((1 / 3 * 3 + 1.0 * 4) / 7)
+    assert r.cpm == pytest.approx((1 / 3 * 4 + 1.0 * 3) / 7)
     assert not r.missed
 
 
