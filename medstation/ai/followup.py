@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medstation.core.findings import Finding
-from medstation.core.guidelines import fleischner, lung_rads, lung_rads_growth
+from medstation.core.guidelines import fleischner, lung_rads, lung_rads_growth, lung_rads_slow_growth
 from medstation.core.matching import match
 from medstation.core.tracks import LesionTrack, TrackPoint, days_between
 from medstation.imaging.registration import Registration
@@ -424,42 +424,81 @@ def edited(tracks: list[LesionTrack], edits: list[dict], exam_date: str,
 
 
 def guideline(track: LesionTrack, exam_date: str, *, multiple: bool, risk: str = "high") -> dict:
-    """Lung-RADS v2022 and Fleischner 2017 for the track's last measurement ({} if it is gone)."""
+    """Lung-RADS v2022 and Fleischner 2017 for the track's last measurement ({} if it is gone).
+
+    Lung-RADS is assigned visit by visit, in date order, each visit's category from the category
+    assigned at the visit before it (v2022's stepped management reads the prior *category*, not the
+    prior size); the history is in the output. Where a rule needs what was not measured (a part-solid
+    nodule's solid component) or the text is silent, the output says so."""
     last = track.points[-1] if track.points else None
     if last is None:
         return {}
-    kind = last.type if last.type in ("solid", "part-solid", "ground-glass", "calcified") else "solid"
-    present = track.present
-    if len(track.points) == 1:
-        status = "baseline"
-    elif track.points[-2] is None:
-        status = "new"
-    else:
-        prior = track.points[-2]
-        days = days_between(prior.study_date, last.study_date)
-        grew = lung_rads_growth(prior.diameter_mm, last.diameter_mm, days)
-        status = "growing" if grew else "stable"
-    def solid(p: TrackPoint) -> float:
-        """The solid component's size (its long axis from the segmentation; half the nodule's where
-        the segmentation found none)."""
-        if kind != "part-solid":
-            return 0.0
-        return p.solid_mm if p.solid_mm > 0 else p.diameter_mm / 2
-
-    prior_cat = None
-    if status == "stable" and len(present) > 1:
-        prior_cat = lung_rads(kind, present[-2].diameter_mm, solid_mm=solid(present[-2])).category
-    lr = lung_rads(kind, last.diameter_mm, solid_mm=solid(last), status=status, prior_category=prior_cat,
-                   exam_date=exam_date)
-    fl = fleischner(kind, last.diameter_mm, multiple=multiple, risk=risk)
+    history = visit_categories(track, exam_date)
+    lr, status, solid_note = history[-1]["result"], history[-1]["status"], history[-1]["solid_note"]
+    kind = _kind(last)
+    fl = fleischner(kind, last.diameter_mm, multiple=multiple, risk=risk,
+                    solid_mm=(last.solid_mm or None) if kind == "part-solid" else None)
     # the number the rule read, named, and whether it came from a measurement or only a box
     size = {"mm": last.diameter_mm, "what": last.size_name, "method": last.size_method}
-    caveat = ("from the detector's box (the lesion was not segmented): check the size before acting on it"
-              if last.size_method == "box" else "")
-    return {"lung_rads": {"category": lr.category, "management": lr.management,
-                          "next_ct_date": lr.next_ct_date, "status": status, "size": size, "caveat": caveat},
+    caveats = ["from the detector's box (the lesion was not segmented): check the size before acting on it"
+               if last.size_method == "box" else "", solid_note]
+    caveat = "; ".join(c for c in caveats if c)
+    prior = next((h for h in reversed(history[:-1]) if h is not None), None)
+    return {"lung_rads": {"category": lr.category, "management": lr.management, "rule": lr.rule,
+                          "next_ct_date": lr.next_ct_date, "status": status, "size": size, "caveat": caveat,
+                          "prior_category": prior["result"].category if prior else None,
+                          "history": [None if h is None else {"study_date": h["study_date"],
+                                                              "category": h["result"].category,
+                                                              "status": h["status"]} for h in history]},
             "fleischner": {"recommendation": fl["recommendation"], "risk": fl["risk"], "size": size,
-                           "caveat": caveat}}
+                           "rule": fl["rule"], "remark": fl["remark"], "caveat": caveat}}
+
+
+def _kind(p: TrackPoint) -> str:
+    return p.type if p.type in ("solid", "part-solid", "ground-glass", "calcified") else "solid"
+
+
+def visit_categories(track: LesionTrack, exam_date: str = "") -> list[dict | None]:
+    """Per timepoint (None where the lesion is absent): the Lung-RADS status and category assigned at that
+    visit, each from the one before it."""
+    out: list[dict | None] = []
+    run: list[TrackPoint] = []  # consecutive present points up to this one (for slow growth)
+    for n, p in enumerate(track.points):
+        if p is None:
+            out.append(None)
+            run = []
+            continue
+        kind = _kind(p)
+        prev = track.points[n - 1] if n else None
+        prior = out[n - 1] if n else None
+        if n == 0:
+            status = "baseline"
+        elif prev is None:
+            status = "new"
+        elif lung_rads_growth(prev.diameter_mm, p.diameter_mm, days_between(prev.study_date, p.study_date)):
+            status = "growing"
+        elif lung_rads_slow_growth([q.diameter_mm for q in [*run, p]]):
+            status = "slow-growing"
+        else:
+            status = "stable"
+        run.append(p)
+        solid_note = ""
+        solid = 0.0
+        if kind == "part-solid":
+            if p.solid_mm > 0:
+                solid = p.solid_mm
+            else:  # the text sizes part-solid nodules by the solid component: not measured, so said
+                solid = p.diameter_mm / 2
+                solid_note = ("solid component not measured: taken as half the nodule's size; measure it "
+                              "before acting on the category")
+        date = exam_date if n == len(track.points) - 1 and exam_date else p.study_date
+        result = lung_rads(kind, p.diameter_mm, solid_mm=solid, status=status,
+                           prior_category=prior["result"].category if prior else None,
+                           prior_mean_mm=prev.diameter_mm if prior else None,
+                           prior_solid_mm=prior["solid"] if prior else 0.0, exam_date=date)
+        out.append({"study_date": p.study_date, "status": status, "result": result, "solid_note": solid_note,
+                    "solid": solid})
+    return out
 
 
 def _comparable(stacks, kernel: str = ""):
@@ -593,16 +632,38 @@ def export_sr(timepoints: list[Timepoint], tracks: list[LesionTrack], out_dir,
 
     written = []
     for t, tp in enumerate(timepoints):
-        uids = {p.finding_id: tr.tracking_uid for tr in tracks
-                for p in [tr.points[t]] if p is not None and p.finding_id}
-        findings = [f for f in tp.findings if f.finding_id in uids]
+        # every track point of this study: detected, below the operating point (a weaker finding that
+        # continues a track) or measured where another study's lesion maps (a probe): each in the SR
+        pool = {f.finding_id: f for f in [*tp.probed, *tp.candidates, *tp.findings]}
+        uids, names = {}, {}
+        for tr in tracks:
+            p = tr.points[t]
+            if p is not None and p.finding_id in pool:
+                uids[p.finding_id] = tr.tracking_uid
+                names[p.finding_id] = tr.name or tr.track_id  # the track's name at every study
+        findings = [_with_outline(pool[fid]) for fid in uids]
         # predictions (by tracking UID) go with the lesion's measurement group of the last study
         preds = ({fid: (predictions or {})[uid] for fid, uid in uids.items() if uid in (predictions or {})}
                  if t == len(timepoints) - 1 else {})
         if findings and tp.sources:
             written.append(export_results(findings, tp.sources, Path(out_dir) / tp.study_date,
-                                          tracking_uids=uids, predictions=preds).sr)
+                                          tracking_uids=uids, tracking_ids=names, predictions=preds).sr)
     return written
+
+
+def _with_outline(f: Finding) -> Finding:
+    """``f``, with per-slice boxes from its segmentation where it has none (a probe measurement): an SR
+    group needs its outline on the slices."""
+    import copy
+
+    from medstation.ai.sizing import boxes_from_mask
+
+    got = f.mask_array() if not f.boxes else None
+    if got is None:
+        return f
+    f = copy.copy(f)
+    boxes_from_mask(f, *got)
+    return f
 
 
 def add_predictions(report: dict, predictor, predict_at: str) -> None:

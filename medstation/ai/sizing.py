@@ -54,11 +54,11 @@ def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], N
             f.set_mask(size.mask, size.origin)
             _recentre(volume, f, size.mask, size.origin)
             if size.widened:  # far beyond the detector's box (a mass): outline what was measured
-                _boxes_from_mask(f, size.mask, size.origin)
+                boxes_from_mask(f, size.mask, size.origin)
     return one_per_lesion(findings)
 
 
-def _boxes_from_mask(f: Finding, mask: np.ndarray, origin) -> None:
+def boxes_from_mask(f: Finding, mask: np.ndarray, origin) -> None:
     """Per-slice boxes around the segmentation (each with the score of the detector's nearest box),
     so that the overlay, the slice range and the SR's regions show the lesion that was measured."""
     old = {int(b[0]): b[5] for b in f.boxes}

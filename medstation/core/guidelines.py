@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 # -- Lung-RADS v2022 --------------------------------------------------------------------------
 
@@ -93,15 +94,25 @@ LUNG_RADS_2022: tuple[LungRadsRow, ...] = (
     LungRadsRow("2", "ground-glass", "growing", 0, 30, text="non-solid nodule(s) < 30 mm growing"),
     LungRadsRow("2", "ground-glass", "stable", 30, math.inf, text="non-solid nodule(s) >= 30 mm unchanged or "
                 "slowly growing"),
-    LungRadsRow("2", "ground-glass", "growing", 30, math.inf,
-                text="non-solid nodule(s) >= 30 mm slowly growing"),
+    # v2022 names only ">= 30 mm unchanged or slowly growing" (2) and ">= 30 mm on baseline CT or
+    # new" (3); for one that grows by the growth definition the text is silent: read as 3, and said
+    LungRadsRow("3", "ground-glass", "growing", 30, math.inf,
+                text="non-solid nodule(s) >= 30 mm growing (v2022 is silent on growth beyond 'slowly "
+                "growing'; read as category 3, as for a new one)"),
     LungRadsRow("3", "ground-glass", "baseline", 30, math.inf,
                 text="non-solid nodule(s) >= 30 mm at baseline"),
     LungRadsRow("3", "ground-glass", "new", 30, math.inf, text="non-solid nodule(s) >= 30 mm new"),
 )
 
-#: Lung-RADS growth: a mean-diameter increase of more than this within 12 months
+#: Lung-RADS v2022, "Nodule growth": "An increase in mean diameter size of > 1.5 mm (> 2 mm3) within
+#: a 12-month interval"
 GROWTH_MM = 1.5
+
+
+def mean_diameter_01(mm: float) -> float:
+    """Lung-RADS v2022, "Nodule size": "report mean nodule diameter to one decimal point": half up, in
+    decimal (14.95 -> 15.0; binary floating point would give 14.9)."""
+    return float(Decimal(repr(float(mm))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
 def lung_rads_growth(prior_mean_mm: float, current_mean_mm: float, days: float) -> bool:
@@ -109,9 +120,21 @@ def lung_rads_growth(prior_mean_mm: float, current_mean_mm: float, days: float) 
     (over a longer interval the increase is scaled to 12 months)."""
     if days <= 0:
         return False
-    increase = round(current_mean_mm, 1) - round(prior_mean_mm, 1)
+    increase = mean_diameter_01(current_mean_mm) - mean_diameter_01(prior_mean_mm)
     per_year = increase if days <= 366 else increase * 365.25 / days
-    return per_year > GROWTH_MM
+    return round(per_year, 6) > GROWTH_MM
+
+
+def lung_rads_slow_growth(means_mm: list[float]) -> bool:
+    """Lung-RADS v2022, category 4B: a "slow growing solid or part solid nodule that demonstrates growth
+    over multiple screening exams": here, three or more exams whose mean diameter rose by more than
+    1.5 mm from the first to the last, never falling back, without growth in any one interval (that
+    would be "growing"). The text sets no number for "over multiple exams": this reading is named in
+    the output."""
+    if len(means_mm) < 3:
+        return False
+    m = [mean_diameter_01(v) for v in means_mm]
+    return all(b >= a for a, b in zip(m, m[1:])) and round(m[-1] - m[0], 6) > GROWTH_MM
 
 
 @dataclass(frozen=True)
@@ -128,19 +151,40 @@ class LungRadsResult:
 
 
 def lung_rads(kind: str, mean_mm: float, *, solid_mm: float = 0.0, status: str = "baseline",
-              prior_category: str | None = None, exam_date: str = "") -> LungRadsResult:
+              prior_category: str | None = None, prior_mean_mm: float | None = None,
+              prior_solid_mm: float = 0.0, exam_date: str = "") -> LungRadsResult:
     """The category of one nodule. ``kind``: solid, part-solid, ground-glass or calcified; ``mean_mm``
-    the mean diameter (rounded here to 0.1 mm); ``status``: baseline (first screen), new, growing or
-    stable (against the prior). A stable nodule keeps a lower category: a category 3 or 4A nodule that
-    is stable steps down to 2 (v2022's stepped management); other stable nodules are sized as at
-    baseline."""
+    the mean diameter (rounded here to 0.1 mm, half up); ``status``: baseline (first screen), new,
+    growing, slow-growing (growth over several exams, none in one interval) or stable (against the
+    prior); ``prior_category``: the category assigned at the prior visit.
+
+    v2022 stepped management, as written: category 3 includes a "Category 4A lesion that is stable or
+    decreased in size at 3-month follow-up CT"; category 2 includes a "Category 3 lesion that is stable
+    or decreased in size at 6-month follow-up CT". A stable nodule of any other prior category (2 or
+    4B) is sized as at baseline ("When a nodule crosses a new size threshold ... reclassified based on
+    size")."""
     kind = {"nonsolid": "ground-glass", "non-solid": "ground-glass", "ggn": "ground-glass"}.get(kind, kind)
-    mean = round(float(mean_mm), 1)
-    solid = round(float(solid_mm), 1)
+    mean = mean_diameter_01(mean_mm)
+    solid = mean_diameter_01(solid_mm)
     if kind == "calcified":
         return _result("1", exam_date, "nodule with benign (calcified) appearance")
-    if status == "stable" and prior_category in ("3", "4A") and kind != "ground-glass":
-        return _result("2", exam_date, f"category {prior_category} nodule stable at follow-up")
+    if status == "stable" and prior_category in ("3", "4A"):
+        by_size = lung_rads(kind, mean, solid_mm=solid, status="baseline", exam_date=exam_date)
+        before = (lung_rads(kind, prior_mean_mm, solid_mm=prior_solid_mm).category
+                  if prior_mean_mm is not None else by_size.category)
+        if _ORDER[by_size.category] > _ORDER[before]:  # crossed a size threshold since: by size
+            return _result(by_size.category, exam_date, by_size.rule + " (stable, but past the size "
+                           f"threshold of its prior category {prior_category}: reclassified by size)")
+        if prior_category == "4A":
+            return _result("3", exam_date, "category 4A lesion stable or decreased in size at 3-month "
+                           "follow-up (v2022 stepped management)")
+        return _result("2", exam_date, "category 3 lesion stable or decreased in size at 6-month follow-up "
+                       "(v2022 stepped management)")
+    if status == "slow-growing" and kind in ("solid", "part-solid"):
+        return _result("4B", exam_date, f"slow growing {kind} nodule: growth over multiple screening exams "
+                       "(v2022 4B; read here as a rise of > 1.5 mm mean diameter over 3 or more exams)")
+    if status == "slow-growing":  # non-solid: v2022 category 2 "unchanged or slowly growing"
+        status = "stable"
     lookup = "baseline" if status == "stable" and kind != "ground-glass" else status
     for row in LUNG_RADS_2022:
         if row.kind != kind or row.status != lookup:
@@ -154,6 +198,9 @@ def lung_rads(kind: str, mean_mm: float, *, solid_mm: float = 0.0, status: str =
         return _result("2", exam_date, "non-solid nodule(s) < 30 mm unchanged")
     raise ValueError(f"no Lung-RADS v2022 rule for a {status} {kind} nodule of {mean} mm"
                      + (f" (solid component {solid} mm)" if kind == "part-solid" else ""))
+
+
+_ORDER = {"0": 0, "1": 1, "2": 2, "3": 3, "4A": 4, "4B": 5, "4X": 6}
 
 
 def _result(category: str, exam_date: str, rule: str) -> LungRadsResult:
@@ -220,12 +267,20 @@ def fleischner_size(kind: str, mean_mm: float) -> str:
     return "<6" if d < 6 else ">=6"
 
 
-def fleischner(kind: str, mean_mm: float, *, multiple: bool = False, risk: str = "high") -> dict:
+#: Fleischner 2017 table, subsolid remarks: "Persistent part-solid nodules with solid components >= 6 mm
+#: should be considered highly suspicious"
+FLEISCHNER_SOLID_SUSPICIOUS_MM = 6.0
+
+
+def fleischner(kind: str, mean_mm: float, *, multiple: bool = False, risk: str = "high",
+               solid_mm: float | None = None) -> dict:
     """The recommendation for an incidental nodule (patients >= 35 years, no known cancer, not
     immunocompromised, not screening). ``kind``: solid, part-solid or ground-glass (calcified nodules are
-    benign: no follow-up); ``risk`` low or high (high when unknown)."""
+    benign: no follow-up); ``risk`` low or high (high when unknown); ``solid_mm``: a part-solid nodule's
+    solid component (None: not measured, and said)."""
     if kind == "calcified":
-        return {"recommendation": "Benign (calcified): no follow-up", "risk": risk, "size": "", "rule": ""}
+        return {"recommendation": "Benign (calcified): no follow-up", "risk": risk, "size": "", "rule": "",
+                "remark": ""}
     solid = kind == "solid"
     multiplicity = "multiple" if multiple else "single"
     table_kind = kind if solid or not multiple else "subsolid"
@@ -233,7 +288,16 @@ def fleischner(kind: str, mean_mm: float, *, multiple: bool = False, risk: str =
     for row in FLEISCHNER_2017:
         if row.kind == table_kind and row.multiplicity == multiplicity and row.size == size \
                 and row.risk in (risk, "any"):
+            remark = ""
+            if kind == "part-solid":
+                if solid_mm is None:
+                    remark = ("solid component not measured: the >= 6 mm 'highly suspicious' remark "
+                              "cannot be read")
+                elif math.floor(float(solid_mm) + 0.5) >= FLEISCHNER_SOLID_SUSPICIOUS_MM:
+                    remark = (f"solid component {solid_mm:.1f} mm (>= 6 mm): persistent part-solid nodules "
+                              "with solid components >= 6 mm should be considered highly suspicious")
             return {"recommendation": row.recommendation, "risk": risk if solid else "any", "size": size,
-                    "rule": f"{multiplicity} {table_kind} {size} mm" + (f", {risk} risk" if solid else "")}
+                    "rule": f"{multiplicity} {table_kind} {size} mm" + (f", {risk} risk" if solid else ""),
+                    "remark": remark}
     raise ValueError(f"no Fleischner 2017 row for a {multiplicity} {kind} nodule of {mean_mm} mm "
                      f"({risk} risk)")

@@ -56,6 +56,10 @@ CENTER = ("111010", "DCM")
 MEASUREMENT_METHOD = ("370129005", "SCT")
 METHOD_SEGMENTATION = ("SEGVOXELS", "99MEDSTATION")
 METHOD_BOX = ("DETBOX", "99MEDSTATION")
+#: the reader's decision on an AI finding, as a qualitative evaluation of its group
+REVIEW = ("REVIEW", "99MEDSTATION")
+REVIEW_VALUES = {"accepted": (("ACCEPTED", "99MEDSTATION"), "Accepted by the reader"),
+                 "rejected": (("REJECTED", "99MEDSTATION"), "Rejected by the reader")}
 TRACKING_ID = ("112039", "DCM")
 TRACKING_UID = ("112040", "DCM")
 ALGORITHM_NAME = ("111001", "DCM")
@@ -174,6 +178,7 @@ def export_results(
     lengths: Sequence[dict] = (),
     spacing: tuple[float, float, float] | None = None,
     tracking_uids: dict[str, str] | None = None,
+    tracking_ids: dict[str, str] | None = None,
     predictions: dict[str, dict] | None = None,
 ) -> ExportResult:
     """Write the SR (and the SEG when ``voxels`` is given) for one series into ``out_dir``.
@@ -231,9 +236,15 @@ def export_results(
             *([hd.sr.Measurement(name=_code(VOLUME, "Volume"), value=float(f.volume_mm3),
                                  unit=hd.sr.CodedConcept("mm3", "UCUM", "cubic millimeter"), method=method,
                                  algorithm_id=algo)] if f.volume_mm3 else []),
-            hd.sr.Measurement(name=_code(SCORE, "Score"), value=float(f.score),
-                              unit=hd.sr.CodedConcept("1", "UCUM", "no units"), algorithm_id=algo),
+            # a lesion measured where another study's lesion maps was not scored by the detector:
+            # no score (never a 0 that reads as one)
+            *([hd.sr.Measurement(name=_code(SCORE, "Score"), value=float(f.score),
+                                 unit=hd.sr.CodedConcept("1", "UCUM", "no units"), algorithm_id=algo)]
+              if f.score > 0 else []),
         ]
+        review = REVIEW_VALUES.get(f.status)
+        evaluations = [hd.sr.QualitativeEvaluation(name=_code(REVIEW, "Reader review"),
+                                                   value=_code(*review))] if review else None
         pred = (predictions or {}).get(f.finding_id)
         if pred:  # the follow-up model's prediction, identified by its own algorithm
             palgo = hd.sr.AlgorithmIdentification(name=pred["model"] or "followup",
@@ -247,11 +258,13 @@ def export_results(
                                   value=float(pred["p_growth"]),
                                   unit=hd.sr.CodedConcept("1", "UCUM", "no units"), algorithm_id=palgo)]
         group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking[f.finding_id], identifier=f.finding_id),
+            tracking_identifier=hd.sr.TrackingIdentifier(  # a follow-up: the track's name at every study
+                uid=tracking[f.finding_id],
+                identifier=(tracking_ids or {}).get(f.finding_id) or f.finding_id),
             referenced_regions=regions,
             finding_type=codes.SCT.Mass if f.kind == "mass" else codes.SCT.Nodule,
             finding_category=codes.SCT.MorphologicallyAbnormalStructure,
-            algorithm_id=algo, measurements=measurements)
+            algorithm_id=algo, measurements=measurements, qualitative_evaluations=evaluations)
         if ref.get("FrameOfReferenceUID"):
             group[0].ContentSequence.append(hd.sr.Scoord3DContentItem(
                 name=_code(CENTER, "Center"), graphic_type=hd.sr.GraphicTypeValues3D.POINT,
@@ -487,6 +500,8 @@ def _read_groups(path, ds, slice_uids, spacing_index_to_mm) -> tuple[list[Findin
                 values[c] = _num(child)
             elif vt == "CODE" and c == MEASUREMENT_METHOD and c not in values:
                 values[MEASUREMENT_METHOD] = _concept_of_value(child)
+            elif vt == "CODE" and c == REVIEW:
+                values[REVIEW] = _concept_of_value(child)
             elif vt == "SCOORD3D" and c == CENTER:
                 values[CENTER] = tuple(float(v) for v in child.GraphicData[:3])
                 if len(values[CENTER]) != 3:
@@ -543,6 +558,7 @@ def _read_groups(path, ds, slice_uids, spacing_index_to_mm) -> tuple[list[Findin
             score=float(values.get(SCORE, 0.0)), slice_range=(min(ks), max(ks)),
             volume_mm3=_opt_float(values.get(VOLUME)), boxes=boxes,
             model_name=algo_name, model_version=algo_version,
+            status=next((k for k, (code, _m) in REVIEW_VALUES.items() if code == values.get(REVIEW)), ""),
             short_axis_mm=_opt_float(values.get(SHORT_AXIS)),
             size_method="box" if values.get(MEASUREMENT_METHOD) == METHOD_BOX else "segmentation",
             mean_diameter_mm=(round((float(values[LONG_AXIS]) + float(values[SHORT_AXIS])) / 2, 1)

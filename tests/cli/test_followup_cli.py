@@ -159,8 +159,35 @@ def test_predict_at_adds_a_prediction_or_a_reason_to_every_track_and_the_sr(coho
                 if "ConceptNameCodeSequence" in x:
                     names.add(str(x.ConceptNameCodeSequence[0].CodeMeaning))
     assert any(n.startswith("Predicted volume at") for n in names), names
+    # every track point of a study is in that study's SR, under the track's name (the same at every
+    # study) and its tracking UID
+    by_uid: dict[str, set[str]] = {}
+    for n, path in enumerate(sorted(r["dicom"])):
+        groups = _tracking(dcmread(path))
+        present = {t["tracking_uid"]: t["track_id"] for t in r["tracks"] if t["measurements"][n] is not None}
+        assert {uid for uid, _ in groups} == set(present), (path, groups, present)
+        for uid, ident in groups:
+            assert ident == present[uid]
+            by_uid.setdefault(uid, set()).add(ident)
+    assert all(len(v) == 1 for v in by_uid.values())
     bad = medstation("followup", str(root / "p5"), "--predict-at", "2000-01-01")
     assert bad.returncode == 2 and "is not after the last study" in bad.stderr
+
+
+def _tracking(ds) -> list[tuple[str, str]]:
+    """(tracking UID, tracking identifier) of each measurement group of an SR."""
+    out = []
+
+    def walk(items):
+        for item in items:
+            if item.get("ValueType") == "CONTAINER" and item.ConceptNameCodeSequence[0].CodeValue == "125007":
+                kids = {x.ConceptNameCodeSequence[0].CodeValue: x for x in item.ContentSequence
+                        if "ConceptNameCodeSequence" in x}
+                out.append((str(kids["112040"].UID), str(kids["112039"].TextValue)))
+            walk(item.get("ContentSequence", []))
+
+    walk(ds.ContentSequence)
+    return out
 
 
 def test_the_follow_up_model_fine_tunes_on_local_tracks(cohort, tmp_path):

@@ -42,9 +42,9 @@ def test_new_growing_stable_and_other_kinds():
     assert lung_rads("solid", 8.0, status="new").category == "4B"
     assert lung_rads("solid", 7.0, status="growing").category == "4A"
     assert lung_rads("solid", 9.0, status="growing").category == "4B"
-    # v2022's stepped management: a category 3 or 4A nodule stable at follow-up is category 2
+    # v2022's stepped management: a category 4A nodule stable at 3 months is 3, a 3 stable at 6 months 2
     assert lung_rads("solid", 7.0, status="stable", prior_category="3").category == "2"
-    assert lung_rads("solid", 10.0, status="stable", prior_category="4A").category == "2"
+    assert lung_rads("solid", 10.0, status="stable", prior_category="4A").category == "3"
     assert lung_rads("solid", 16.0, status="stable", prior_category="4B").category == "4B"
     assert lung_rads("part-solid", 10.0, solid_mm=5.0).category == "3"
     assert lung_rads("part-solid", 10.0, solid_mm=7.0).category == "4A"

@@ -28,7 +28,10 @@ def test_sr_round_trip_gives_identical_findings(small_volume, tmp_path):
     volume, uids = small_volume
     second = nodule_finding(volume, finding_id="F2", score=0.42)
     second.boxes = [(b[0], b[1] + 8, b[2] + 8, b[3] + 8, b[4] + 8, b[5]) for b in second.boxes]
-    result, findings = export(small_volume, tmp_path, findings=[nodule_finding(volume), second])
+    second.status = "rejected"  # the reader's review travels in the SR (a qualitative evaluation)
+    first = nodule_finding(volume)
+    first.status = "accepted"
+    result, findings = export(small_volume, tmp_path, findings=[first, second])
     back, lengths = read_sr(result.sr, uids, volume.patient_to_index)
     assert [f.to_dict() for f in back] == [f.to_dict() for f in findings]
     assert len(lengths) == 1 and lengths[0].tracking_id == "M7" and lengths[0].slice_index == 12
