@@ -14,10 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from medstation.core import jsonout
 from medstation.core.errors import MedstationError
+from medstation.core.tracks import doubling_text
 
 
 def add_parser(sub, run) -> None:
@@ -85,14 +84,17 @@ def cmd_followup(args) -> int:
     for t in tracks:
         sizes = ", ".join("-" if p is None else f"{p.diameter_mm:.1f} mm"
                           + (" (box long axis)" if p.size_method == "box" else "") for p in t.points)
-        vdt = t.volume_doubling_days
+        vdt = doubling_text(t.volume_doubling_days, t.percent_change_volume)
         lr_d = t.guideline.get("lung_rads") or {}
-        lr = lr_d.get("category", "") + (" (from a box size, not segmented)" if lr_d.get("caveat") else "")
+        fl_d = t.guideline.get("fleischner") or {}
+        lr = lr_d.get("category", "") + (f" ({lr_d['rule']})" if lr_d.get("rule") else "") + (
+            f" [{lr_d['caveat']}]" if lr_d.get("caveat") else "")
         pred = next((d.get("prediction") for d in report["tracks"] if d["track_id"] == t.track_id), None)
         status = t.status + ("" if t.confirmed else " (unconfirmed)")
-        print(f"  {t.track_id} {status:9s} {sizes}"
-              + (f"  VDT {vdt:.0f} d" if vdt is not None and np.isfinite(vdt) else "")
+        print(f"  {t.track_id} {status:9s} {sizes}  VDT {vdt}"
               + (f"  Lung-RADS {lr}" if lr else "")
+              + (f"  Fleischner: {fl_d['recommendation']} ({fl_d.get('rule', '')})" if fl_d else "")
+              + (f" [{fl_d['remark']}]" if fl_d.get("remark") else "")
               + (f"  -> {pred['diameter_mm']:.1f} mm on {pred['date']} (p growth {pred['p_growth']:.2f})"
                  if pred else ""))
     return 0

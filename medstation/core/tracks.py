@@ -66,6 +66,19 @@ def percent_change(v1: float | None, v2: float | None) -> float | None:
     return 100.0 * (v2 - v1) / v1 if v1 > 0 else math.inf
 
 
+def doubling_text(vdt: float | None, percent_change: float | None) -> str:
+    """The doubling time as a reader reads it: days when the volume grew (beyond ``VOLUME_CHANGE``),
+    "stable" when it did not change beyond it, "shrinking" when it fell (a negative or infinite doubling
+    time means nothing), "n/a" without two measured volumes. It never contradicts the volume change."""
+    if vdt is None or percent_change is None or not math.isfinite(percent_change):
+        return "n/a"
+    if percent_change < -100 * VOLUME_CHANGE:
+        return "shrinking"
+    if percent_change <= 100 * VOLUME_CHANGE or not math.isfinite(vdt) or vdt <= 0:
+        return "stable"
+    return f"{vdt:.0f} d"
+
+
 def doubling_time_days(v1: float | None, v2: float | None, days: float) -> float:
     """Volume doubling time; ``inf`` when unchanged, negative when shrinking, NaN without a valid pair
     (a volume not measured, or none elapsed)."""
@@ -144,6 +157,7 @@ class LesionTrack:
                 "measurements": [p.to_dict() if p is not None else None for p in self.points],
                 "percent_change_volume": num(self.percent_change_volume),
                 "volume_doubling_days": num(self.volume_doubling_days),
+                "volume_doubling_text": doubling_text(self.volume_doubling_days, self.percent_change_volume),
                 "intervals": [{k: num(v) if isinstance(v, float) else v for k, v in i.items()}
                               for i in self.intervals()],
                 "guideline": self.guideline, "confirmed": self.confirmed, "evidence": self.evidence}

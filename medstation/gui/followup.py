@@ -29,6 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medstation.core.tracks import doubling_text
+
 
 def _days(date: str) -> float:
     return float(_dt.date(int(date[:4]), int(date[4:6]), int(date[6:8])).toordinal())
@@ -66,9 +68,9 @@ class FollowupPanel(QWidget):
         self.timeline = QLabel(self)
         self.status = QLabel("Open a CT series, then follow the patient's studies.", self)
         self.status.setWordWrap(True)
-        self.table = QTableWidget(0, 9, self)
+        self.table = QTableWidget(0, 10, self)
         self.table.setHorizontalHeaderLabels(["track", "name", "status", "sizes (mm)", "volume change",
-                                              "VDT (days)", "Lung-RADS", "predicted", "p(growth)"])
+                                              "VDT", "Lung-RADS", "predicted", "p(growth)", "Fleischner"])
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.itemSelectionChanged.connect(self._selected)
@@ -240,25 +242,32 @@ class FollowupPanel(QWidget):
                                + (" (box)" if m.get("size_method") == "box" else "")
                                for m in t["measurements"])
             change = t["percent_change_volume"]
-            vdt = t["volume_doubling_days"]
+            vdt = doubling_text(t["volume_doubling_days"], change)
             lr = (t.get("guideline") or {}).get("lung_rads") or {}
+            fl = (t.get("guideline") or {}).get("fleischner") or {}
             pred = t.get("prediction")
             predicted = (f"{pred['diameter_mm']:.1f} mm" if pred else
                          ("withheld" if t.get("prediction_withheld") else ""))
             status = t["status"] + ("" if t.get("confirmed", True) else " (unconfirmed)")
             cells = [t["track_id"], t.get("name", ""), status, sizes,
                      "-" if change is None or not math.isfinite(change) else f"{change:+.0f}%",
-                     "-" if vdt is None or not math.isfinite(vdt) else f"{vdt:.0f}",
-                     lr.get("category", "") + (" (box size)" if lr.get("caveat") else ""),
-                     predicted, f"{pred['p_growth']:.2f}" if pred else ""]
+                     vdt, lr.get("category", "") + (" (box size)" if lr.get("caveat") else ""),
+                     predicted, f"{pred['p_growth']:.2f}" if pred else "", fl.get("recommendation", "")]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if c == 7 and t.get("prediction_withheld"):
                     item.setToolTip(t["prediction_withheld"])
                 if c == 2 and t.get("evidence"):
                     item.setToolTip(t["evidence"])
-                if c == 6 and lr.get("caveat"):
-                    item.setToolTip(f"Lung-RADS {lr['category']} {lr['caveat']}")
+                if c == 6 and lr:
+                    item.setToolTip("\n".join(x for x in (
+                        f"Lung-RADS v2022 {lr.get('category', '')}: {lr.get('rule', '')}",
+                        lr.get("management", ""), lr.get("caveat", ""),
+                        "visits: " + ", ".join("-" if h is None else f"{h['study_date']} {h['category']}"
+                                               for h in lr.get("history") or [])) if x))
+                if c == 9 and fl:
+                    item.setToolTip("\n".join(x for x in (f"Fleischner 2017: {fl.get('rule', '')}",
+                                                           fl.get("remark", ""), fl.get("caveat", "")) if x))
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
         if tracks:

@@ -64,3 +64,16 @@ def test_reader_edits_rename_link_and_unlink():
     assert all(p is not None for p in out[0].points) and out[0].status == "growing"
     assert out[1].name == "RUL nodule" and out[1].points[2] is None and out[1].status == "resolved"
     assert out[2].points[:2] == [None, None] and out[2].status == "new"
+
+
+@pytest.mark.parametrize("vdt, change, text", [
+    (400.0, 60.0, "400 d"), (-300.0, -40.0, "shrinking"), (float("inf"), 0.0, "stable"),
+    (2000.0, 10.0, "stable"), (-5000.0, -5.0, "stable"), (None, None, "n/a"), (300.0, None, "n/a"),
+    (float("nan"), float("nan"), "n/a"), (250.0, 25.0, "stable"), (250.0, 25.1, "250 d"),
+])
+def test_the_doubling_time_reads_as_the_volume_change_says(vdt, change, text):
+    """A doubling time only where the volume grew beyond 25%: never a negative or infinite one, never
+    days beside a volume change that says stable."""
+    from medstation.core.tracks import doubling_text
+
+    assert doubling_text(vdt, change) == text

@@ -39,6 +39,12 @@ def test_follow_up_panel_tracks_the_open_patient_and_charts_a_track(qtbot, windo
     assert [tp["study_date"] for tp in report["timepoints"]] == [tp["date"] for tp in truth.timepoints]
     assert panel.table.rowCount() == len(report["tracks"]) >= 1
     growing = next(r for r in range(panel.table.rowCount()) if panel.table.item(r, 2).text() == "growing")
+    # the doubling time of a growing lesion in days; Lung-RADS and Fleischner side by side, with the rules
+    assert panel.table.item(growing, 5).text().endswith(" d")
+    assert panel.table.item(growing, 9).text() and "Fleischner 2017" in panel.table.item(growing, 9).toolTip()
+    assert "Lung-RADS v2022" in panel.table.item(growing, 6).toolTip()
+    for r in range(panel.table.rowCount()):  # never a negative doubling time
+        assert not panel.table.item(r, 5).text().startswith("-")
     panel.table.selectRow(growing)
     xs, ys = panel.curve.getData()
     assert len(xs) == 3 and xs[0] == 0 and ys[-1] > ys[0]
