@@ -97,6 +97,7 @@ class FollowupPanel(QWidget):
         self.chart = pg.PlotWidget(self, title="volume (mm³) by date")
         self.chart.setLabel("bottom", "days since the first study")
         self.chart.setLabel("left", "volume", units="mm³")
+        self.chart.getAxis("left").enableAutoSIPrefix(False)  # never "kmm³"
         self.chart.showGrid(x=True, y=True, alpha=0.25)
         self.curve = self.chart.plot([], [], pen=pg.mkPen("#ffb347", width=2), symbol="o", symbolSize=7)
         self.band_low = self.chart.plot([], [], pen=pg.mkPen("#8fbcff", style=Qt.DashLine))
