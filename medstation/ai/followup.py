@@ -77,7 +77,9 @@ def _point(tp: Timepoint, f: Finding) -> TrackPoint:
                       None if f.volume_mm3 is None else float(f.volume_mm3),
                       0.0 if f.mean_hu is None else float(f.mean_hu), f.nodule_type or "solid", f.finding_id,
                       round(float(f.solid_diameter_mm or 0.0), 1), size.method, size.what,
-                      round(float(f.score), 4) if f.score > 0 else None)
+                      round(float(f.score), 4) if f.score > 0 else None,
+                      round(float(f.diameter_mm), 1) if f.size_method == "segmentation" else None,
+                      None if f.short_axis_mm is None else round(float(f.short_axis_mm), 1))
 
 
 def match_pair(prior: list[Finding], current: list[Finding], reg: Registration) -> list[tuple[int, int]]:

@@ -45,12 +45,16 @@ class TrackPoint:
     size_name: str = "mean diameter"
     #: the detector's score for it (None: measured where another study's lesion maps, not detected)
     score: float | None = None
+    #: the axes the mean diameter came from (None: not segmented; a box's long side is ``diameter_mm``)
+    long_axis_mm: float | None = None
+    short_axis_mm: float | None = None
 
     def to_dict(self) -> dict:
         return {"study_date": self.study_date, "series_uid": self.series_uid,
                 "center_patient": [float(v) for v in self.center_patient], "diameter_mm": self.diameter_mm,
                 "volume_mm3": self.volume_mm3, "mean_hu": self.mean_hu, "type": self.type,
-                "size_method": self.size_method, "size_name": self.size_name, "score": self.score}
+                "size_method": self.size_method, "size_name": self.size_name, "score": self.score,
+                "long_axis_mm": self.long_axis_mm, "short_axis_mm": self.short_axis_mm}
 
 
 def days_between(a: str, b: str) -> float:

@@ -32,6 +32,20 @@ from PySide6.QtWidgets import (
 from medstation.core.tracks import doubling_text
 
 
+def _measurement_text(m: dict | None) -> str:
+    """One visit's sizes, each named with its unit ("-": not measured)."""
+    if m is None:
+        return "absent"
+    from medstation.core.findings import fmt
+
+    d = m["study_date"]
+    axes = (f"long x short axis {fmt(m.get('long_axis_mm'))} x {fmt(m.get('short_axis_mm'))} mm"
+            if m.get("long_axis_mm") is not None else "long x short axis - (not segmented)")
+    return (f"{d[:4]}-{d[4:6]}-{d[6:]}: {m.get('type') or '-'}, {axes}, {m.get('size_name', 'size')} "
+            f"{m['diameter_mm']:.1f} mm ({m.get('size_method', '')}), "
+            f"volume {fmt(m.get('volume_mm3'), '.0f')} mm³")
+
+
 def _days(date: str) -> float:
     return float(_dt.date(int(date[:4]), int(date[4:6]), int(date[6:8])).toordinal())
 
@@ -260,6 +274,8 @@ class FollowupPanel(QWidget):
                 item = QTableWidgetItem(text)
                 if c == 7 and t.get("prediction_withheld"):
                     item.setToolTip(t["prediction_withheld"])
+                if c == 3:
+                    item.setToolTip("\n".join(_measurement_text(m) for m in t["measurements"]))
                 if c == 2 and t.get("evidence"):
                     item.setToolTip(t["evidence"])
                 if c == 6 and lr:

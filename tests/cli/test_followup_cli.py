@@ -38,7 +38,7 @@ def test_followup_tracks_a_growing_nodule_and_a_resolved_one(cohort):
     assert track["volume_doubling_days"] == pytest.approx(growing.vdt_days, rel=0.25)
     assert set(track["measurements"][0]) == {"study_date", "series_uid", "center_patient", "diameter_mm",
                                             "volume_mm3", "mean_hu", "type", "size_method", "size_name",
-                                            "score"}
+                                            "score", "long_axis_mm", "short_axis_mm"}
     # every size says what it is and how it was measured; the rule read the last one, named
     named = {(m["size_name"], m["size_method"]) for m in track["measurements"]}
     assert named == {("mean diameter", "segmentation")}

@@ -43,6 +43,8 @@ def test_follow_up_panel_tracks_the_open_patient_and_charts_a_track(qtbot, windo
     assert panel.table.item(growing, 5).text().endswith(" d")
     assert panel.table.item(growing, 9).text() and "Fleischner 2017" in panel.table.item(growing, 9).toolTip()
     assert "Lung-RADS v2022" in panel.table.item(growing, 6).toolTip()
+    sizes_tip = panel.table.item(growing, 3).toolTip()  # every visit's sizes, named, with units
+    assert sizes_tip.count("long x short axis") == 3 and "mean diameter" in sizes_tip and "mm³" in sizes_tip
     for r in range(panel.table.rowCount()):  # never a negative doubling time
         assert not panel.table.item(r, 5).text().startswith("-")
     panel.table.selectRow(growing)
