@@ -131,6 +131,63 @@ def _data_dir() -> Path:
     return user_data_path()
 
 
+#: what the options shared by many commands mean (an option's own help, where given, wins)
+_STANDARD_HELP = {
+    "json": "print a machine-readable JSON report instead of text",
+    "paths": "folders, DICOM files, DICOMDIRs or .zip archives",
+    "file": "the label file: a LUNA16 CSV (.csv) or a DICOM SR",
+    "host": "the PACS's host name or IP address",
+    "port": "the PACS's DICOM port",
+    "timeout": "seconds a peer or a file may take before it is given up",
+    "via_web": "echo over DICOMweb (QIDO-RS) instead of a DICOM C-ECHO",
+    "patient_id": "match this Patient ID", "patient_name": "match this patient name (DICOM wildcards)",
+    "date_from": "studies on or after this date (YYYYMMDD)",
+    "date_to": "studies on or before this date (YYYYMMDD)",
+    "accession": "match this accession number", "modality": "match this modality (CT, MR, ...)",
+    "method": "how to retrieve: get (C-GET), move (C-MOVE) or wado (WADO-RS); default: the node's",
+    "out": "the output folder", "format": "luna16 (CSV) or sr (DICOM TID 1500)",
+    "headers_only": "read headers only, no pixel data", "verbose": "say more about each file",
+    "slices": "slices of the generated CT", "size": "rows and columns of each generated slice",
+    "rounds": "times each measurement is repeated (the median is reported)",
+    "frames": "frames drawn", "timepoints": "studies per patient",
+    "device": "where the network runs: auto (CUDA, then MPS, then CPU), cpu or cuda",
+    "threads": "torch CPU threads (0: torch's default)",
+    "epochs": "passes over the training data", "batch_size": "samples per optimisation step",
+    "lr": "the learning rate (0: the recipe's default)", "steps": "optimisation steps",
+    "seed": "random seed (the same seed gives the same split and sampling)",
+    "version": "the version the new model is saved as",
+    "resume": "continue an interrupted run from its checkpoint",
+    "studies": "generated studies evaluated", "cohorts": "generated patients followed",
+    "tracks": "synthetic lesion courses generated for training", "samples": "training crops generated",
+    "min_diameter": "count only nodules of at least this diameter (mm)",
+}
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (where it has one)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        d = action.default
+        if "%(default)" in text or "default" in text.lower() or d is None or d is False or d == "" \
+                or d is argparse.SUPPRESS:
+            return text
+        if isinstance(action, argparse._SubParsersAction) or action.nargs == 0:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _complete_help(parser: argparse.ArgumentParser) -> None:
+    """Give every option of every command a meaning (:data:`_STANDARD_HELP`) and its default."""
+    parser.formatter_class = _DefaultsFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _complete_help(sub)
+        elif not isinstance(action, argparse._HelpAction) and not action.help:
+            action.help = _STANDARD_HELP.get(action.dest, "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="medstation", description="medstation: a desktop radiology assistant (DICOM viewer, local AI "
@@ -330,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=2)
     _model_args(b)
     b.set_defaults(func=_ai("cmd_bench_infer"))
+    _complete_help(p)
     return p
 
 

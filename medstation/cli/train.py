@@ -21,10 +21,12 @@ def add_parser(sub, run) -> None:
                        "(JSON lines on stdout)")
     s.add_argument("--base", help="the model to start from, NAME[@VERSION] (default: the detection model "
                    "in use)")
-    s.add_argument("--epochs", type=int, default=4)
-    s.add_argument("--epoch-length", type=int, default=100, help="steps per epoch")
-    s.add_argument("--batch-size", type=int, default=8)
-    s.add_argument("--lr", type=float, default=5e-4)
+    s.add_argument("--epochs", type=int, default=4,
+                   help="epochs of --epoch-length steps; validated after each")
+    s.add_argument("--epoch-length", type=int, default=100, help="optimisation steps per epoch")
+    s.add_argument("--batch-size", type=int, default=8, help="crops per optimisation step")
+    s.add_argument("--lr", type=float, default=5e-4,
+                   help="peak learning rate (warm-up over a tenth of the steps, then cosine decay)")
     s.add_argument("--replay", type=int, default=400, help="synthetic samples mixed in against forgetting")
     s.add_argument("--seed", type=int, default=0, help="fixes the patient split and the sampling")
     s.add_argument("--out-version", help="the new version (default: the base's version + '-ftN')")
