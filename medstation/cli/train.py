@@ -32,8 +32,47 @@ def add_parser(sub, run) -> None:
     s.add_argument("--out-version", help="the new version (default: the base's version + '-ftN')")
     s.add_argument("--resume", action="store_true", help="continue the interrupted run of --out-version")
     s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.add_argument("--dry-run", action="store_true",
+                   help="say what would be trained and validated on (series, patients, nodules and "
+                        "negatives by source, the split by patient, what is left out and why) and stop")
     s.add_argument("--json", action="store_true", help="(progress is always JSON lines)")
     s.set_defaults(func=run)
+
+
+def _dry_run(args) -> int:
+    """``train --dry-run``: the plan as one JSON object (``--json``) or text; exit 2 if it is refused."""
+    from medstation.cli import _open_db
+    from medstation.core import jsonout
+    from medstation.dicom.labels import collect_labels, counts
+    from medstation.training.finetune import plan
+
+    with _open_db(args) as db:
+        skipped: list = []
+        cases = cases_from_database(db, skipped)
+        by_source = counts(collect_labels(db).labels)["by_source"]
+    p = {**plan(cases, args.seed), "by_source": by_source, "skipped": [s.to_dict() for s in skipped]}
+    if args.json:
+        print(jsonout.dumps({"event": "plan", **p}, indent=1))
+        return 2 if p["refused"] else 0
+    if p["refused"]:
+        print(f"refused: {p['refused']}")
+    else:
+        c = p["counts"]
+        print(f"{c['nodules']} nodule(s) and {c['negatives']} negative(s) in {c['series']} series of "
+              f"{c['patients']} patient(s); by source: "
+              + (", ".join(f"{k} {v}" for k, v in sorted(by_source.items())) or "none"))
+        for name in ("train", "validation"):
+            side = p[name]
+            print(f"  {name}: {len(side['series'])} series, {len(side['patients'])} patient(s), "
+                  f"{side['nodules']} nodule(s), {side['negatives']} negative(s)  (split by patient, seed "
+                  f"{p['seed']})")
+    for w in p["warnings"]:
+        print(f"warning: {w}")
+    if skipped:
+        print(f"{len(skipped)} label(s) left out:")
+        for s in skipped:
+            print(f"  {s.text()}")
+    return 2 if p["refused"] else 0
 
 
 def cases_from_database(db, skipped: list | None = None) -> list:
@@ -64,6 +103,8 @@ def cmd_train(args) -> int:
     from medstation.dicom import open_series
     from medstation.training.finetune import FinetuneConfig, run_finetune
 
+    if args.dry_run:
+        return _dry_run(args)
     registry = ModelRegistry()
     base = registry.resolve(args.base, "detection") if args.base else registry.default("detection")
     version = args.out_version

@@ -72,6 +72,39 @@ def split_by_patient(cases: list[Case], seed: int = 0,
     return train, val
 
 
+#: a validation side smaller than this measures nothing worth a number: warned about, with the counts
+MIN_VAL_SERIES = 2
+MIN_VAL_NODULES = 5
+
+
+def plan(cases: list[Case], seed: int = 0) -> dict:
+    """What a fine-tune would train and validate on, before anything runs: the counts, the split by
+    patient (with its seed) and warnings where the validation side is too small to measure anything.
+    ``refused`` holds the reason when there are too few labels to train at all."""
+    try:
+        counts = check_counts(cases)
+        refused = ""
+    except LabelError as exc:
+        counts, refused = {}, exc.reason
+    out: dict = {"seed": seed, "refused": refused, "counts": counts, "warnings": []}
+    if refused:
+        return out
+    train, val = split_by_patient(cases, seed)
+
+    def side(cs: list[Case]) -> dict:
+        return {"series": [c.key for c in cs], "patients": sorted({c.patient for c in cs}),
+                "nodules": sum(len(c.nodules) for c in cs), "negatives": sum(len(c.negatives) for c in cs)}
+
+    out["train"], out["validation"] = side(train), side(val)
+    v = out["validation"]
+    if len(v["series"]) < MIN_VAL_SERIES or v["nodules"] < MIN_VAL_NODULES:
+        out["warnings"].append(
+            f"the validation side is too small to measure the new version: {len(v['series'])} series, "
+            f"{v['nodules']} nodule(s) (at least {MIN_VAL_SERIES} series and {MIN_VAL_NODULES} nodules are "
+            "needed for a CPM worth reading); label more patients")
+    return out
+
+
 def _cache_name(case: Case, input_spec: dict, crop: int, per_nodule: int, negatives: int) -> str:
     key = json.dumps([case.key, case.nodules, case.negatives, input_spec, crop, per_nodule, negatives],
                      sort_keys=True)

@@ -54,12 +54,36 @@ def test_fine_tuning_makes_a_new_version_with_its_parent_split_and_metrics(label
     assert len(list((root / "data" / "cache" / "finetune").glob("*.npz"))) == 2
 
 
+def test_dry_run_says_what_would_be_trained_on_and_warns_of_a_split_too_small(labelled):
+    """Issue 28, item 1: the split by patient with its seed, the counts by source, the warning (one
+    validation series of 2 nodules measures nothing), and nothing trained or written."""
+    root, db, env = labelled
+    before = sorted(p.name for p in (root / "models").iterdir()) if (root / "models").exists() else []
+    proc = medstation("--db", str(db), "train", "--dry-run", "--json", "--seed", "3", env=env)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["event"] == "plan" and plan["seed"] == 3 and not plan["refused"]
+    assert plan["counts"] == {"series": 3, "patients": 3, "nodules": 6, "negatives": 0}
+    assert plan["by_source"] == {"imported": 6}
+    assert len(plan["train"]["series"]) == 2 and len(plan["validation"]["series"]) == 1
+    assert not set(plan["train"]["patients"]) & set(plan["validation"]["patients"])
+    assert plan["warnings"] and "too small to measure" in plan["warnings"][0] and "1 series, 2 nodule" \
+        in plan["warnings"][0]
+    text = medstation("--db", str(db), "train", "--dry-run", env=env).stdout
+    assert "6 nodule(s) and 0 negative(s) in 3 series of 3 patient(s); by source: imported 6" in text
+    assert "validation: 1 series, 1 patient(s), 2 nodule(s)" in text and "warning:" in text
+    after = sorted(p.name for p in (root / "models").iterdir()) if (root / "models").exists() else []
+    assert after == before
+
+
 def test_too_few_labels_is_refused_with_the_counts(tmp_path):
     env = os.environ.copy()
     env["MEDSTATION_USER_MODELS"] = str(tmp_path / "models")
     proc = medstation("--db", str(tmp_path / "empty.sqlite"), "train", env=env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "too few labels to fine-tune: 0 nodule(s) in 0 series of 0 patient(s)" in proc.stderr
+    dry = medstation("--db", str(tmp_path / "empty.sqlite"), "train", "--dry-run", env=env)
+    assert dry.returncode == 2 and "refused: too few labels to fine-tune" in dry.stdout
 
 
 def test_fine_tuning_under_torchrun_with_two_cpu_processes(labelled):
