@@ -44,7 +44,7 @@ def _dry_run(args) -> int:
     from medstation.cli import _open_db
     from medstation.core import jsonout
     from medstation.dicom.labels import collect_labels, counts
-    from medstation.training.finetune import plan
+    from medstation.training.finetune import cases_from_database, plan
 
     with _open_db(args) as db:
         skipped: list = []
@@ -75,22 +75,6 @@ def _dry_run(args) -> int:
     return 2 if p["refused"] else 0
 
 
-def cases_from_database(db, skipped: list | None = None) -> list:
-    """One training case per labelled series; what cannot be used goes to ``skipped`` (``SkippedLabel``)."""
-    from medstation.dicom.labels import collect_labels
-    from medstation.training.finetune import Case
-
-    patients = {r.series_uid: r.patient_id for r in db.series()}
-    found = collect_labels(db)  # labels on series the database no longer has are among the skipped
-    if skipped is not None:
-        skipped.extend(found.skipped)
-    by_key: dict[str, object] = {}
-    for lab in found.labels:
-        case = by_key.setdefault(lab.series_key, Case(lab.series_key, patients[lab.series_uid], [], []))
-        (case.nodules if lab.is_nodule else case.negatives).append((tuple(lab.center_mm), lab.diameter_mm))
-    return list(by_key.values())
-
-
 def cmd_train(args) -> int:
     import signal
     import threading
@@ -101,7 +85,7 @@ def cmd_train(args) -> int:
     from medstation.core.paths import user_data_path
     from medstation.core.series import SeriesRef
     from medstation.dicom import open_series
-    from medstation.training.finetune import FinetuneConfig, run_finetune
+    from medstation.training.finetune import FinetuneConfig, cases_from_database, run_finetune
 
     if args.dry_run:
         return _dry_run(args)

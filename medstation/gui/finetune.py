@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -47,6 +47,9 @@ class FinetunePanel(QWidget):
         #: weights load first); without one the registry's pointer is set directly
         self.use_model = use_model
         self.task: ChildProcessTask | None = None
+        #: labels change in bursts (a review, a drawn nodule): the counts and split follow, coalesced
+        self._labels_timer = QTimer(self, singleShot=True, interval=400)
+        self._labels_timer.timeout.connect(self.refresh)
         self.out_version = ""
         self.base_id = ""
         self.new_id = ""
@@ -133,8 +136,13 @@ class FinetunePanel(QWidget):
         self.refresh()
 
     # -- state ---------------------------------------------------------------------------------
+    def labels_changed(self) -> None:
+        """A review or a drawn label changed what would be trained on: refresh shortly."""
+        self._labels_timer.start()
+
     def refresh(self) -> None:
         from medstation.dicom.labels import collect_labels, counts
+        from medstation.training.finetune import cases_from_database, plan
 
         registry = self.ctx.registry
         versions = registry.versions("detection")
@@ -152,10 +160,20 @@ class FinetunePanel(QWidget):
             left_out = (f"\n{len(found.skipped)} label(s) cannot be used: "
                         + "; ".join(s.text() for s in found.skipped[:3])
                         + (" …" if len(found.skipped) > 3 else ""))
+        p = plan(cases_from_database(self.ctx.db), seed=0)  # the seed Start uses
+        if p["refused"]:
+            split = f"\nNot enough to train on yet: {p['refused']}"
+        else:
+            tr, va = p["train"], p["validation"]
+            split = (f"\nSplit by patient (seed 0): train {len(tr['series'])} series of "
+                     f"{len(tr['patients'])} patient(s), {tr['nodules']} nodule(s); "
+                     f"validate {len(va['series'])} series of {len(va['patients'])} patient(s), "
+                     f"{va['nodules']} nodule(s)")
+            split += "".join(f"\n⚠ {w}" for w in p["warnings"])
         self.counts.setText(f"Labels in the study database: {c['nodules']} nodule(s) and {c['negatives']} "
                             f"negative(s) in {c['series']} series"
                             + (f" ({', '.join(f'{k} {v}' for k, v in sorted(c['by_source'].items()))})"
-                               if c["by_source"] else "") + left_out)
+                               if c["by_source"] else "") + split + left_out)
         self.counts.setToolTip("\n".join(s.text() for s in found.skipped))
         self.versions.clear()
         for v in versions:

@@ -91,6 +91,8 @@ class MainWindow(QMainWindow):
         self.ai = AiController(ctx)
         self.findings = FindingsPanel(self.ai, self)
         self.finetune = FinetunePanel(ctx, use_model=self.ai.set_model, parent=self)
+        self.ai.findings_changed.connect(self.finetune.labels_changed)  # reviews: labels for training
+        self.state.measurements_changed.connect(self.finetune.labels_changed)  # drawn nodule labels
         self.followup = FollowupPanel(ctx, self.ai, self)
         self.followup.show_beside = self.compare_prior
         self.pacs_dialog = None

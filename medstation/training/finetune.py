@@ -1,8 +1,9 @@
 """Fine-tune the detector on a site's own labelled series (``medstation train``).
 
-The cases come from the study database (the CLI gathers them: this module does not
-touch the database): per series its patient, its nodule labels and its known
-non-nodules (rejected AI findings), and a loader for its volume.
+The cases come from the study database's labels (``cases_from_database``, through
+``dicom.labels``): per series its patient, its nodule labels and its known
+non-nodules (rejected AI findings), and a loader for its volume. ``plan`` says what
+a run would train and validate on before anything runs (``train --dry-run``, the panel).
 
 - **Split** by patient with a fixed seed (a patient's series never sit on both
   sides); about a fifth of the patients validate. The split is recorded.
@@ -42,6 +43,21 @@ class Case:
     patient: str
     nodules: list[tuple[tuple[float, float, float], float]]  # (centre mm, diameter mm)
     negatives: list[tuple[tuple[float, float, float], float]] = field(default_factory=list)
+
+
+def cases_from_database(db, skipped: list | None = None) -> list:
+    """One training case per labelled series; what cannot be used goes to ``skipped`` (``SkippedLabel``)."""
+    from medstation.dicom.labels import collect_labels
+
+    patients = {r.series_uid: r.patient_id for r in db.series()}
+    found = collect_labels(db)  # labels on series the database no longer has are among the skipped
+    if skipped is not None:
+        skipped.extend(found.skipped)
+    by_key: dict[str, object] = {}
+    for lab in found.labels:
+        case = by_key.setdefault(lab.series_key, Case(lab.series_key, patients[lab.series_uid], [], []))
+        (case.nodules if lab.is_nodule else case.negatives).append((tuple(lab.center_mm), lab.diameter_mm))
+    return list(by_key.values())
 
 
 def check_counts(cases: list[Case]) -> dict:

@@ -13,8 +13,13 @@ def test_fine_tuning_panel_runs_cancels_resumes_and_switches_models(qtbot, windo
     import_and_wait(qtbot, win, folders)
     import_labels(win.ctx.db, csv)
     panel = win.finetune
-    panel.refresh()
+    win.ai.findings_changed.emit()  # as a review does: the counts and the split follow, unasked
+    qtbot.waitUntil(lambda: "6 nodule(s)" in panel.counts.text(), timeout=10000)
     assert "6 nodule(s)" in panel.counts.text() and "3 series" in panel.counts.text()
+    # the split by patient is visible before Start, with the warning that one series validates nothing
+    assert "Split by patient (seed 0): train 2 series of 2 patient(s), 4 nodule(s); validate 1 series" \
+        in panel.counts.text()
+    assert "⚠ the validation side is too small" in panel.counts.text()
     base = panel.base_box.currentData()
     assert base == win.ctx.registry.default("detection").id
     panel.epochs.setValue(2)
