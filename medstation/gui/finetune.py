@@ -189,7 +189,8 @@ class FinetunePanel(QWidget):
         running = self.task is not None and self.task.running
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        self.resume_button.setEnabled(not running and bool(self.out_version) and not self.new_id)
+        self.resume_button.setEnabled(not running and bool(self.out_version) and not self.new_id
+                                      and self.checkpoint_path().exists())
         self.use_button.setEnabled(bool(self.new_id) and not running)
         self.rollback_button.setEnabled(bool(self.new_id) and not running)
 
@@ -225,6 +226,11 @@ class FinetunePanel(QWidget):
         if self.task is not None:
             self.task.cancel()
 
+    def checkpoint_path(self):
+        """Where ``medstation train`` keeps this run's checkpoint (``cli.train``): Resume needs it."""
+        name = self.base_id.partition("@")[0]
+        return self.ctx.registry.user_dir / ".training" / f"{name}-{self.out_version}.ckpt"
+
     def _next_version(self, base_id: str) -> str:
         name, _, version = base_id.partition("@")
         taken = {v.version for v in self.ctx.registry.versions("detection") if v.name == name}
@@ -236,9 +242,8 @@ class FinetunePanel(QWidget):
     def _on_event(self, ev: dict) -> None:
         kind = ev.get("event")
         if kind == "step" and "step" in ev:
-            loss = sum(float(v) for k, v in ev.items() if k in ("classification", "bbox_regression",
-                                                                 "bbox_ctrness"))
-            self.steps.append((int(ev["step"]), loss))
+            if "loss" in ev:  # the trainer's total: the panel knows no loss names
+                self.steps.append((int(ev["step"]), float(ev["loss"])))
             eta = f", about {ev['eta_s'] / 60:.1f} min left" if "eta_s" in ev else ""
             self.status.setText(f"step {ev['step']} of {ev['steps']} (epoch {ev.get('epoch')}){eta}")
         elif kind == "validation" and "cpm" in ev:
@@ -267,7 +272,11 @@ class FinetunePanel(QWidget):
                                 f"{self.parent_cpm if self.parent_cpm is not None else float('nan'):.3f} "
                                 "for the base. Use it, or keep the base.")
         elif result.cancelled:
-            self.status.setText("Cancelled; the last checkpoint is kept: Resume continues from it.")
+            if self.checkpoint_path().exists():
+                self.status.setText("Cancelled; the last checkpoint is kept: Resume continues from it.")
+            else:  # cancelled before the first checkpoint: say so, never promise a resume
+                self.status.setText("Cancelled before the first checkpoint: nothing to resume; Start "
+                                    "begins again.")
         else:
             self.status.setText(f"Fine-tuning {result.describe()}")
         self.refresh()

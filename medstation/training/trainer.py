@@ -241,8 +241,11 @@ class JsonLinesLogger:
                 self._first, self._t0, done = st.iteration, st.seconds, 0
             pace = (st.seconds - self._t0) / done if done > 0 else None
             eta = {"eta_s": round(pace * (st.max_iterations - st.iteration), 1)} if pace else {}
+            # "loss": the total (running mean of each term, summed): what a reader of the events charts,
+            # whatever the recipe's loss terms are called
             self.emit(event="step", step=st.iteration, steps=st.max_iterations, epoch=st.epoch + 1, **extra,
-                      **{k: round(v, 4) for k, v in st.running.items()}, seconds=round(st.seconds, 1), **eta)
+                      **{k: round(v, 4) for k, v in st.running.items()},
+                      loss=round(sum(st.running.values()), 4), seconds=round(st.seconds, 1), **eta)
 
 
 class LRSchedule:

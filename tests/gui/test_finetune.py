@@ -68,3 +68,27 @@ def test_the_panel_names_the_labels_it_cannot_use(qtbot, window):
     tip = panel.counts.toolTip().splitlines()
     assert len(tip) == 2 and all("no longer in the study database" in line for line in tip), tip
     assert any("1.2.826.0.1.3680043.8.498.998" in line and "nodule label" in line for line in tip), tip
+
+
+def test_cancel_never_promises_a_resume_it_cannot_keep(qtbot, window, tmp_path):
+    """Cancelled while the crops are being prepared (before the trainer's first checkpoint): the panel
+    says nothing can be resumed and Resume stays off; whenever a checkpoint exists, Resume is on."""
+    win = window
+    folders, csv = write_labelled_studies(tmp_path, 410, "GC")
+    import_and_wait(qtbot, win, folders)
+    import_labels(win.ctx.db, csv)
+    panel = win.finetune
+    panel.refresh()
+    events = []
+    panel.start()
+    panel.task.event.connect(events.append)
+    qtbot.waitUntil(lambda: any(e.get("event") == "data" for e in events), timeout=240000)
+    panel.cancel()
+    qtbot.waitUntil(lambda: panel.task.result is not None, timeout=60000)
+    assert panel.task.result.cancelled
+    has_checkpoint = panel.checkpoint_path().exists()
+    assert panel.resume_button.isEnabled() == has_checkpoint
+    if has_checkpoint:  # the trainer had started after all: its checkpoint is kept
+        assert "Resume continues" in panel.status.text()
+    else:
+        assert "nothing to resume" in panel.status.text()

@@ -60,6 +60,8 @@ def test_events_progress_lines_and_validation():
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [e["event"] for e in events][:2] == ["started", "step"]
     assert [e["step"] for e in events if e["event"] == "step"] == [10, 20, 30, 40]
+    step = next(e for e in events if e["event"] == "step")  # the total loss, whatever its terms are called
+    assert step["loss"] == pytest.approx(step["mse"], abs=1e-4)
     assert [e["epoch"] for e in events if e["event"] == "validation"] == [2, 4]
     assert events[-1] == {"event": "finished", "reason": "done", "step": 40, "seconds": events[-1]["seconds"]}
     assert seen == ["done"] and state.epoch == 4 and state.losses["mse"] < 1.0
