@@ -119,6 +119,15 @@ class Manifest:
         return f"{self.name}@{self.version}"
 
     @property
+    def fingerprint(self) -> str:
+        """The weights' hash and the whole manifest's (calibration, operating point, pre-processing):
+        what a cache of this version's outputs is keyed by."""
+        import hashlib
+
+        text = json.dumps(self.raw, sort_keys=True, default=str)
+        return f"{self.sha256}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+    @property
     def threshold(self) -> float:
         """The operating point (the score at 1 false positive per scan in its evaluation), else 0.5."""
         return 0.5 if self.operating_point is None else float(self.operating_point)
@@ -353,6 +362,36 @@ class ModelRegistry:
                              "first `medstation models use` another version (the built-in one, for example)")
         shutil.rmtree(version.path)
         return version
+
+    def holds(self, path: str | Path) -> bool:
+        """Whether ``path`` is a registered version's folder (built in or in the user store): such a
+        version never changes; what changes it makes a new version (:meth:`derive`)."""
+        try:
+            parent = Path(path).resolve().parent
+            return parent in (self.builtin_dir.resolve(), self.user_dir.resolve())
+        except OSError:
+            return False
+
+    def derive(self, model_dir: str | Path, suffix: str, changes: dict) -> Path:
+        """A new user version from ``model_dir``: the same weights, the manifest with ``changes``,
+        ``parent_version`` the old one, version ``<old>-<suffix><n>``. The old version is untouched."""
+        import datetime as _dt
+
+        from medstation.ai.store import save_model
+
+        manifest, state = load_state(model_dir)
+        name, old = str(manifest["name"]), str(manifest["version"])
+        taken = {v.version for v in self.versions() if v.name == name}
+        n = 1
+        while f"{old}-{suffix}{n}" in taken:
+            n += 1
+        version = f"{old}-{suffix}{n}"
+        out = self.new_version_dir(name, version)
+        new = {**{k: v for k, v in manifest.items() if k != "sha256"}, **changes, "version": version,
+               "parent_version": old,
+               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        save_model(out, state, new)
+        return out
 
     def new_version_dir(self, name: str, version: str) -> Path:
         """Where a newly trained version goes; ``ModelError`` if that version exists (versions are

@@ -177,9 +177,15 @@ def _query_paths(args) -> list[str]:
 
 
 def cmd_evaluate(args) -> int:
+    from medstation.ai.registry import ModelRegistry
     from medstation.training.evaluate import ensure_eval_set, evaluate
 
     detector, model_dir = _detector(args)
+    if args.write_metrics and ModelRegistry().holds(model_dir):
+        raise MedstationError(f"{detector.name}@{detector.version} is a registered version: it never "
+                              "changes, so its manifest is not rewritten",
+                              "keep the figures with --json; --write-metrics is for a model folder that is "
+                              "not registered yet (a train-detector --out)")
     if bool(args.studies_dir) != bool(args.annotations):
         raise MedstationError("--studies-dir and --annotations go together",
                               "name the folder of labelled studies and its LUNA16 CSV")
@@ -318,20 +324,28 @@ def cmd_calibrate(args) -> int:
     cal["fitted_on_data"] = (f"{len(studies)} training-family validation studies (seeds {extra['seeds'][0]}-"
                              f"{extra['seeds'][-1]}), never trained on")
     from medstation.ai.calibration import apply
+    from medstation.ai.registry import ModelRegistry
 
     op = float(apply(result.threshold_at_1fp, cal))
     before = reliability(extra["scored"])
     after = reliability([(float(apply(s, cal)), y) for s, y in extra["scored"]], cal)
-    save_calibration(model_dir, cal, op)
+    registry = ModelRegistry()
+    if registry.holds(model_dir):  # a registered version never changes: the calibration is a new one
+        model_dir = registry.derive(model_dir, "cal", {"calibration": cal, "operating_point": round(op, 4)})
+    else:  # a model folder not registered yet (a train-detector --out): completed in place
+        save_calibration(model_dir, cal, op)
     write_card(model_dir)
-    out = {"model": {"name": detector.name, "version": detector.version, "path": str(model_dir)},
+    saved = ModelRegistry().resolve(str(model_dir)).manifest
+    out = {"model": {"name": saved.name, "version": saved.version, "parent_version": saved.parent_version,
+                     "path": str(model_dir)},
            "calibration": cal, "operating_point": round(op, 4),
            "raw_threshold_at_1fp": result.threshold_at_1fp,
            "ece_before": before["ece"], "ece_after_on_the_fitting_data": after["ece"]}
     if args.json:
         print(jsonout.dumps(out, indent=1))
     else:
-        print(f"{detector.name} {detector.version}: Platt a={cal['a']:.3f} b={cal['b']:.3f} on "
+        print(f"{saved.name} {saved.version} (from {detector.version}): "
+              f"Platt a={cal['a']:.3f} b={cal['b']:.3f} on "
               f"{cal['fitted_on']} findings ({cal['positives']} nodules); operating point "
               f"{result.threshold_at_1fp:.3f} raw -> {op:.3f}; ECE {before['ece']:.3f} -> {after['ece']:.3f} "
               "(fitting data; judge it with `medstation evaluate --family held-out`)")

@@ -105,7 +105,7 @@ class AiController(QObject):
     # -- detection ------------------------------------------------------------------------------------
     def _cache_key(self) -> tuple[str, str, str]:
         m = self.version.manifest
-        return m.name, m.version, m.sha256
+        return m.name, m.version, m.fingerprint  # the weights and the whole manifest (its calibration)
 
     def cached(self, series_key: str) -> list[Finding] | None:
         if self.version is None or not series_key:

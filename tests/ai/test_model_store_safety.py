@@ -167,3 +167,27 @@ def test_models_list_with_a_malformed_user_manifest_lists_the_rest_and_the_probl
     assert any(m["builtin"] and m["in_use"] and m["task"] == "detection" for m in out["models"])
     problems = " ".join(p["reason"] for p in out["problems"])
     assert "nodule-detector-3.0.0" in problems and "x@1, is not installed" in problems
+
+
+def test_a_registered_version_never_changes_a_derived_one_does(registry):  # noqa: F811
+    """Issue 28, item 6: calibrating a registered version makes a new one (parent = the old); the old
+    folder's bytes stay; the cache key follows the whole manifest, not only the weights."""
+    old = registry.user_dir / "nodule-detector-1.1.0"
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    assert registry.holds(old) and registry.holds(registry.builtin_dir / "nodule-detector")
+    assert not registry.holds(registry.user_dir.parent / "elsewhere" / "m")
+    new = registry.derive(old, "cal", {"calibration": {"kind": "platt", "a": 1.0, "b": 0.0},
+                                       "operating_point": 0.4})
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+    got = registry.resolve(str(new))
+    assert (got.version, got.manifest.parent_version) == ("1.1.0-cal1", "1.1.0")
+    assert got.manifest.operating_point == 0.4
+    assert got.manifest.sha256 == registry.resolve("nodule-detector@1.1.0").manifest.sha256  # same weights
+    assert got.manifest.fingerprint != registry.resolve("nodule-detector@1.1.0").manifest.fingerprint
+    assert registry.derive(old, "cal", {}).name == "nodule-detector-1.1.0-cal2"
+
+
+def test_evaluate_write_metrics_refuses_a_registered_version(tmp_path):
+    proc = medstation("evaluate", "--studies", "1", "--write-metrics")  # the built-in detector
+    assert proc.returncode == 2 and "is a registered version: it never changes" in proc.stderr
+    assert "Traceback" not in proc.stderr
