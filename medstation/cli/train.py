@@ -89,6 +89,8 @@ def cmd_train(args) -> int:
 
     if args.dry_run:
         return _dry_run(args)
+    # the first line within the first second, before torch and the database are opened
+    print(json.dumps({"event": "stage", "stage": "starting", "done": 0, "total": 1}), flush=True)
     registry = ModelRegistry()
     base = registry.resolve(args.base, "detection") if args.base else registry.default("detection")
     version = args.out_version

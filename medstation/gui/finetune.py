@@ -256,9 +256,10 @@ class FinetunePanel(QWidget):
             self.status.setText(f"{ev.get('nodules')} nodules in {ev.get('series')} series of "
                                 f"{ev.get('patients')} patients: {ev.get('train_series')} series train, "
                                 f"{ev.get('validation_series')} validate")
-        elif kind == "series":
-            self.status.setText(f"preparing series {ev.get('done')} of {ev.get('total')} "
-                                "(decoded once, cached)")
+        elif kind == "stage":  # the trainer's typed progress: stage, counts, ETA
+            eta = f", about {ev['eta_s'] / 60:.1f} min left" if "eta_s" in ev else ""
+            count = f" {ev.get('done')} of {ev.get('total')}" if ev.get("total", 0) > 1 else ""
+            self.status.setText(f"{ev.get('stage', '')}{count}{eta}")
         elif kind == "saved":
             self.new_id = f"{self.base_id.partition('@')[0]}@{ev.get('version')}"
             self._draw_froc(ev.get("path", ""))

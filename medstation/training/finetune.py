@@ -198,10 +198,15 @@ def build_bank(cases: list[Case], load: Callable[[str], object], input_spec: dic
                check: Callable[[], None] | None = None) -> tuple[SampleBank, dict]:
     """The training bank: every case's crops (from the cache when there) plus ``replay`` synthetic
     samples; and a summary (samples, from cache, replayed)."""
+    import time
+
     from medstation.training.synthetic import make_bank
 
     images, boxes = [], []
     cached = 0
+    t0 = time.perf_counter()
+    if progress:
+        progress(stage_event("preparing crops", 0, len(cases), t0))
     for n, case in enumerate(cases):
         if check:
             check()
@@ -224,6 +229,7 @@ def build_bank(cases: list[Case], load: Callable[[str], object], input_spec: dic
         boxes += list(bx)
         if progress:
             progress({"event": "series", "done": n + 1, "total": len(cases), "samples": int(len(imgs))})
+            progress(stage_event("preparing crops", n + 1, len(cases), t0))
     own = sum(len(i) for i in images)
     if replay:
         synth = make_bank(replay, input_spec, crop=crop, seed=seed + 99)
@@ -234,15 +240,34 @@ def build_bank(cases: list[Case], load: Callable[[str], object], input_spec: dic
                   "with_nodules": int(sum(1 for b in boxes[:own] if len(b)))}
 
 
-def froc_on_cases(detector, cases: list[Case], load: Callable[[str], object]) -> dict:
-    """FROC/CPM of ``detector`` on labelled cases (LUNA16 hits), as the validation reports it."""
+def stage_event(stage: str, done: int, total: int, t0: float, **extra) -> dict:
+    """A typed progress line (``{"event": "stage", "stage", "done", "total", "eta_s"}``): what the
+    panel and the CLI show from the first second, whatever the stage."""
+    import time
+
+    elapsed = time.perf_counter() - t0
+    eta = {"eta_s": round(elapsed / done * (total - done), 1)} if 0 < done < total else {}
+    return {"event": "stage", "stage": stage, "done": done, "total": total, **eta, **extra}
+
+
+def froc_on_cases(detector, cases: list[Case], load: Callable[[str], object],
+                  progress: Callable[[dict], None] | None = None, stage: str = "validating") -> dict:
+    """FROC/CPM of ``detector`` on labelled cases (LUNA16 hits), as the validation reports it;
+    ``progress`` hears a stage event per series."""
+    import time
+
     from medstation.training.metrics import Candidate, Reference, froc
 
     cands, refs = [], []
-    for case in cases:
+    t0 = time.perf_counter()
+    if progress:
+        progress(stage_event(stage, 0, len(cases), t0))
+    for n, case in enumerate(cases, start=1):
         run = detector.detect(load(case.key), heatmap=False)
         cands.append([Candidate(f.center_mm, f.score) for f in run.findings])
         refs.append([Reference(tuple(c), d) for c, d in case.nodules])
+        if progress:
+            progress(stage_event(stage, n, len(cases), t0))
     r = froc(cands, refs)
     return {"cpm": r.cpm, "sensitivity_at_1fp": r.sensitivity_at.get(1.0, 0.0), "scans": r.scans,
             "nodules": r.nodules,
@@ -316,7 +341,8 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
     parent: dict = {}
     if world.main:
         emit(event="baseline", status="measuring the parent on the validation series")
-        parent = froc_on_cases(load_detector(base_dir), val_cases, cached_load)
+        parent = froc_on_cases(load_detector(base_dir), val_cases, cached_load, progress=lambda e: emit(**e),
+                               stage="validating the base")
         emit(event="baseline", **{k: v for k, v in parent.items() if k != "sensitivity_at_fp_per_scan"})
     bank, data = build_bank(train_cases, cached_load, input_spec, cache_dir=cache_dir, replay=config.replay,
                             seed=config.seed, progress=lambda e: emit(**e), check=check)
@@ -347,7 +373,8 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
 
     def validate(t: Trainer) -> dict:
         m = copy.deepcopy(t.module).cpu().eval()
-        return {k: v for k, v in froc_on_cases(Detector(m, manifest, "cpu"), val_cases, cached_load).items()
+        return {k: v for k, v in froc_on_cases(Detector(m, manifest, "cpu"), val_cases, cached_load,
+                                               progress=lambda e: emit(**e)).items()
                 if isinstance(v, float)}
 
     if world.main:
@@ -368,7 +395,8 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
         raise CancelledError(f"fine-tuning was cancelled at step {st.iteration} of {steps}",
                              "run it again with --resume to continue from the last checkpoint")
     model.eval()
-    new = froc_on_cases(Detector(copy.deepcopy(model).cpu(), manifest, "cpu"), val_cases, cached_load)
+    new = froc_on_cases(Detector(copy.deepcopy(model).cpu(), manifest, "cpu"), val_cases, cached_load,
+                        progress=lambda e: emit(**e), stage="validating the new version")
     manifest.update({
         "name": config.name, "version": config.version, "parent_version": str(base_manifest.get("version")),
         "training_data": {**(base_manifest.get("training_data") or {}),

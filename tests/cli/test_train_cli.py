@@ -36,6 +36,13 @@ def test_fine_tuning_makes_a_new_version_with_its_parent_split_and_metrics(label
     kinds = [e["event"] for e in events]
     for kind in ("data", "baseline", "samples", "step", "validation", "saved"):
         assert kind in kinds, kinds
+    # progress from the first line: typed stage events with counts (and an ETA once one is done)
+    assert events[0] == {"event": "stage", "stage": "starting", "done": 0, "total": 1}
+    stages = {e["stage"] for e in events if e["event"] == "stage"}
+    assert {"validating the base", "preparing crops", "validating the new version"} <= stages, stages
+    crops = [e for e in events if e["event"] == "stage" and e["stage"] == "preparing crops"]
+    assert [e["done"] for e in crops] == [0, 1, 2] and "eta_s" in crops[1]
+    assert all("loss" in e for e in events if e["event"] == "step")
     data = next(e for e in events if e["event"] == "data")
     assert data["nodules"] == 6 and data["patients"] == 3 and data["validation_series"] == 1
     assert sum(e["event"] == "validation" for e in events) == 2 and "cpm" in events[kinds.index("validation")]
