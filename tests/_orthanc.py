@@ -56,6 +56,9 @@ class Orthanc:
             "DicomAlwaysAllowEcho": True, "DicomAlwaysAllowStore": True,
             "DicomAlwaysAllowFind": True, "DicomAlwaysAllowGet": True, "DicomAlwaysAllowMove": True,
             "UnknownSopClassAccepted": False, "DicomScpTimeout": 30,
+            # enough association threads that one left open by an earlier test (a cancelled retrieve)
+            # never leaves the next test unanswered
+            "DicomThreadsCount": 16,
             "StableAge": 1, "SaveJobs": False, "ConcurrentJobs": 2, "HttpTimeout": 30,
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "Ssl": False,
                          "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
