@@ -76,6 +76,10 @@ def _dry_run(args) -> int:
 
 
 def cmd_train(args) -> int:
+    if args.dry_run:
+        return _dry_run(args)
+    # the first line before anything is imported or opened (torch, the database, the model store)
+    print(json.dumps({"event": "stage", "stage": "starting", "done": 0, "total": 1}), flush=True)
     import signal
     import threading
 
@@ -87,10 +91,6 @@ def cmd_train(args) -> int:
     from medstation.dicom import open_series
     from medstation.training.finetune import FinetuneConfig, cases_from_database, run_finetune
 
-    if args.dry_run:
-        return _dry_run(args)
-    # the first line within the first second, before torch and the database are opened
-    print(json.dumps({"event": "stage", "stage": "starting", "done": 0, "total": 1}), flush=True)
     registry = ModelRegistry()
     base = registry.resolve(args.base, "detection") if args.base else registry.default("detection")
     version = args.out_version
