@@ -137,8 +137,19 @@ class FinetunePanel(QWidget):
 
     # -- state ---------------------------------------------------------------------------------
     def labels_changed(self) -> None:
-        """A review or a drawn label changed what would be trained on: refresh shortly."""
-        self._labels_timer.start()
+        """A review or a drawn label changed what would be trained on: refresh shortly, or when the
+        panel is next shown (measurement edits and selections are frequent: no database reads for a
+        hidden panel)."""
+        if self.isVisible():
+            self._labels_timer.start()
+        else:
+            self._stale = True
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if getattr(self, "_stale", False):
+            self._stale = False
+            self._labels_timer.start()
 
     def refresh(self) -> None:
         from medstation.dicom.labels import collect_labels, counts

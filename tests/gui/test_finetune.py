@@ -13,6 +13,8 @@ def test_fine_tuning_panel_runs_cancels_resumes_and_switches_models(qtbot, windo
     import_and_wait(qtbot, win, folders)
     import_labels(win.ctx.db, csv)
     panel = win.finetune
+    win.panels["finetune"].raise_()  # its tab in front, as a reader looking at it
+    qtbot.waitUntil(panel.isVisible, timeout=5000)
     win.ai.findings_changed.emit()  # as a review does: the counts and the split follow, unasked
     qtbot.waitUntil(lambda: "6 nodule(s)" in panel.counts.text(), timeout=10000)
     assert "6 nodule(s)" in panel.counts.text() and "3 series" in panel.counts.text()
@@ -92,3 +94,21 @@ def test_cancel_never_promises_a_resume_it_cannot_keep(qtbot, window, tmp_path):
         assert "Resume continues" in panel.status.text()
     else:
         assert "nothing to resume" in panel.status.text()
+
+
+def test_a_hidden_panel_reads_the_labels_when_shown_not_on_every_change(qtbot, window, monkeypatch):
+    win = window
+    panel = win.finetune
+    win.panels["finetune"].hide()  # the reader closed its dock
+    qtbot.waitUntil(lambda: not panel.isVisible(), timeout=5000)
+    calls = []
+    monkeypatch.setattr(panel, "refresh", lambda: calls.append(1))
+    panel._labels_timer.timeout.disconnect()
+    panel._labels_timer.timeout.connect(panel.refresh)
+    for _ in range(5):
+        win.state.measurements_changed.emit()
+    qtbot.wait(600)
+    assert calls == []
+    win.panels["finetune"].show()
+    win.panels["finetune"].raise_()
+    qtbot.waitUntil(lambda: calls == [1], timeout=5000)
