@@ -296,6 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="count only nodules of at most this diameter (mm; default: no limit)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--write-metrics", action="store_true", help="store the figures in the model's manifest")
+    s.add_argument("--site", action="store_true",
+                   help="evaluate on the study database's labelled series that the model (and --against) "
+                        "were not fine-tuned on")
+    s.add_argument("--report", metavar="FILE.html",
+                   help="write a self-contained HTML validation report: this version beside --against "
+                        "(default: its parent, when the store has it) on the same series: FROC, CPM with a "
+                        "bootstrap interval, the operating point, sizes against the labels, calibration")
+    s.add_argument("--against", metavar="NAME@VERSION",
+                   help="the version the report compares with (default: the model's parent)")
+    s.add_argument("--bootstrap", type=int, default=1000,
+                   help="bootstrap draws of the scans for the report's intervals")
+    s.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     _model_args(s)
     s.set_defaults(func=_ai("cmd_evaluate"))
 
@@ -332,7 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--studies", type=int, default=12)
     s.add_argument("--seed0", type=int, default=20000, help="first validation seed (evaluation uses 10000+)")
     s.add_argument("--data", help="folder for the generated studies (default: user data folder/eval)")
-    s.add_argument("--min-diameter", type=float, default=6.0)
+    s.add_argument("--min-diameter", type=float, default=6.0,
+                   help="nodules smaller than this (mm) are ignored when the operating point is read")
+    s.add_argument("--site", action="store_true",
+                   help="fit on the study database's labelled series the model was not fine-tuned on (the "
+                        "site's own data) instead of generated studies")
     s.add_argument("--json", action="store_true")
     _model_args(s)
     s.set_defaults(func=_ai("cmd_calibrate"))

@@ -176,9 +176,116 @@ def _query_paths(args) -> list[str]:
         return [h.path for r in rows for h in db.series_headers(r.ref)]
 
 
+def _site_cases(args, models: list) -> tuple[list, str, object]:
+    """The study database's labelled series that none of ``models`` was fine-tuned on (the site's held-out
+    series), a description of them, and a loader; a typed error when none is left."""
+    from medstation.cli import _open_db
+    from medstation.core.errors import LabelError
+    from medstation.core.series import SeriesRef
+    from medstation.dicom import open_series
+    from medstation.training.finetune import cases_from_database
+
+    with _open_db(args) as db:
+        cases = [c for c in cases_from_database(db) if c.nodules]
+    trained_on: set[str] = set()
+    for m in models:
+        split = ((m.manifest.get("training_data") or {}).get("fine_tuned_on") or {}).get("split") or {}
+        trained_on |= set(split.get("train") or [])
+    held = [c for c in cases if c.key not in trained_on]
+    if not held:
+        raise LabelError(f"no labelled series of the study database is held out from "
+                         f"{', '.join(f'{m.name}@{m.version}' for m in models)}: {len(cases)} labelled "
+                         f"series, "
+                         f"{len(cases) - len(held)} of them trained on",
+                         "label series of patients the model was not fine-tuned on (accept or draw nodules, "
+                         "or `medstation labels import`)")
+    left = len(cases) - len(held)
+    description = ("held-out labelled series of the study database"
+                   + (f" ({left} trained on left out)" if left else ""))
+
+    def load(key: str):
+        from medstation.dicom.database import StudyDatabase
+
+        with StudyDatabase(getattr(args, "db", None)) as db2:
+            return open_series(SeriesRef.parse(key), db=db2).volume
+
+    return held, description, load
+
+
+def _evaluate_on(detector, args, site=None):
+    """``(result, extra, description)`` of ``detector`` on the data ``args`` name."""
+    from medstation.training.evaluate import ensure_eval_set, evaluate, evaluate_cases
+
+    size = {"min_diameter": args.min_diameter, "max_diameter": args.max_diameter}
+    if site is not None:
+        cases, description, load = site
+        result, extra = evaluate_cases(detector, cases, load, **size, progress=lambda s: _say(args, s))
+        return result, extra, description
+    if args.studies_dir:
+        from medstation.training.evaluate import evaluate_annotated
+
+        result, extra = evaluate_annotated(detector, args.studies_dir, args.annotations, **size,
+                                           progress=lambda s: _say(args, s))
+        return result, extra, f"labelled series of {args.studies_dir} ({Path(args.annotations).name})"
+    folder = Path(args.data) if args.data else _data_dir() / "eval"
+    studies = ensure_eval_set(folder, args.studies, args.seed0, progress=lambda s: _say(args, s),
+                              family=args.family)
+    result, extra = evaluate(detector, studies, **size, progress=lambda s: _say(args, s))
+    seeds = extra["seeds"]
+    return result, extra, (f"generated studies of the {args.family} family"
+                           + (f" (seeds {seeds[0]}..{seeds[-1]})" if seeds else ""))
+
+
+def _comparison(args, detector, model_dir):
+    """The version the report sets beside ``detector``: ``--against``, else its parent when the store has
+    it (None when neither)."""
+    from medstation.ai.registry import ModelRegistry
+    from medstation.ai.store import load_detector
+
+    registry = ModelRegistry()
+    if args.against:
+        other = registry.resolve(args.against, "detection")
+    else:
+        parent = detector.manifest.get("parent_version")
+        other = next((v for v in registry.versions("detection")
+                      if parent and v.name == detector.name and v.version == str(parent)), None)
+        if other is None:
+            return None
+    return load_detector(other.path, detector.device.type), other.path
+
+
+def _write_report(args, first: tuple, against, site, description: str) -> dict:
+    """Evaluate the ``against`` version on the same data, write the HTML report atomically; the report."""
+    from medstation.ai.calibration import reliability
+    from medstation.core.files import atomic_write_text
+    from medstation.training.report import (
+        bootstrap_draws,
+        build_report,
+        describe_data,
+        render_html,
+        version_figures,
+    )
+
+    detector, model_dir, result, extra, rel = first
+    draws = bootstrap_draws(result.scans, args.bootstrap, args.seed)
+    columns = [version_figures(detector, model_dir, result, extra, rel, draws)]
+    if against is not None:
+        other, other_dir = against
+        _say(args, f"the same series with {other.name} {other.version}, for the report")
+        r2, e2, _d = _evaluate_on(other, args, site)
+        columns.append(version_figures(other, other_dir, r2, e2,
+                                       reliability(e2["scored"], other.manifest.get("calibration")), draws))
+    title = ("Site validation: " if site is not None else "Validation: ") + " vs ".join(
+        f"{c['name']} {c['version']}" for c, _v in columns)
+    report = build_report(columns, describe_data(description, result, extra), title=title, draws=draws,
+                          seed=args.seed)
+    atomic_write_text(Path(args.report), render_html(report))
+    _say(args, f"report written to {args.report}")
+    return report
+
+
 def cmd_evaluate(args) -> int:
     from medstation.ai.registry import ModelRegistry
-    from medstation.training.evaluate import ensure_eval_set, evaluate
 
     detector, model_dir = _detector(args)
     if args.write_metrics and ModelRegistry().holds(model_dir):
@@ -189,35 +296,42 @@ def cmd_evaluate(args) -> int:
     if bool(args.studies_dir) != bool(args.annotations):
         raise MedstationError("--studies-dir and --annotations go together",
                               "name the folder of labelled studies and its LUNA16 CSV")
-    if args.studies_dir:
-        from medstation.training.evaluate import evaluate_annotated
-
+    if args.site and args.studies_dir:
+        raise MedstationError("--site and --studies-dir name two different sets of series",
+                              "give one of them")
+    if args.report and not str(args.report).lower().endswith((".html", ".htm")):
+        raise MedstationError(f"{args.report}: the report is an HTML page", "name it FILE.html")
+    against = _comparison(args, detector, model_dir) if args.report else None
+    site = None
+    if args.site:
+        args.family = "site"
+        site = _site_cases(args, [detector] + ([against[0]] if against else []))
+    elif args.studies_dir:
         args.family = "annotated"
-        result, extra = evaluate_annotated(detector, args.studies_dir, args.annotations,
-                                           min_diameter=args.min_diameter, max_diameter=args.max_diameter,
-                                           progress=lambda s: _say(args, s))
-    else:
-        folder = Path(args.data) if args.data else _data_dir() / "eval"
-        studies = ensure_eval_set(folder, args.studies, args.seed0, progress=lambda s: _say(args, s),
-                                  family=args.family)
-        result, extra = evaluate(detector, studies, min_diameter=args.min_diameter,
-                                 max_diameter=args.max_diameter, progress=lambda s: _say(args, s))
+    result, extra, description = _evaluate_on(detector, args, site)
     from medstation.ai.calibration import reliability
     from medstation.core.files import atomic_write_text
 
-    scored = extra.pop("scored")
+    rel = reliability(extra["scored"], detector.manifest.get("calibration"))
+    report = _write_report(args, (detector, model_dir, result, extra, rel), against, site, description) \
+        if args.report else None
+    extra.pop("scored")
     pairs = extra.pop("size_pairs")
+    extra.pop("per_scan")
     out = {"model": {"name": detector.name, "version": detector.version, "path": str(model_dir)},
-           "family": args.family, **result.to_dict(), **extra,
-           "reliability": reliability(scored, detector.manifest.get("calibration"))}
+           "family": args.family, **result.to_dict(), **extra, "reliability": rel}
+    if report is not None:
+        keys = ("name", "version", "sha256", "cpm_interval_95", "operating_point", "sizes")
+        out["report"] = {"path": str(args.report), "difference": report.get("difference"), "versions": [
+            {**{k: v[k] for k in keys}, "cpm": v["froc"]["cpm"]} for v in report["versions"]]}
+        for v in out["report"]["versions"]:
+            v["sizes"] = {k: x for k, x in v["sizes"].items() if k != "points"}
     if args.sizes_out:
         atomic_write_text(Path(args.sizes_out), jsonout.dumps(pairs, indent=1) + "\n")
     if args.json:
         print(jsonout.dumps(out, indent=1))
     else:
-        seeds = extra["seeds"]
-        where = (f"labelled series of {args.studies_dir}" if args.family == "annotated" else
-                 f"generated studies of the {args.family} family (seeds {seeds[0]}..{seeds[-1]})")
+        where = description
         lo, hi = result.size_range
         counted = ("every annotation" if lo <= 0 and hi == float("inf") else
                    f"those of {lo:g}-{hi:g} mm" if hi != float("inf") else f"those of {lo:g} mm or more")
@@ -246,7 +360,7 @@ def cmd_evaluate(args) -> int:
         figures = {"froc": {k: out[k] for k in keys}, "eval_seeds": extra["seeds"],
                    "min_diameter_mm": args.min_diameter, "sizes": extra["sizes"],
                    "reliability": out["reliability"]}
-        key = {"own": None, "held-out": "held_out", "annotated": "annotated"}[args.family]
+        key = {"own": None, "held-out": "held_out", "annotated": "annotated", "site": "site"}[args.family]
         save_metrics(model_dir, figures if key is None else {key: figures})
         from medstation.training.card import write_card
 
@@ -317,12 +431,30 @@ def cmd_calibrate(args) -> int:
     detector, model_dir = _detector(args)
     raw = Detector(detector.model, {k: v for k, v in detector.manifest.items()
                                     if k not in ("calibration", "operating_point")}, str(detector.device))
-    folder = Path(args.data) if args.data else _data_dir() / "eval"
-    studies = ensure_eval_set(folder, args.studies, args.seed0, progress=lambda s: _say(args, s))
-    result, extra = evaluate(raw, studies, min_diameter=args.min_diameter, progress=lambda s: _say(args, s))
-    cal = fit_platt(extra["scored"])
-    cal["fitted_on_data"] = (f"{len(studies)} training-family validation studies (seeds {extra['seeds'][0]}-"
-                             f"{extra['seeds'][-1]}), never trained on")
+    if args.site:  # the site's own labelled series that the model was not fine-tuned on
+        from medstation.training.evaluate import evaluate_cases
+
+        cases, description, load = _site_cases(args, [detector])
+        result, extra = evaluate_cases(raw, cases, load, min_diameter=args.min_diameter,
+                                       progress=lambda s: _say(args, s))
+        fitted_on = (f"{len(cases)} {description} ({result.nodules} nodules of {args.min_diameter:g} mm or "
+                     "more), never trained on")
+    else:
+        folder = Path(args.data) if args.data else _data_dir() / "eval"
+        studies = ensure_eval_set(folder, args.studies, args.seed0, progress=lambda s: _say(args, s))
+        result, extra = evaluate(raw, studies, min_diameter=args.min_diameter,
+                                 progress=lambda s: _say(args, s))
+        fitted_on = (f"{len(studies)} training-family validation studies (seeds {extra['seeds'][0]}-"
+                     f"{extra['seeds'][-1]}), never trained on")
+    try:
+        cal = fit_platt(extra["scored"])
+    except ValueError as exc:  # too few findings of one kind: a typed line, not a traceback
+        raise MedstationError(f"cannot calibrate {detector.name}@{detector.version}: {exc}",
+                              "label more series (or, without --site, generate more with --studies)") \
+            from None
+    cal["fitted_on_data"] = fitted_on
+    if args.site:
+        cal["fitted_on_series"] = [c.key for c in cases]
     from medstation.ai.calibration import apply
     from medstation.ai.registry import ModelRegistry
 
@@ -348,7 +480,9 @@ def cmd_calibrate(args) -> int:
               f"Platt a={cal['a']:.3f} b={cal['b']:.3f} on "
               f"{cal['fitted_on']} findings ({cal['positives']} nodules); operating point "
               f"{result.threshold_at_1fp:.3f} raw -> {op:.3f}; ECE {before['ece']:.3f} -> {after['ece']:.3f} "
-              "(fitting data; judge it with `medstation evaluate --family held-out`)")
+              "(fitting data; judge it with "
+              + ("`medstation evaluate --site --report FILE.html`)" if args.site else
+                 "`medstation evaluate --family held-out`)"))
     return 0
 
 

@@ -143,10 +143,8 @@ def evaluate(detector, studies: list[Path], *, min_diameter: float = 0.0, max_di
             t0 = time.perf_counter()
             run = detector.detect(volume)
             seconds.append(time.perf_counter() - t0)
-            cands.append([Candidate(f.center_mm, f.score) for f in run.findings])
             refs.append([Reference(tuple(nd["center"]), float(nd["diameter_mm"])) for nd in truth["nodules"]])
-            scored.extend(_label_scores(run.findings, truth["nodules"]))
-            sizes.extend(_match_sizes(run.findings, truth["nodules"], n))
+            _record(run.findings, truth["nodules"], n, cands, scored, sizes)
             per_study.append({"study": study.name, "nodules": len(truth["nodules"]),
                               "candidates": len(run.findings), "seconds": round(seconds[-1], 2)})
             if progress:
@@ -159,8 +157,15 @@ def evaluate(detector, studies: list[Path], *, min_diameter: float = 0.0, max_di
     extra = {"studies": per_study, "median_seconds_per_study": float(np.median(seconds)) if seconds else 0.0,
              "min_diameter_mm": min_diameter,
              "seeds": [int(s.name.split("-")[-1]) for s in studies if s.name.split("-")[-1].isdigit()],
-             "sizes": size_table(sizes), "size_pairs": sizes, "scored": scored}
+             "sizes": size_table(sizes), "size_pairs": sizes, "scored": scored, "per_scan": (cands, refs)}
     return result, extra
+
+
+def _record(findings, nodules: list[dict], scan: int, cands: list, scored: list, sizes: list) -> None:
+    """One scan's candidates, (score, is a nodule) pairs and matched sizes, appended."""
+    cands.append([Candidate(f.center_mm, f.score) for f in findings])
+    scored.extend(_label_scores(findings, nodules))
+    sizes.extend(_match_sizes(findings, nodules, scan))
 
 
 def _hits(f, nodules: list[dict]) -> list[int]:
@@ -225,10 +230,8 @@ def evaluate_annotated(detector, studies_dir: str | Path, annotations: str | Pat
             t0 = time.perf_counter()
             run = detector.detect(volume)
             truth = [{"center": list(r.center_mm), "diameter_mm": r.diameter_mm} for r in wanted[uid]]
-            cands.append([Candidate(f.center_mm, f.score) for f in run.findings])
             refs.append(wanted[uid])
-            scored.extend(_label_scores(run.findings, truth))
-            sizes.extend(_match_sizes(run.findings, truth, n))
+            _record(run.findings, truth, n, cands, scored, sizes)
             per_study.append({"series": uid, "nodules": len(truth), "candidates": len(run.findings),
                               "seconds": round(time.perf_counter() - t0, 2)})
             if progress:
@@ -238,7 +241,31 @@ def evaluate_annotated(detector, studies_dir: str | Path, annotations: str | Pat
             pool.close()
     result = froc(cands, refs, min_diameter=min_diameter, max_diameter=max_diameter)
     extra = {"studies": per_study, "min_diameter_mm": min_diameter, "seeds": [],
-             "sizes": size_table(sizes), "size_pairs": sizes, "scored": scored}
+             "sizes": size_table(sizes), "size_pairs": sizes, "scored": scored, "per_scan": (cands, refs)}
+    return result, extra
+
+
+def evaluate_cases(detector, cases: list, load: Callable[[str], object], *, min_diameter: float = 0.0,
+                   max_diameter: float = float("inf"),
+                   progress: Callable[[str], None] | None = None) -> tuple[FrocResult, dict]:
+    """FROC on the study database's labelled series (``training.finetune.Case``: nodule labels with
+    their centres and diameters; ``load(key)`` gives the volume), LUNA16 hits. What the site report
+    and the site calibration measure on."""
+    cands, refs, per_study, scored, sizes = [], [], [], [], []
+    for n, case in enumerate(cases):
+        volume = load(case.key)
+        t0 = time.perf_counter()
+        run = detector.detect(volume, heatmap=False)
+        truth = [{"center": list(c), "diameter_mm": float(d)} for c, d in case.nodules]
+        refs.append([Reference(tuple(c), float(d)) for c, d in case.nodules])
+        _record(run.findings, truth, n, cands, scored, sizes)
+        per_study.append({"series": case.key, "patient": case.patient, "nodules": len(truth),
+                          "candidates": len(run.findings), "seconds": round(time.perf_counter() - t0, 2)})
+        if progress:
+            progress(f"series {n + 1}/{len(cases)}: {len(run.findings)} candidates")
+    result = froc(cands, refs, min_diameter=min_diameter, max_diameter=max_diameter)
+    extra = {"studies": per_study, "min_diameter_mm": min_diameter, "seeds": [],
+             "sizes": size_table(sizes), "size_pairs": sizes, "scored": scored, "per_scan": (cands, refs)}
     return result, extra
 
 

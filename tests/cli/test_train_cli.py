@@ -27,10 +27,17 @@ def labelled(tmp_path_factory):
     return root, db, env
 
 
-def test_fine_tuning_makes_a_new_version_with_its_parent_split_and_metrics(labelled):
-    root, db, env = labelled
-    proc = medstation("--db", str(db), "train", "--epochs", "2", "--epoch-length", "3", "--batch-size", "2",
+@pytest.fixture(scope="module")
+def finetuned(labelled):
+    """nodule-detector@1.9.0, fine-tuned on two of the three patients; the run's process."""
+    _root, db, env = labelled
+    return medstation("--db", str(db), "train", "--epochs", "2", "--epoch-length", "3", "--batch-size", "2",
                       "--replay", "6", "--out-version", "1.9.0", env=env, timeout=600)
+
+
+def test_fine_tuning_makes_a_new_version_with_its_parent_split_and_metrics(labelled, finetuned):
+    root, db, env = labelled
+    proc = finetuned
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     kinds = [e["event"] for e in events]
@@ -138,3 +145,49 @@ def test_fine_tuning_resumes_after_kill_9(labelled):
     resumed = next(e for e in events if e["event"] == "resumed")
     assert resumed["step"] >= 2 and resumed["epoch"] >= 1
     assert (root / "models" / "nodule-detector-1.9.2" / "manifest.json").exists()
+
+
+def test_site_report_site_calibration_use_and_roll_back(labelled, finetuned):
+    """Issue 28, items 5 and 6: the new version beside its parent on the held-out site series (an HTML
+    page with both hashes and the paired difference), calibrated on the site as a new version (the old one
+    unchanged), used, and rolled back."""
+    root, db, env = labelled
+    assert finetuned.returncode == 0, finetuned.stderr
+    store = root / "models"
+    manifest = json.loads((store / "nodule-detector-1.9.0" / "manifest.json").read_text())
+    split = manifest["training_data"]["fine_tuned_on"]["split"]
+    report = root / "site.html"
+    proc = medstation("--db", str(db), "evaluate", "--site", "--model", "nodule-detector@1.9.0", "--report",
+                      str(report), "--bootstrap", "50", "--json", env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    # measured on the validation series only: never on what 1.9.0 trained on
+    assert [s["series"] for s in out["studies"]] == split["validation"] and out["family"] == "site"
+    versions = out["report"]["versions"]
+    assert [v["version"] for v in versions] == ["1.9.0", manifest["parent_version"]]
+    assert "default 0.5" in versions[0]["operating_point"]["source"]  # a fine-tune has no fitted point yet
+    assert versions[0]["cpm"] == out["cpm"]
+    assert out["report"]["difference"]["cpm_difference"] == pytest.approx(
+        versions[0]["cpm"] - versions[1]["cpm"], abs=1e-4)
+    page = report.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Site validation: nodule-detector 1.9.0 vs" in page
+    assert manifest["sha256"][:16] in page and page.count("data:image/svg+xml;base64,") == 4
+
+    before = (store / "nodule-detector-1.9.0" / "manifest.json").read_bytes()
+    proc = medstation("--db", str(db), "calibrate", "--site", "--model", "nodule-detector@1.9.0", "--json",
+                      env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    cal = json.loads(proc.stdout)
+    assert cal["model"]["version"] == "1.9.0-cal1" and cal["model"]["parent_version"] == "1.9.0"
+    assert cal["calibration"]["fitted_on_series"] == split["validation"]
+    assert (store / "nodule-detector-1.9.0" / "manifest.json").read_bytes() == before  # never edited
+    new = json.loads((store / "nodule-detector-1.9.0-cal1" / "manifest.json").read_text())
+    assert new["operating_point"] == cal["operating_point"] and new["calibration"]["method"] == "platt"
+
+    # used, then rolled back: the registry says which is in use
+    assert medstation("models", "use", "nodule-detector@1.9.0-cal1", env=env).returncode == 0
+    parent = "nodule-detector@" + manifest["parent_version"]
+    assert medstation("models", "use", parent, env=env).returncode == 0
+    models = json.loads(medstation("models", "list", "--json", env=env).stdout)["models"]
+    assert [m["id"] for m in models if m["in_use"]] == [parent]
+
