@@ -189,5 +189,5 @@ def test_site_report_site_calibration_use_and_roll_back(labelled, finetuned):
     parent = "nodule-detector@" + manifest["parent_version"]
     assert medstation("models", "use", parent, env=env).returncode == 0
     models = json.loads(medstation("models", "list", "--json", env=env).stdout)["models"]
-    assert [m["id"] for m in models if m["in_use"]] == [parent]
+    assert [m["id"] for m in models if m["in_use"] and m["task"] == "detection"] == [parent]
 
