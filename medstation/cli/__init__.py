@@ -308,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bootstrap", type=int, default=1000,
                    help="bootstrap draws of the scans for the report's intervals")
     s.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    s.add_argument("--progress", choices=("text", "jsonl"), default="text",
+                   help="text lines on stderr, or typed JSON stage lines on stdout (the viewer's panel)")
     _model_args(s)
     s.set_defaults(func=_ai("cmd_evaluate"))
 
@@ -349,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--site", action="store_true",
                    help="fit on the study database's labelled series the model was not fine-tuned on (the "
                         "site's own data) instead of generated studies")
+    s.add_argument("--progress", choices=("text", "jsonl"), default="text",
+                   help="text lines on stderr, or typed JSON stage lines on stdout (the viewer's panel)")
     s.add_argument("--json", action="store_true")
     _model_args(s)
     s.set_defaults(func=_ai("cmd_calibrate"))

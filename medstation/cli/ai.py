@@ -23,6 +23,24 @@ def _say(args, text: str) -> None:
         print(text, file=sys.stderr)
 
 
+def _stage(args, stage: str):
+    """``--progress jsonl``: ``(done, total)`` callbacks that print typed stage events on stdout (what the
+    fine-tuning panel's child process reads: ``training.finetune.stage_event``); else None."""
+    if getattr(args, "progress", "text") != "jsonl":
+        return None
+    import json
+    import time
+
+    t0 = time.perf_counter()
+
+    def on(done: int, total: int) -> None:  # the schema of training.finetune.stage_event
+        elapsed = time.perf_counter() - t0
+        eta = {"eta_s": round(elapsed / done * (total - done), 1)} if 0 < done < total else {}
+        print(json.dumps({"event": "stage", "stage": stage, "done": done, "total": total, **eta}), flush=True)
+
+    return on
+
+
 def _shard() -> tuple[int, int]:
     """This process's share of a batch: ``RANK`` of ``WORLD_SIZE`` (set by ``torchrun`` or by
     ``--workers``), else the whole."""
@@ -219,7 +237,9 @@ def _evaluate_on(detector, args, site=None):
     size = {"min_diameter": args.min_diameter, "max_diameter": args.max_diameter}
     if site is not None:
         cases, description, load = site
-        result, extra = evaluate_cases(detector, cases, load, **size, progress=lambda s: _say(args, s))
+        result, extra = evaluate_cases(detector, cases, load, **size, progress=lambda s: _say(args, s),
+                                       on_scan=_stage(args, f"detecting with {detector.name} "
+                                                            f"{detector.version}"))
         return result, extra, description
     if args.studies_dir:
         from medstation.training.evaluate import evaluate_annotated
@@ -281,10 +301,17 @@ def _write_report(args, first: tuple, against, site, description: str) -> dict:
                           seed=args.seed)
     atomic_write_text(Path(args.report), render_html(report))
     _say(args, f"report written to {args.report}")
+    if getattr(args, "progress", "text") == "jsonl":
+        import json
+
+        print(json.dumps({"event": "report", "path": str(args.report)}), flush=True)
     return report
 
 
 def cmd_evaluate(args) -> int:
+    started = _stage(args, "opening the model")
+    if started:
+        started(0, 1)
     from medstation.ai.registry import ModelRegistry
 
     detector, model_dir = _detector(args)
@@ -422,6 +449,9 @@ def cmd_train_followup(args) -> int:
 def cmd_calibrate(args) -> int:
     """Fit the score calibration on validation studies of the training family (seeds of their own,
     apart from the evaluation seeds), store it with the operating point in the manifest."""
+    started = _stage(args, "opening the model")
+    if started:
+        started(0, 1)
     from medstation.ai.calibration import fit_platt, reliability
     from medstation.ai.detector import Detector
     from medstation.ai.store import save_calibration
@@ -436,7 +466,9 @@ def cmd_calibrate(args) -> int:
 
         cases, description, load = _site_cases(args, [detector])
         result, extra = evaluate_cases(raw, cases, load, min_diameter=args.min_diameter,
-                                       progress=lambda s: _say(args, s))
+                                       progress=lambda s: _say(args, s),
+                                       on_scan=_stage(args, f"detecting with {detector.name} "
+                                                            f"{detector.version}"))
         fitted_on = (f"{len(cases)} {description} ({result.nodules} nodules of {args.min_diameter:g} mm or "
                      "more), never trained on")
     else:
@@ -473,7 +505,13 @@ def cmd_calibrate(args) -> int:
            "calibration": cal, "operating_point": round(op, 4),
            "raw_threshold_at_1fp": result.threshold_at_1fp,
            "ece_before": before["ece"], "ece_after_on_the_fitting_data": after["ece"]}
-    if args.json:
+    if getattr(args, "progress", "text") == "jsonl":  # one line the panel reads: the new version
+        import json
+
+        print(json.dumps({"event": "saved", "path": str(model_dir), "version": saved.version,
+                          "parent": saved.parent_version, "operating_point": round(op, 4),
+                          "ece_before": before["ece"], "ece_after": after["ece"]}), flush=True)
+    elif args.json:
         print(jsonout.dumps(out, indent=1))
     else:
         print(f"{saved.name} {saved.version} (from {detector.version}): "

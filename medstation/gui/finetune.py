@@ -9,6 +9,14 @@ new version's FROC curves on the validation split are drawn side by side, and
 "Use this version" / "Roll back" set the registry's detection model (the viewer
 switches with it). The versions list shows each version's parent, date, data
 and validation CPM.
+
+For the version selected in the list (else the new one, else the base):
+"Site report" writes the HTML validation report beside its parent on the site's
+held-out labelled series (``medstation evaluate --site --report``) and links it;
+"Calibrate for this site" fits the score calibration and operating point on those
+series as a new version (``medstation calibrate --site``; the old one unchanged),
+which "Use this version" then offers. Both run as child processes with stage
+progress and Cancel, like training.
 """
 
 from __future__ import annotations
@@ -106,9 +114,23 @@ class FinetunePanel(QWidget):
         self.rollback_button = QPushButton("Roll back", self)
         self.rollback_button.setToolTip("Use the base model again")
         self.rollback_button.clicked.connect(lambda: self._use(self.base_id))
+        self.report_button = QPushButton("Site report", self)
+        self.report_button.setToolTip("An HTML validation report of the selected version beside its parent "
+                                      "on this site's labelled series it was not trained on")
+        self.report_button.clicked.connect(self.write_report)
+        self.calibrate_button = QPushButton("Calibrate for this site", self)
+        self.calibrate_button.setToolTip("Fit the score calibration and the operating point of the selected "
+                                         "version on this site's held-out labelled series: a new version")
+        self.calibrate_button.clicked.connect(self.calibrate)
+        self.report_link = QLabel(self)
+        self.report_link.setOpenExternalLinks(True)
+        self.report_link.setTextInteractionFlags(Qt.TextBrowserInteraction)
+        self.report_path = ""
         self.versions = QTreeWidget(self)
         self.versions.setHeaderLabels(["version", "parent", "created", "data", "validation CPM"])
         self.versions.setRootIsDecorated(False)
+        self._picked = False
+        self.versions.itemSelectionChanged.connect(lambda: self.refresh_targets())
 
         lay = QVBoxLayout(self)
         row = QHBoxLayout()
@@ -129,9 +151,10 @@ class FinetunePanel(QWidget):
             w.setMinimumHeight(120)
             lay.addWidget(w, 1)
         row = QHBoxLayout()
-        row.addWidget(self.use_button)
-        row.addWidget(self.rollback_button)
+        for b in (self.use_button, self.rollback_button, self.report_button, self.calibrate_button):
+            row.addWidget(b)
         lay.addLayout(row)
+        lay.addWidget(self.report_link)
         lay.addWidget(self.versions, 1)
         self.refresh()
 
@@ -186,6 +209,8 @@ class FinetunePanel(QWidget):
                             + (f" ({', '.join(f'{k} {v}' for k, v in sorted(c['by_source'].items()))})"
                                if c["by_source"] else "") + split + left_out)
         self.counts.setToolTip("\n".join(s.text() for s in found.skipped))
+        selected = self.selected_id()
+        self._picked = bool(self.versions.selectedItems())
         self.versions.clear()
         for v in versions:
             m = v.manifest
@@ -194,9 +219,12 @@ class FinetunePanel(QWidget):
             cpm = (val.get("new") or {}).get("cpm")
             data = (f"{ft.get('nodules')} nodules, {ft.get('series')} series" if ft else
                     str((m.training_data or {}).get("source", ""))[:40])
-            QTreeWidgetItem(self.versions, [v.id + (" (in use)" if registry.is_default(v) else ""),
-                                            m.parent_version or "", m.created[:16], data,
-                                            "" if cpm is None else f"{cpm:.3f}"])
+            item = QTreeWidgetItem(self.versions, [v.id + (" (in use)" if registry.is_default(v) else ""),
+                                                   m.parent_version or "", m.created[:16], data,
+                                                   "" if cpm is None else f"{cpm:.3f}"])
+            item.setData(0, Qt.UserRole, v.id)
+            if v.id == selected and self._picked:
+                item.setSelected(True)
         running = self.task is not None and self.task.running
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
@@ -204,6 +232,9 @@ class FinetunePanel(QWidget):
                                       and self.checkpoint_path().exists())
         self.use_button.setEnabled(bool(self.new_id) and not running)
         self.rollback_button.setEnabled(bool(self.new_id) and not running)
+        self.report_button.setEnabled(not running and not p["refused"])
+        self.calibrate_button.setEnabled(not running and not p["refused"])
+        self.refresh_targets()
 
     # -- running ---------------------------------------------------------------------------------
     def start(self, resume: bool = False) -> None:
@@ -231,6 +262,78 @@ class FinetunePanel(QWidget):
         self.task.start()
         self.status.setText(f"{'Resuming' if resume else 'Starting'} fine-tuning of {self.base_id} "
                             f"-> {self.out_version} …")
+        self.refresh()
+
+    def refresh_targets(self) -> None:
+        target = self.selected_id()
+        self.report_button.setToolTip(f"An HTML validation report of {target} (select another version in the "
+                                      "list) beside its parent, on this site's labelled series it was not "
+                                      "trained on")
+        self.calibrate_button.setToolTip(f"Fit the score calibration and the operating point of {target} on "
+                                         "this site's held-out labelled series: a new version")
+
+    def selected_id(self) -> str:
+        """The version the report and the calibration are for: the one selected in the list, else the
+        new one, else the base."""
+        items = self.versions.selectedItems()
+        return (items[0].data(0, Qt.UserRole) if items else "") or self.new_id or \
+            (self.base_box.currentData() or "")
+
+    def _run_child(self, args: list[str], name: str, done) -> bool:
+        if self.task is not None and self.task.running:
+            return False
+        self.task = ChildProcessTask(["--db", str(self.ctx.db.path), *args, "--progress", "jsonl"], name=name,
+                                     parent=self)
+        self.task.event.connect(self._on_event)
+        self.task.finished.connect(done)
+        self.task.start()
+        self.refresh()
+        return True
+
+    def write_report(self) -> None:
+        """``medstation evaluate --site --report``: the selected version beside its parent."""
+        from medstation.core.paths import user_data_path
+
+        model = self.selected_id()
+        if not model:
+            return
+        folder = user_data_path() / "reports"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.report_path = str(folder / f"{model.replace('@', '-')}-site-report.html")
+        if self._run_child(["evaluate", "--site", "--model", model, "--report", self.report_path],
+                           "site report", self._on_report_finished):
+            self.status.setText(f"Writing the site report of {model} (its parent on the same series) …")
+
+    def _on_report_finished(self, result) -> None:
+        if result.ok:
+            from PySide6.QtCore import QUrl
+
+            url = QUrl.fromLocalFile(self.report_path).toString()
+            self.report_link.setText(f'Site report: <a href="{url}">{self.report_path}</a>')
+            self.status.setText("The site report is written: open it from the link below.")
+        else:
+            self.status.setText(f"The site report {result.describe()}")
+        self.refresh()
+
+    def calibrate(self) -> None:
+        """``medstation calibrate --site``: a new version calibrated on this site's held-out series."""
+        model = self.selected_id()
+        if model and self._run_child(["calibrate", "--site", "--model", model], "site calibration",
+                                     self._on_calibrated):
+            self.base_id = model
+            self.new_id = ""
+            self.status.setText(f"Calibrating {model} on this site's held-out labelled series …")
+
+    def _on_calibrated(self, result) -> None:
+        ev = result.last_event if result.ok else {}
+        if ev.get("event") == "saved":
+            self.new_id = f"{self.base_id.partition('@')[0]}@{ev['version']}"
+            self.status.setText(f"{self.new_id} is ready (from {self.base_id}): operating point "
+                                f"{ev['operating_point']:.3f}, calibration error {ev['ece_before']:.3f} -> "
+                                f"{ev['ece_after']:.3f} on the fitting series. Use it, or keep "
+                                f"{self.base_id}.")  # version_saved went out with the event
+        else:
+            self.status.setText(f"Site calibration {result.describe()}")
         self.refresh()
 
     def cancel(self) -> None:

@@ -246,12 +246,15 @@ def evaluate_annotated(detector, studies_dir: str | Path, annotations: str | Pat
 
 
 def evaluate_cases(detector, cases: list, load: Callable[[str], object], *, min_diameter: float = 0.0,
-                   max_diameter: float = float("inf"),
-                   progress: Callable[[str], None] | None = None) -> tuple[FrocResult, dict]:
+                   max_diameter: float = float("inf"), progress: Callable[[str], None] | None = None,
+                   on_scan: Callable[[int, int], None] | None = None) -> tuple[FrocResult, dict]:
     """FROC on the study database's labelled series (``training.finetune.Case``: nodule labels with
     their centres and diameters; ``load(key)`` gives the volume), LUNA16 hits. What the site report
-    and the site calibration measure on."""
+    and the site calibration measure on. ``on_scan(done, total)`` hears the count before the first
+    series and after each."""
     cands, refs, per_study, scored, sizes = [], [], [], [], []
+    if on_scan:
+        on_scan(0, len(cases))
     for n, case in enumerate(cases):
         volume = load(case.key)
         t0 = time.perf_counter()
@@ -263,6 +266,8 @@ def evaluate_cases(detector, cases: list, load: Callable[[str], object], *, min_
                           "candidates": len(run.findings), "seconds": round(time.perf_counter() - t0, 2)})
         if progress:
             progress(f"series {n + 1}/{len(cases)}: {len(run.findings)} candidates")
+        if on_scan:
+            on_scan(n + 1, len(cases))
     result = froc(cands, refs, min_diameter=min_diameter, max_diameter=max_diameter)
     extra = {"studies": per_study, "min_diameter_mm": min_diameter, "seeds": [],
              "sizes": size_table(sizes), "size_pairs": sizes, "scored": scored, "per_scan": (cands, refs)}

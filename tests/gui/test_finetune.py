@@ -52,6 +52,28 @@ def test_fine_tuning_panel_runs_cancels_resumes_and_switches_models(qtbot, windo
     qtbot.waitUntil(lambda: win.ctx.registry.default("detection").id == panel.new_id, timeout=60000)
     panel.rollback_button.click()
     qtbot.waitUntil(lambda: win.ctx.registry.default("detection").id == base, timeout=60000)
+    # issue 28, items 5 and 6: the site report of the new version beside its base, from the panel
+    new = panel.new_id
+    assert panel.selected_id() == new  # nothing picked in the list: the new version
+    stages = []
+    panel.report_button.click()
+    panel.task.event.connect(lambda ev: stages.append(ev) if ev.get("event") == "stage" else None)
+    qtbot.waitUntil(lambda: panel.task.result is not None, timeout=240000)
+    assert panel.task.result.ok, panel.task.result.stderr_tail
+    assert {e["stage"] for e in stages} >= {f"detecting with {new.replace('@', ' ')}",
+                                            f"detecting with {base.replace('@', ' ')}"}, stages
+    page = open(panel.report_path, encoding="utf-8").read()
+    assert f"{new.replace('@', ' ')} vs {base.replace('@', ' ')}" in page
+    assert "file://" in panel.report_link.text() and panel.report_path in panel.report_link.text()
+    # calibrated for this site: a new version whose parent is the fine-tuned one, offered for use
+    panel.calibrate_button.click()
+    qtbot.waitUntil(lambda: panel.task.result is not None, timeout=240000)
+    assert panel.task.result.ok, panel.task.result.stderr_tail
+    assert panel.new_id == f"{new}-cal1" and panel.use_button.isEnabled()
+    calibrated = win.ctx.registry.resolve(panel.new_id, "detection").manifest
+    assert calibrated.parent_version == new.partition("@")[2]
+    assert f"{new}-cal1" in [panel.versions.topLevelItem(i).data(0, 256)
+                             for i in range(panel.versions.topLevelItemCount())]
 
 
 def test_the_panel_names_the_labels_it_cannot_use(qtbot, window):
