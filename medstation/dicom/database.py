@@ -396,6 +396,14 @@ class StudyDatabase:
             f["status"] = reviews.get(f.get("finding_id"), "")
         return findings
 
+    def ai_results_of(self, model_name: str, model_version: str, model_sha256: str) -> list[tuple[str, list]]:
+        """Every series' cached findings of one model version (review status merged in): what the
+        review queue ranks. Series keys in key order."""
+        rows = self._conn.execute(
+            "SELECT series_key FROM ai_results WHERE model_name=? AND model_version=? AND model_sha256=? "
+            "ORDER BY series_key", (model_name, model_version, model_sha256)).fetchall()
+        return [(k, self.ai_result(k, model_name, model_version, model_sha256) or []) for (k,) in rows]
+
     def review_finding(self, series: SeriesRef | str, model_name: str, model_version: str, finding: dict,
                        status: str) -> None:
         """Store a reader's accept / reject (``""`` clears it); the finding is kept as a label."""

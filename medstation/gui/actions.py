@@ -152,6 +152,8 @@ def build_menus(win) -> None:
     for status, key in (("accepted", "Y"), ("rejected", "X")):
         action(win, a, f"{'Accept' if key == 'Y' else 'Reject'} the selected finding, go to the next",
                lambda _=False, s=status: findings.review_and_next(s), key)
+    action(win, a, "Next in the review queue (the unreviewed finding the model is least sure of)",
+           win.review_queue.step, "U")
     action(win, a, "Correct the selected finding's extent (a nodule label to drag)", win.ai.correct_extent,
            "Shift+E")
     action(win, a, "Confidence back to the model's operating point", win.findings.reset_threshold, "Ctrl+0")

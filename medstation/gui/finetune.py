@@ -48,9 +48,11 @@ class FinetunePanel(QWidget):
 
     version_saved = Signal(str)
 
-    def __init__(self, ctx, use_model=None, parent=None) -> None:
+    def __init__(self, ctx, use_model=None, queue=None, parent=None) -> None:
         super().__init__(parent)
         self.ctx = ctx
+        #: the viewer's review queue (``gui.review_queue``): its size and where it lies against the split
+        self.queue = queue
         #: makes a model version the detection model (the AI controller's ``set_model``: it checks the
         #: weights load first); without one the registry's pointer is set directly
         self.use_model = use_model
@@ -69,6 +71,8 @@ class FinetunePanel(QWidget):
         self.base_box.setToolTip("The model to start from")
         self.counts = QLabel(self)
         self.counts.setWordWrap(True)
+        self.queue_label = QLabel(self)
+        self.queue_label.setWordWrap(True)
         self.epochs = QSpinBox(self)
         self.epochs.setRange(1, 200)
         self.epochs.setValue(4)
@@ -142,6 +146,7 @@ class FinetunePanel(QWidget):
             row.addWidget(w)
         lay.addLayout(row)
         lay.addWidget(self.counts)
+        lay.addWidget(self.queue_label)
         row = QHBoxLayout()
         for b in (self.start_button, self.cancel_button, self.resume_button):
             row.addWidget(b)
@@ -194,7 +199,8 @@ class FinetunePanel(QWidget):
             left_out = (f"\n{len(found.skipped)} label(s) cannot be used: "
                         + "; ".join(s.text() for s in found.skipped[:3])
                         + (" …" if len(found.skipped) > 3 else ""))
-        p = plan(cases_from_database(self.ctx.db), seed=0)  # the seed Start uses
+        cases = cases_from_database(self.ctx.db)
+        p = plan(cases, seed=0)  # the seed Start uses
         if p["refused"]:
             split = f"\nNot enough to train on yet: {p['refused']}"
         else:
@@ -209,6 +215,7 @@ class FinetunePanel(QWidget):
                             + (f" ({', '.join(f'{k} {v}' for k, v in sorted(c['by_source'].items()))})"
                                if c["by_source"] else "") + split + left_out)
         self.counts.setToolTip("\n".join(s.text() for s in found.skipped))
+        self.queue_label.setText(self._queue_text(cases))
         selected = self.selected_id()
         self._picked = bool(self.versions.selectedItems())
         self.versions.clear()
@@ -263,6 +270,21 @@ class FinetunePanel(QWidget):
         self.status.setText(f"{'Resuming' if resume else 'Starting'} fine-tuning of {self.base_id} "
                             f"-> {self.out_version} …")
         self.refresh()
+
+    def _queue_text(self, cases) -> str:
+        if self.queue is None:
+            return ""
+        from medstation.training.finetune import queue_split_effect
+
+        items = self.queue.items()
+        if not items:
+            return "Review queue: empty (no unreviewed AI findings of the model in use)."
+        patients = {r.ref.key: r.patient_id for r in self.ctx.db.series()}
+        e = queue_split_effect(items, cases, patients)
+        return (f"Review queue: {e['findings']} unreviewed finding(s) in {e['series']} series, least sure "
+                f"first (U steps through them; Y / X review). {e['train']} in training series, "
+                f"{e['validation']} in validation series, {e['changes_split']} would change the split "
+                "(a patient not in it yet).")
 
     def refresh_targets(self) -> None:
         target = self.selected_id()

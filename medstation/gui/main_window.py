@@ -40,6 +40,7 @@ from .followup import FollowupPanel
 from .importing import Importer
 from .loader import SeriesLoader
 from .panels import MeasurementPanel, TagInspector
+from .review_queue import ReviewQueue
 from .settings import SettingsDialog, apply_settings, read
 from .viewer import LAYOUTS, Viewer
 
@@ -90,7 +91,9 @@ class MainWindow(QMainWindow):
         self.problems = ProblemsDialog(self)
         self.ai = AiController(ctx)
         self.findings = FindingsPanel(self.ai, self)
-        self.finetune = FinetunePanel(ctx, use_model=self.ai.set_model, parent=self)
+        self.review_queue = ReviewQueue(self.ai, self.open_series, self)
+        self.review_queue.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        self.finetune = FinetunePanel(ctx, use_model=self.ai.set_model, queue=self.review_queue, parent=self)
         self.ai.findings_changed.connect(self.finetune.labels_changed)  # reviews: labels for training
         self.state.measurements_changed.connect(self.finetune.labels_changed)  # drawn nodule labels
         self.followup = FollowupPanel(ctx, self.ai, self)

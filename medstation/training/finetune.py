@@ -418,3 +418,26 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
          cpm=round(new["cpm"], 4), parent_cpm=round(parent["cpm"], 4))
     teardown(world)
     return manifest
+
+
+def queue_split_effect(queue: list, cases: list[Case], patients: dict[str, str], seed: int = 0) -> dict:
+    """Where the review queue's findings lie against the split fine-tuning would use (``plan``):
+    in training series, in validation series, or in series whose patient is not in the split yet
+    (a review there changes the split: a new patient is drawn to one side). ``patients`` maps a
+    series key to its patient."""
+    out = {"findings": len(queue), "series": len({q.series_key for q in queue}), "train": 0, "validation": 0,
+           "changes_split": 0}
+    try:
+        train, val = split_by_patient(cases, seed)
+    except ValueError:
+        train, val = [], []
+    train_keys, val_keys = {c.key for c in train}, {c.key for c in val}
+    in_split = {c.patient for c in cases if c.nodules}
+    for q in queue:
+        if q.series_key in val_keys:
+            out["validation"] += 1
+        elif q.series_key in train_keys and patients.get(q.series_key) in in_split:
+            out["train"] += 1
+        else:
+            out["changes_split"] += 1
+    return out

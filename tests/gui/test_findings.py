@@ -147,6 +147,48 @@ def test_threshold_review_and_cache(qtbot, demo_window):
     assert sig.args[1] is not None
 
 
+def test_the_review_queue_steps_to_the_least_sure_finding_and_a_review_shrinks_it(qtbot, demo_window):
+    """Issue 28, item 7: U selects the unreviewed finding nearest the operating point (on the logit),
+    centred; Y accepts it (a label), and the next U goes to the next one; the fine-tuning panel says how
+    big the queue is and where it lies against the split."""
+    import math
+
+    win, _truth = demo_window
+    st = win.state
+    op = win.ai.operating_threshold()
+
+    def margin(f):
+        lg = lambda p: math.log(min(max(p, 1e-4), 1 - 1e-4) / (1 - min(max(p, 1e-4), 1 - 1e-4)))  # noqa: E731
+        return abs(lg(f.score) - lg(op))
+
+    expected = sorted(st.findings.items, key=lambda f: (margin(f), f.finding_id))
+    win.viewer.views["axial"].setFocus()
+    st.set_position((0, 0, 0))
+    qtbot.keyClick(win.viewer.views["axial"], Qt.Key_U)
+    first = st.findings.selected
+    assert first is expected[0]
+    assert int(round(st.position[0])) == first.center_slice  # jumped to it
+    assert first.score >= st.findings.threshold  # drawn, even when it lies just below the operating point
+    assert "Review queue" in win.statusBar().currentMessage()
+    win.finetune.refresh()
+    text = win.finetune.queue_label.text()
+    assert f"{len(expected)} unreviewed finding(s) in 1 series" in text, text
+    assert f"{len(expected)} would change the split" in text  # no labels yet: every review would
+    # accept it: it leaves the queue, becomes a label, and U moves to the next least sure
+    qtbot.keyClick(win.viewer.views["axial"], Qt.Key_Y)
+    assert first.status == "accepted"
+    qtbot.keyClick(win.viewer.views["axial"], Qt.Key_U)
+    assert st.findings.selected is expected[1]
+    assert [i.finding_id for i in win.review_queue.items()] == [f.finding_id for f in expected[1:]]
+    # U again without reviewing: the key moves on rather than staying on the one on screen
+    qtbot.keyClick(win.viewer.views["axial"], Qt.Key_U)
+    assert st.findings.selected is expected[2]
+    # X on it (the auto-advance selects some other finding): U goes to the least sure one left
+    qtbot.keyClick(win.viewer.views["axial"], Qt.Key_X)
+    qtbot.keyClick(win.viewer.views["axial"], Qt.Key_U)
+    assert st.findings.selected is expected[1]
+
+
 def test_a_tampered_model_is_refused_and_the_previous_one_stays(qtbot, window, tmp_path):
     import shutil
 
