@@ -23,18 +23,9 @@ import torch
 
 from medstation.ai.detector import ARCHITECTURE, DEFAULT_INPUT, DEFAULT_NETWORK, build_model
 from medstation.ai.store import save_model
-from medstation.core.errors import CancelledError
+from medstation.training.recipe import Recipe, fit
 from medstation.training.synthetic import make_bank
-from medstation.training.trainer import (
-    CancelFlag,
-    Checkpoint,
-    EarlyStopping,
-    JsonLinesLogger,
-    LRSchedule,
-    Trainer,
-    Validation,
-    load_checkpoint,
-)
+from medstation.training.trainer import Trainer
 
 #: phantom seeds the default detector is trained on; evaluation uses seeds >= 10000
 TRAIN_SEEDS = (0, 400)
@@ -57,6 +48,7 @@ class TrainConfig:
     device: str = "cpu"
     input: dict = field(default_factory=lambda: dict(DEFAULT_INPUT))
     network: dict = field(default_factory=lambda: dict(DEFAULT_NETWORK))
+    warmup: float = 0.05  # share of the steps the learning rate warms up over (1.0.0 and 1.1.0 used 1/20)
     epoch_length: int = 250  # iterations per epoch (validation and checkpoints happen per epoch)
     validate_every: int = 0  # epochs between FROC validations (0: none)
     val_studies: int = 0  # held-out generated studies validated on
@@ -177,9 +169,9 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
     ``config.resume`` continues from it. A cancel (``check`` raising ``CancelledError``) saves the
     checkpoint and raises ``CancelledError``; no model directory is written.
     """
-    from medstation.training.distributed import setup, teardown, wrap
+    from medstation.training.distributed import setup, teardown
 
-    world = setup(config.device)
+    world = setup(config.device)  # (idempotent: the recipe joins the same group)
     if not world.main:
         log = None  # rank 0 alone reports, validates, checkpoints and saves
     if config.threads:
@@ -194,12 +186,9 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
     render_s = time.perf_counter() - t0
     positives = sum(1 for b in bank.boxes if len(b))
     _emit(log, event="rendered", samples=len(bank), with_nodules=positives, seconds=round(render_s, 1))
-
-    device = torch.device(f"cuda:{world.local_rank}" if world.distributed and config.device == "cuda"
-                          else config.device)
     if world.distributed:
         _emit(log, event="distributed", world_size=world.size,
-              backend="nccl" if device.type == "cuda" else "gloo")
+              backend="nccl" if config.device == "cuda" else "gloo")
     model = build_model(ARCHITECTURE, config.input, config.network)
     if config.base:  # fine-tune: the base's weights (hash-checked), its input and network
         from medstation.ai.store import load_state
@@ -212,40 +201,22 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
         model.load_state_dict(state)
         config.parent_version = str(base_manifest.get("version"))
         _emit(log, event="base", name=base_manifest.get("name"), version=config.parent_version)
-    model = model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    warmup = max(1, config.steps // 20)
-    def lr_factor(s: int) -> float:  # linear warm-up, then cosine; a float (checkpoints hold no numpy)
-        return float(min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / config.steps))))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    trainer = Trainer(detector_step(bank, config, device), model=wrap(model, world, device), optimizer=opt,
-                      scheduler=sched, max_iterations=config.steps,
-                      epoch_length=config.epoch_length or config.steps,
-                      rng=np.random.default_rng(config.seed + 1 + world.rank))
-    trainer.attach(LRSchedule(sched), JsonLinesLogger(log, every=50, lr=lambda: sched.get_last_lr()[0]))
     manifest = _manifest(config, len(bank), positives)
     manifest["training"]["world_size"] = world.size
-    if config.validate_every and config.val_studies and world.main:
-        trainer.attach(Validation(froc_validation(config, manifest, log), every=config.validate_every))
-        if config.early_stop and not world.distributed:  # one rank stopping alone would hang the rest
-            trainer.attach(EarlyStopping(config.early_stop))
-    if config.checkpoint:
-        if world.main:
-            trainer.attach(Checkpoint(config.checkpoint))
-        if config.resume:
-            load_checkpoint(trainer, config.checkpoint)
-            _emit(log, event="resumed", step=trainer.state.iteration, epoch=trainer.state.epoch)
-    if check is not None:
-        trainer.attach(CancelFlag(check))
-    state = trainer.run()
+    validate = (froc_validation(config, manifest, log)
+                if config.validate_every and config.val_studies and world.main else None)
+    recipe = Recipe(model=model, make_step=lambda device: detector_step(bank, config, device),
+                    steps=config.steps, epoch_length=config.epoch_length or config.steps, lr=config.lr,
+                    weight_decay=config.weight_decay, warmup=config.warmup, seed=config.seed, log_every=50,
+                    validate=validate, validate_every=config.validate_every or 1,
+                    early_stop=config.early_stop, checkpoint=config.checkpoint, resume=config.resume,
+                    what="training", device=config.device,
+                    resume_hint=f"resume with --resume from {config.checkpoint}")
+    state, world = fit(recipe, log=log, check=check,
+                       on_resume=lambda st: _emit(log, event="resumed", step=st.iteration, epoch=st.epoch))
     if not world.main:
         teardown(world)
         return manifest
-    if state.stop_reason == "cancelled":
-        where = f" from {config.checkpoint}" if config.checkpoint else ""
-        raise CancelledError(f"training was cancelled at step {state.iteration} of {config.steps}",
-                             f"resume with --resume{where}")
     running = state.running
     train_s = state.seconds
     model.eval()

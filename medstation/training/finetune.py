@@ -301,19 +301,11 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
 
     from medstation.ai.detector import Detector, build_model
     from medstation.ai.store import load_detector, load_state, save_model
-    from medstation.core.errors import CancelledError
     from medstation.training.card import write_card
     from medstation.training.detector import TrainConfig, detector_step
-    from medstation.training.distributed import setup, teardown, wrap
-    from medstation.training.trainer import (
-        CancelFlag,
-        Checkpoint,
-        JsonLinesLogger,
-        LRSchedule,
-        Trainer,
-        Validation,
-        load_checkpoint,
-    )
+    from medstation.training.distributed import setup, teardown
+    from medstation.training.recipe import Recipe, fit
+    from medstation.training.trainer import Trainer
 
     world = setup(config.device)
     log = (log if log is not None else sys.stdout) if world.main else None
@@ -348,26 +340,12 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
                             seed=config.seed, progress=lambda e: emit(**e), check=check)
     emit(event="samples", **data)
     torch.manual_seed(config.seed)
-    device = torch.device(f"cuda:{world.local_rank}" if world.distributed and config.device == "cuda"
-                          else config.device)
     if world.distributed:
-        emit(event="distributed", world_size=world.size, backend="nccl" if device.type == "cuda" else "gloo")
+        emit(event="distributed", world_size=world.size,
+             backend="nccl" if config.device == "cuda" else "gloo")
     model = build_model(str(base_manifest["architecture"]), input_spec, base_manifest.get("network"))
     model.load_state_dict(det_state)
-    model = model.to(device)
     steps = config.epochs * config.epoch_length
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
-    def lr_factor(s: int) -> float:  # warm-up over a tenth, then cosine
-        warm = min(1.0, (s + 1) / max(1, steps // 10))
-        return float(warm * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    tc = TrainConfig(batch_size=config.batch_size)
-    trainer = Trainer(detector_step(bank, tc, device), model=wrap(model, world, device), optimizer=opt,
-                      scheduler=sched, max_iterations=steps, epoch_length=config.epoch_length,
-                      rng=np.random.default_rng(config.seed + 1 + world.rank))
-    every = max(1, min(10, config.epoch_length // 3))
-    trainer.attach(LRSchedule(sched), JsonLinesLogger(log, every=every, lr=lambda: sched.get_last_lr()[0]))
     manifest = {k: v for k, v in base_manifest.items()
                 if k not in ("sha256", "calibration", "operating_point")}
 
@@ -377,23 +355,17 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
                                                progress=lambda e: emit(**e)).items()
                 if isinstance(v, float)}
 
-    if world.main:
-        trainer.attach(Validation(validate, every=1))
-    if config.checkpoint:
-        if world.main:
-            trainer.attach(Checkpoint(config.checkpoint))
-        if config.resume:
-            load_checkpoint(trainer, config.checkpoint)
-            emit(event="resumed", step=trainer.state.iteration, epoch=trainer.state.epoch)
-    if check is not None:
-        trainer.attach(CancelFlag(check))
-    st = trainer.run()
+    tc = TrainConfig(batch_size=config.batch_size)
+    recipe = Recipe(model=model, make_step=lambda device: detector_step(bank, tc, device), steps=steps,
+                    epoch_length=config.epoch_length, lr=config.lr, weight_decay=1e-4, warmup=0.1,
+                    seed=config.seed, log_every=max(1, min(10, config.epoch_length // 3)),
+                    validate=validate, checkpoint=config.checkpoint, resume=config.resume, what="fine-tuning",
+                    device=config.device)
+    st, world = fit(recipe, log=log, check=check,
+                    on_resume=lambda s: emit(event="resumed", step=s.iteration, epoch=s.epoch))
     if not world.main:
         teardown(world)
         return manifest
-    if st.stop_reason == "cancelled":
-        raise CancelledError(f"fine-tuning was cancelled at step {st.iteration} of {steps}",
-                             "run it again with --resume to continue from the last checkpoint")
     model.eval()
     new = froc_on_cases(Detector(copy.deepcopy(model).cpu(), manifest, "cpu"), val_cases, cached_load,
                         progress=lambda e: emit(**e), stage="validating the new version")

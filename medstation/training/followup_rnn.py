@@ -248,12 +248,13 @@ def _step(train: list[dict], local: list[dict], batch: int, local_share: float):
 
 def train_followup(out_dir, *, tracks: int = 20000, steps: int = 3000, batch: int = 256, lr: float = 3e-3,
                    hidden: int = 48, seed: int = 0, log=sys.stdout, version: str = "1.0.0", base: str = "",
-                   local: list[dict] | None = None, checkpoint: str = "", resume: bool = False) -> dict:
+                   local: list[dict] | None = None, checkpoint: str = "", resume: bool = False,
+                   check=None) -> dict:
     """Train (or, from ``base``, fine-tune on ``local`` tracks mixed with synthetic ones) on the project's
     Trainer: JSON lines, an LR schedule, atomic checkpoints with resume."""
     from medstation.ai.predictor import Predictor
     from medstation.ai.store import load_state, save_model
-    from medstation.training.trainer import Checkpoint, JsonLinesLogger, LRSchedule, Trainer, load_checkpoint
+    from medstation.training.recipe import Recipe, fit
 
     def emit(**event) -> None:
         if log is not None:
@@ -273,16 +274,11 @@ def train_followup(out_dir, *, tracks: int = 20000, steps: int = 3000, batch: in
         model = GrowthRNN(int((base_manifest.get("network") or {}).get("hidden", hidden)))
         model.load_state_dict(state)
         parent = str(base_manifest.get("version"))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    trainer = Trainer(_step(train, local, batch, 0.5), model=model, optimizer=opt, scheduler=sched,
-                      max_iterations=steps, epoch_length=max(1, steps // 10), rng=np.random.default_rng(seed))
-    trainer.attach(LRSchedule(sched), JsonLinesLogger(log, every=100, lr=lambda: sched.get_last_lr()[0]))
-    if checkpoint:
-        trainer.attach(Checkpoint(checkpoint))
-        if resume:
-            load_checkpoint(trainer, checkpoint)
-    trainer.run()
+    recipe = Recipe(model=model, make_step=lambda _device: _step(train, local, batch, 0.5), steps=steps,
+                    epoch_length=max(1, steps // 10), lr=lr, weight_decay=1e-4, warmup=0.1, seed=seed,
+                    log_every=100, checkpoint=checkpoint, resume=resume, what="follow-up training",
+                    resume_hint="run it again with --resume and the same --checkpoint")
+    fit(recipe, log=log, check=check)
     model.eval()
     manifest = {"name": "followup-rnn", "version": version, "parent_version": parent, "task": TASK,
                 "architecture": ARCHITECTURE, "network": {"hidden": hidden}, "valid_range": DEFAULT_RANGE,

@@ -67,7 +67,13 @@ def test_sigterm_closes_the_window_like_the_user(tmp_path):
     deadline = time.monotonic() + 120
     while not db.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(3.0)  # the window is built and shown after the database opens
+    # the window is built and shown after the database opens: wait until it answers as a running
+    # instance does (its event loop is up), however busy the machine is
+    from medstation.gui.instance import send_to_running, server_name
+
+    name = server_name(str(db.resolve()))
+    while proc.poll() is None and time.monotonic() < deadline and not send_to_running(name, []):
+        time.sleep(0.3)
     assert proc.poll() is None and not settings.exists()
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=60)
