@@ -64,6 +64,12 @@ def test_fine_tuning_panel_runs_cancels_resumes_and_switches_models(qtbot, windo
                                             f"detecting with {base.replace('@', ' ')}"}, stages
     page = open(panel.report_path, encoding="utf-8").read()
     assert f"{new.replace('@', ' ')} vs {base.replace('@', ' ')}" in page
+    assert page.count("data:image/svg+xml;base64,") == 4  # FROC, reliability, two Bland-Altman
+    new_version = win.ctx.registry.resolve(new, "detection")
+    split = new_version.manifest.training_data["fine_tuned_on"]["split"]
+    # measured on the validation series only, never on what the new version trained on
+    assert all(key in page for key in split["validation"]) and not any(key in page for key in split["train"])
+    manifest_before = (new_version.path / "manifest.json").read_bytes()
     assert "file://" in panel.report_link.text() and panel.report_path in panel.report_link.text()
     # calibrated for this site: a new version whose parent is the fine-tuned one, offered for use
     panel.calibrate_button.click()
@@ -72,6 +78,9 @@ def test_fine_tuning_panel_runs_cancels_resumes_and_switches_models(qtbot, windo
     assert panel.new_id == f"{new}-cal1" and panel.use_button.isEnabled()
     calibrated = win.ctx.registry.resolve(panel.new_id, "detection").manifest
     assert calibrated.parent_version == new.partition("@")[2]
+    assert calibrated.raw["calibration"]["fitted_on_series"] == split["validation"]
+    assert calibrated.raw["operating_point"] is not None
+    assert (new_version.path / "manifest.json").read_bytes() == manifest_before  # a version never changes
     assert f"{new}-cal1" in [panel.versions.topLevelItem(i).data(0, 256)
                              for i in range(panel.versions.topLevelItemCount())]
 
