@@ -323,6 +323,7 @@ def render_html(report: dict) -> str:
         for v in versions)
     scans = "".join(f"<tr><td>{n + 1}</td><td>{e(s['name'])}</td><td>{_cell(s.get('patient'))}</td>"
                     f"<td>{s['nodules']}</td></tr>" for n, s in enumerate(data["scans"]))
+    described = data["description"][:1].upper() + data["description"][1:]
     lo, hi = data["size_range_mm"]
     counted = ("every label" if not lo and hi is None else f"labels of {lo:g} mm or more" if hi is None
                else f"labels of {lo:g}-{hi:g} mm")
@@ -338,7 +339,7 @@ th{{background:#f3f3f3}} .warn{{background:#fff3cd;padding:8px;border:1px solid 
 <p class="warn">{e(report['disclaimer'])}</p>
 <p>Written {e(report['created'])} by medstation {e(report['medstation'])}.</p>
 <h2>Data</h2>
-<p>{e(data['description'])}: {data['scans_count']} scan(s) of {_cell(data.get('patients'))} patient(s),
+<p>{e(described)}: {data['scans_count']} scan(s) of {_cell(data.get('patients'))} patient(s),
 {data['nodules']} nodule(s) counted ({e(counted)}; {data['ignored']} other(s) ignored, neither hits nor
 false positives). A hit is a candidate centre strictly inside the label's radius (LUNA16). Bootstrap:
 {report['bootstrap']} draws of the scans with replacement, seed {report['seed']}.</p>
