@@ -109,7 +109,7 @@ def test_the_page_is_self_contained_and_says_both_versions():
     assert len(images) == 4  # FROC, reliability, one Bland-Altman per version
     for b in images:
         ET.fromstring(base64.b64decode(b))  # each a well-formed SVG
-    assert "site &lt;series&gt;" in page and "Site &amp; test" in page  # text is escaped
+    assert "Site &lt;series&gt;" in page and "Site &amp; test" in page  # text is escaped
     assert page.count(detector.manifest["sha256"][:16]) == 2 and "not for clinical use" in page
     assert "no segmented hit to compare with a label" in base64.b64decode(images[3]).decode()
     assert "not shown to differ here" in page
