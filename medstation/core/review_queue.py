@@ -20,6 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 _EPS = 1e-4
+#: the band around the operating point the queue holds, in logits: a factor of about 7.4 in the odds
+#: either way (at an operating point of 0.35: scores 0.07 to 0.80). The detector caches every candidate,
+#: most of them near zero: those are not uncertain, and a queue of hundreds says nothing
+MAX_MARGIN = 2.0
 
 
 def _logit(p: float) -> float:
@@ -39,15 +43,18 @@ class QueueItem:
 
 
 def review_queue(results: Iterable[tuple[str, list[dict]]], threshold: float,
-                 limit: int | None = None) -> list[QueueItem]:
+                 limit: int | None = None, max_margin: float | None = MAX_MARGIN) -> list[QueueItem]:
     """The unreviewed findings of ``results`` (``(series key, finding dicts)``, as
-    ``StudyDatabase.ai_results_of`` gives them), least sure first; ties by series and finding id."""
+    ``StudyDatabase.ai_results_of`` gives them) within ``max_margin`` logits of the operating point
+    (None: all), least sure first; ties by series and finding id."""
     t = _logit(threshold)
     items = [QueueItem(key, str(f.get("finding_id", "")), float(f["score"]),
                        round(abs(_logit(f["score"]) - t), 6), float(f["score"]) >= threshold,
                        tuple(float(c) for c in f.get("center_mm", (0.0, 0.0, 0.0))))
              for key, findings in results for f in findings
              if not f.get("status") and f.get("score") is not None and f.get("finding_id")]
+    if max_margin is not None:
+        items = [q for q in items if q.margin <= max_margin]
     items.sort(key=lambda q: (q.margin, q.series_key, q.finding_id))
     return items if limit is None else items[:limit]
 

@@ -15,14 +15,16 @@ def _f(fid: str, score: float, status: str = "") -> dict:
 def test_least_sure_first_on_the_logit_and_reviewed_ones_left_out():
     results = [("A", [_f("F1", 0.95), _f("F2", 0.52), _f("F3", 0.40, "accepted")]),
                ("B", [_f("F1", 0.45), _f("F2", 0.10), _f("F3", 0.60, "rejected")])]
-    q = review_queue(results, 0.5)
+    q = review_queue(results, 0.5, max_margin=None)
     # logit distances from 0.5: 0.52 -> 0.08, 0.45 -> 0.20, 0.10 -> 2.20, 0.95 -> 2.94
     assert [(i.series_key, i.finding_id) for i in q] == [("A", "F2"), ("B", "F1"), ("B", "F2"), ("A", "F1")]
     assert [i.above for i in q] == [True, False, False, True]
     # the distance is on the logit: with the operating point at 0.9, 0.99 is about as far as 0.5 (2.4 vs 2.2)
-    far = review_queue([("C", [_f("hi", 0.99), _f("mid", 0.5), _f("near", 0.85)])], 0.9)
+    far = review_queue([("C", [_f("hi", 0.99), _f("mid", 0.5), _f("near", 0.85)])], 0.9, max_margin=None)
     assert far[0].finding_id == "near" and far[1].margin == pytest.approx(far[2].margin, rel=0.1)
-    assert len(review_queue(results, 0.5, limit=2)) == 2
+    assert len(review_queue(results, 0.5, limit=2, max_margin=None)) == 2
+    # by default only the band around the operating point: 0.10 and 0.95 are more than 2 logits away
+    assert [(i.series_key, i.finding_id) for i in review_queue(results, 0.5)] == [("A", "F2"), ("B", "F1")]
     # a tie is broken by series and finding id: the same database gives the same queue
     tie = review_queue([("B", [_f("F9", 0.6)]), ("A", [_f("F9", 0.6)])], 0.5)
     assert [i.series_key for i in tie] == ["A", "B"]
