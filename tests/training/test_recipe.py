@@ -39,7 +39,7 @@ def _regression(cancel_at: int | None = None):
             loss.backward()
             t.optimizer.step()
             seen.append(t.optimizer.param_groups[0]["lr"])
-            return {"mse": float(loss)}
+            return {"mse": float(loss.detach())}
         return step
 
     return model, make_step, seen
