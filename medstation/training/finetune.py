@@ -396,19 +396,24 @@ def queue_split_effect(queue: list, cases: list[Case], patients: dict[str, str],
     """Where the review queue's findings lie against the split fine-tuning would use (``plan``):
     in training series, in validation series, or in series whose patient is not in the split yet
     (a review there changes the split: a new patient is drawn to one side). ``patients`` maps a
-    series key to its patient."""
+    series key to its patient. Keys are compared by series UID: the AI cache keys a series by its
+    stack (``UID#1``) where labels and the database may use the bare UID."""
+    from medstation.core.series import SeriesRef
+
+    def uid(key: str) -> str:
+        return SeriesRef.parse(key).series_uid
+
     out = {"findings": len(queue), "series": len({q.series_key for q in queue}), "train": 0, "validation": 0,
            "changes_split": 0}
-    try:
-        train, val = split_by_patient(cases, seed)
-    except ValueError:
-        train, val = [], []
-    train_keys, val_keys = {c.key for c in train}, {c.key for c in val}
+    train, val = split_by_patient(cases, seed)
+    train_uids, val_uids = {uid(c.key) for c in train}, {uid(c.key) for c in val}
+    patient_of = {uid(k): p for k, p in patients.items()}
     in_split = {c.patient for c in cases if c.nodules}
     for q in queue:
-        if q.series_key in val_keys:
+        u = uid(q.series_key)
+        if u in val_uids:
             out["validation"] += 1
-        elif q.series_key in train_keys and patients.get(q.series_key) in in_split:
+        elif u in train_uids and patient_of.get(u) in in_split:
             out["train"] += 1
         else:
             out["changes_split"] += 1

@@ -51,3 +51,7 @@ def test_where_the_queue_lies_against_the_split():
     assert e["validation"] == len(val) and e["train"] == len([c for c in train if c.nodules])
     # a series with no nodule label yet, or of a patient not in the split: a review there changes it
     assert e["changes_split"] == 2
+    # the AI cache keys a series by its stack (UID#1), labels by the bare UID: the same series
+    stacked = review_queue([(f"{c.key}#1", [_f("F1", 0.5)]) for c in cases], 0.5)
+    same = queue_split_effect(stacked, cases, patients)
+    assert same == {**e, "findings": 6, "series": 6, "changes_split": 1}
