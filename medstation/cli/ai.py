@@ -25,18 +25,18 @@ def _say(args, text: str) -> None:
 
 def _stage(args, stage: str):
     """``--progress jsonl``: ``(done, total)`` callbacks that print typed stage events on stdout (what the
-    fine-tuning panel's child process reads: ``training.finetune.stage_event``); else None."""
+    fine-tuning panel's child process reads: ``core.progress.stage_event``); else None."""
     if getattr(args, "progress", "text") != "jsonl":
         return None
     import json
     import time
 
+    from medstation.core.progress import stage_event
+
     t0 = time.perf_counter()
 
-    def on(done: int, total: int) -> None:  # the schema of training.finetune.stage_event
-        elapsed = time.perf_counter() - t0
-        eta = {"eta_s": round(elapsed / done * (total - done), 1)} if 0 < done < total else {}
-        print(json.dumps({"event": "stage", "stage": stage, "done": done, "total": total, **eta}), flush=True)
+    def on(done: int, total: int) -> None:
+        print(json.dumps(stage_event(stage, done, total, t0)), flush=True)
 
     return on
 

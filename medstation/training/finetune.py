@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from medstation.core.errors import LabelError
+from medstation.core.progress import stage_event
 from medstation.training.synthetic import LABEL_DZ, SampleBank
 
 MIN_NODULES = 4  # fewer labelled nodules than this: no fine-tuning
@@ -238,16 +239,6 @@ def build_bank(cases: list[Case], load: Callable[[str], object], input_spec: dic
     bank = SampleBank(np.concatenate(images) if images else np.zeros((0,)), boxes, (0, 0))
     return bank, {"samples": own, "replayed": replay, "series_from_cache": cached,
                   "with_nodules": int(sum(1 for b in boxes[:own] if len(b)))}
-
-
-def stage_event(stage: str, done: int, total: int, t0: float, **extra) -> dict:
-    """A typed progress line (``{"event": "stage", "stage", "done", "total", "eta_s"}``): what the
-    panel and the CLI show from the first second, whatever the stage."""
-    import time
-
-    elapsed = time.perf_counter() - t0
-    eta = {"eta_s": round(elapsed / done * (total - done), 1)} if 0 < done < total else {}
-    return {"event": "stage", "stage": stage, "done": done, "total": total, **eta, **extra}
 
 
 def froc_on_cases(detector, cases: list[Case], load: Callable[[str], object],
