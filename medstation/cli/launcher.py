@@ -29,6 +29,9 @@ def cmd_bench_render(args) -> int:
               f"(target {r['target_ms']:.0f} ms, ratio {r['ratio_vs_target']:.2f}); baseline (redraw of a"
               f" windowed slice, no overlays) {r['baseline_redraw_only_median_ms']:.2f} ms, "
               f"ratio {r['ratio_vs_baseline']:.2f}")
+        print(f"thick-slab MIP frame ({r['slab_mip_mm']:.0f} mm, projected every frame): median "
+              f"{r['slab_mip_median_ms']:.2f} ms, p95 {r['slab_mip_p95_ms']:.2f} ms, "
+              f"{r['slab_mip_ratio_vs_plain_frame']:.2f}x the plain frame above")
     return 0
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QLabel, QLineEdit
+from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QDoubleSpinBox, QLabel, QLineEdit
 
-from medstation.imaging import PRESETS
+from medstation.imaging import PRESETS, SLAB_MODES
+from medstation.imaging.slab import MAX_MM, MIN_MM, SLAB_NAMES
 
 from .dialogs import DISCLAIMER, AboutDialog
 from .viewer import LAYOUTS
@@ -110,6 +111,16 @@ def build_menus(win) -> None:
     win.cine_action = action(win, v, "Cine (play slices)", win.toggle_cine, "Space", checkable=True)
     action(win, v, "Cine faster", lambda: win.cine_speed(1.25), "]")
     action(win, v, "Cine slower", lambda: win.cine_speed(0.8), "[")
+    slab = v.addMenu("Thick slab (MIP / MinIP / average)")
+    win.slab_actions = {}
+    group = QActionGroup(win)
+    for mode in SLAB_MODES:
+        text = "Off (single plane)" if mode == "off" else f"{SLAB_NAMES[mode]} over the slab"
+        win.slab_actions[mode] = action(win, slab, text, lambda _=False, m=mode: st.set_slab(m),
+                                        checkable=True, group=group)
+    action(win, slab, "Next slab mode (off, MIP, MinIP, average)", st.cycle_slab, "M")
+    action(win, slab, "Thicker slab", lambda: st.slab_thicker(1.5), "Ctrl+]")
+    action(win, slab, "Thinner slab", lambda: st.slab_thicker(1 / 1.5), "Ctrl+[")
     v.addSeparator()
     win.fullscreen_action = action(win, v, "Full screen", win.toggle_fullscreen, "F11", checkable=True)
     win.panels_action = action(win, v, "Hide panels", win.toggle_panels, "Tab", checkable=True)
@@ -174,6 +185,8 @@ def build_menus(win) -> None:
         tb.addAction(act)
     tb.addAction(win.sync_action)
     tb.addSeparator()
+    build_slab_controls(win, tb)
+    tb.addSeparator()
     tb.addAction(win.invert_action)
     for act, short in ((win.undo_action, "↶"), (win.redo_action, "↷")):
         act.setIconText(short)
@@ -183,3 +196,34 @@ def build_menus(win) -> None:
     disclaimer.setToolTip(DISCLAIMER)
     tb.addWidget(disclaimer)
     win.toolbar = tb
+
+
+def build_slab_controls(win, tb) -> None:
+    """The toolbar's slab mode and thickness, kept in step with the menu and the keys."""
+    st = win.state
+    win.slab_mode_box = box = QComboBox(win)
+    for mode in SLAB_MODES:
+        box.addItem("Slab off" if mode == "off" else SLAB_NAMES[mode], mode)
+    box.setToolTip("Thick slab: MIP tells nodules from vessels, MinIP shows airways (M cycles)")
+    win.slab_mm_box = mm = QDoubleSpinBox(win)
+    mm.setRange(MIN_MM, MAX_MM)
+    mm.setDecimals(1)
+    mm.setSingleStep(1.0)
+    mm.setSuffix(" mm")
+    mm.setToolTip("Slab thickness (Ctrl+] thicker, Ctrl+[ thinner)")
+    box.activated.connect(lambda i: st.set_slab(box.itemData(i)))
+    mm.valueChanged.connect(lambda v: st.set_slab(None, v))
+
+    def sync() -> None:
+        for w in (box, mm):
+            w.blockSignals(True)
+        box.setCurrentIndex(SLAB_MODES.index(st.slab.mode))
+        mm.setValue(st.slab.thickness_mm)
+        for w in (box, mm):
+            w.blockSignals(False)
+        win.slab_actions[st.slab.mode].setChecked(True)
+
+    st.slab_changed.connect(sync)
+    sync()
+    tb.addWidget(box)
+    tb.addWidget(mm)

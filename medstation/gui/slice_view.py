@@ -19,7 +19,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from medstation.imaging import KINDS, Measurement, Window, render
+from medstation.imaging import KINDS, Measurement, Window, render, slab_image, slab_range
 from medstation.imaging.mpr import Plane
 
 from .state import ViewState
@@ -52,6 +52,8 @@ class SliceView(QWidget):
         self._scale: float | None = None  # screen px per mm; None = fit to the widget
         self._pan = QPointF(0, 0)
         self._cache_key: tuple | None = None
+        self._pixels_key: tuple | None = None  # the shown plane (or slab) pixels, before windowing
+        self._pixels: np.ndarray | None = None
         self._qimage: QImage | None = None
         self._rgb: np.ndarray | None = None
         self._drag: tuple | None = None  # (mode, start point, payload)
@@ -73,7 +75,8 @@ class SliceView(QWidget):
         state.tool_changed.connect(self._on_tool)
         state.position_changed.connect(self._refresh_hover)
         state.data_changed.connect(self._refresh_hover)
-        for sig in (state.data_changed, state.position_changed, state.window_changed,
+        state.slab_changed.connect(self._refresh_hover)
+        for sig in (state.data_changed, state.position_changed, state.window_changed, state.slab_changed,
                     state.measurements_changed, state.layers_changed):
             sig.connect(self.update)
         self._on_tool()
@@ -189,12 +192,24 @@ class SliceView(QWidget):
         self.update()
 
     # -- painting -------------------------------------------------------------
+    def pixels(self, plane: Plane, depth: int) -> np.ndarray:
+        """What this view shows at ``depth``: the plane, or its thick-slab projection."""
+        st = self.state
+        key = (plane.name, depth, st.slab, st.data_version, id(st.volume))
+        if key != self._pixels_key or self._pixels is None:
+            self._pixels = slab_image(plane, st.volume.voxels, depth, st.slab, st.ready)
+            self._pixels_key = key
+        return self._pixels
+
+    def slab_range(self, p: Plane, depth: int) -> tuple[int, int]:
+        """The planes the shown image covers (one plane when there is no slab)."""
+        return slab_range(p, depth, self.state.slab)
+
     def _image(self, plane: Plane, depth: int) -> QImage:
         st = self.state
-        key = (plane.name, depth, st.window, st.display_inverted, st.data_version, id(st.volume))
+        key = (plane.name, depth, st.window, st.display_inverted, st.slab, st.data_version, id(st.volume))
         if key != self._cache_key or self._qimage is None:
-            pixels = plane.image(st.volume.voxels, depth)
-            out = render(pixels, st.window, st.display_inverted)
+            out = render(self.pixels(plane, depth), st.window, st.display_inverted)
             out = np.ascontiguousarray(out)
             h, w = out.shape[:2]
             fmt = QImage.Format_RGB888 if out.ndim == 3 else QImage.Format_Grayscale8
@@ -266,17 +281,20 @@ class SliceView(QWidget):
         painter.drawLine(QPointF(0, pt.y()), QPointF(self.width(), pt.y()))
 
     def finding_rects(self, p: Plane, depth: int) -> list[tuple[object, QRectF]]:
-        """(finding, widget rectangle) of the findings cut by this plane at ``depth``."""
+        """(finding, widget rectangle) of the findings cut by this plane at ``depth`` (in a thick
+        slab: the findings inside it, each at its largest extent there)."""
         out = []
+        first, last = self.slab_range(p, depth)
         for f in self.state.findings.visible():
             if p.axis == 0:
-                box = next((b for b in f.boxes if b[0] == depth), None)
-                if box is None:
+                inside = [b for b in f.boxes if first <= b[0] <= last]
+                if not inside:
                     continue
+                box = max(inside, key=lambda b: ((b[3] - b[1] + 1) * (b[4] - b[2] + 1), -abs(b[0] - depth)))
                 lo, hi = (depth, box[1], box[2]), (depth, box[3], box[4])
             else:
                 b = f.bbox()
-                if not (b[p.axis] - 0.5 <= depth <= b[p.axis + 3] + 0.5):
+                if not (b[p.axis] - 0.5 <= last and first <= b[p.axis + 3] + 0.5):
                     continue
                 lo, hi = b[:3], b[3:]
             r0, c0, _ = p.to_plane(lo)
@@ -308,7 +326,8 @@ class SliceView(QWidget):
         items = list(self.state.measurements)
         if self._pending_angle is not None:
             items.append(self._pending_angle)
-        return [m for m in items if m.axis == p.axis and m.depth == depth]
+        first, last = self.slab_range(p, depth)
+        return [m for m in items if m.axis == p.axis and first <= m.depth <= last]
 
     def _paint_measurements(self, painter: QPainter, p: Plane, depth: int) -> None:
         units = self.state.volume.units
@@ -375,16 +394,17 @@ class SliceView(QWidget):
         wl = "" if vol.is_color else (f"W {w.width:.0f}  L {w.center:.0f}" + ("" if small else f"  {w.name}"))
         if st.invert:
             wl += "  inv" if small else "  inverted"
+        slab = st.slab.label(p, depth)  # a projection is never mistaken for a plane
         if small:
             narrow = self.width() < 260  # the image number matters more than the name there
             return {"tl": [] if narrow else [info.get("patient", "")],
-                    "tr": [f"Im {depth + 1}/{p.depth}"],
+                    "tr": [f"Im {depth + 1}/{p.depth}", slab],
                     "bl": [wl], "br": [self._hover_text]}
         return {"tl": [info.get("patient", ""),
                        "  ".join(t for t in (info.get("patient_id", ""), info.get("age_sex", "")) if t),
                        info.get("study", "")],
                 "tr": [info.get("series", ""), info.get("acquisition", ""),
-                       f"{where}Im {depth + 1}/{p.depth}", loc],
+                       f"{where}Im {depth + 1}/{p.depth}", loc, slab],
                 "bl": [wl, f"Zoom {self.zoom_factor():.2f}×"],
                 "br": [self._hover_text]}
 
@@ -652,9 +672,11 @@ class SliceView(QWidget):
         if 0 <= r < p.shape[0] and 0 <= c < p.shape[1]:
             depth = st.depth(p)
             if st.slice_ready(p, depth):
-                v = p.image(st.volume.voxels, depth)[r, c]
+                v = self.pixels(p, depth)[r, c]
                 value = " ".join(f"{x:g}" for x in np.ravel(v)) + (f" {st.volume.units}" if st.volume.units
                                                                     else "")
+                if st.slab.active:
+                    value += f" ({st.slab.label()})"
             else:
                 value = "…"
             # x, y: the pixel's column and row in this view (from 0, as DICOM counts them);

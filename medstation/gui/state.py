@@ -11,6 +11,7 @@ signal                     emitted when
 ``position_changed``       the cursor moved (``position``, a fractional index)
 ``centre_requested``       the views should centre on the cursor
 ``window_changed``         window/level or invert changed
+``slab_changed``           the thick slab changed (MIP / MinIP / average, its mm)
 ``tool_changed``           the mouse tool changed
 ``measurements_changed``   measurements added, edited, removed or selected
 ``layers_changed``         an overlay layer changed (AI findings: items, threshold,
@@ -30,8 +31,9 @@ from PySide6.QtCore import QObject, Signal
 
 from medstation.core.series import SeriesRef
 from medstation.core.volume import Volume
-from medstation.imaging import Measurement, Window, default_window, planes_for
+from medstation.imaging import SLAB_MODES, Measurement, Slab, Window, default_window, planes_for
 from medstation.imaging.mpr import Plane
+from medstation.imaging.slab import MAX_MM, MIN_MM
 
 from .findings_model import FindingsModel, HeatmapLayer
 from .history import History
@@ -52,6 +54,7 @@ class ViewState(QObject):
     position_changed = Signal()
     centre_requested = Signal()
     window_changed = Signal()
+    slab_changed = Signal()
     tool_changed = Signal()
     measurements_changed = Signal()
     layers_changed = Signal()
@@ -69,6 +72,7 @@ class ViewState(QObject):
         self.position = np.zeros(3)  # cursor, fractional volume index (k, i, j)
         self.window = Window(40, 400, "Mediastinum")
         self.invert = False
+        self.slab = Slab()  # kept across series, as RadiAnt keeps it; the corner text says it
         self.measurements: list[Measurement] = []
         self.selected: Measurement | None = None
         self.tool = "window"
@@ -164,6 +168,27 @@ class ViewState(QObject):
     def set_invert(self, invert: bool) -> None:
         self.invert = bool(invert)
         self.window_changed.emit()
+
+    # -- thick slab -------------------------------------------------------------
+    def set_slab(self, mode: str | None = None, thickness_mm: float | None = None) -> None:
+        """Project every view over a slab (``mode`` one of ``SLAB_MODES``; ``None`` keeps it)."""
+        mode = self.slab.mode if mode is None else mode
+        mm = self.slab.thickness_mm if thickness_mm is None else float(thickness_mm)
+        slab = Slab(mode, min(max(mm, MIN_MM), MAX_MM))
+        if slab != self.slab:
+            self.slab = slab
+            self.slab_changed.emit()
+
+    def cycle_slab(self) -> None:
+        """Off -> MIP -> MinIP -> average -> off (the M key)."""
+        self.set_slab(SLAB_MODES[(SLAB_MODES.index(self.slab.mode) + 1) % len(SLAB_MODES)])
+
+    def slab_thicker(self, factor: float) -> None:
+        """Thicken (``factor`` > 1) or thin the slab; with no slab, a MIP of the current thickness."""
+        if not self.slab.active:
+            self.set_slab("mip")
+        else:
+            self.set_slab(None, round(self.slab.thickness_mm * factor, 1))
 
     # -- tools and measurements ---------------------------------------------------
     def set_tool(self, tool: str) -> None:

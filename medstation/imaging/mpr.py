@@ -57,12 +57,16 @@ class Plane:
     right: tuple[float, float, float]  # patient direction of screen-right
     down: tuple[float, float, float]  # patient direction of screen-down
     normal: tuple[float, float, float]  # patient direction of increasing depth
+    step_mm: float = 1.0  # distance between neighbouring planes along ``axis``
 
     def image(self, voxels: np.ndarray, depth: int) -> np.ndarray:
         """The plane image at ``depth`` as a view of ``voxels`` (grey or colour)."""
         sel: list = [slice(None)] * 3
         sel[self.axis] = int(depth)
-        img = voxels[tuple(sel)]
+        return self.orient(voxels[tuple(sel)])
+
+    def orient(self, img: np.ndarray) -> np.ndarray:
+        """An image of the two in-plane index axes (in index order) turned to the screen's way."""
         if self.row_axis > self.col_axis:
             img = img.swapaxes(0, 1)
         if self.flip_row:
@@ -129,5 +133,5 @@ def planes_for(volume: Volume) -> dict[str, Plane]:
             shape=(shape[row_axis], shape[col_axis]), depth=shape[axis],
             spacing=(float(spacing[row_axis]), float(spacing[col_axis])),
             right=tuple(float(v) for v in right_vec), down=tuple(float(v) for v in down_vec),
-            normal=tuple(float(v) for v in d[axis]))
+            normal=tuple(float(v) for v in d[axis]), step_mm=float(spacing[axis]))
     return out

@@ -245,3 +245,63 @@ def test_a_drawn_nodule_label_is_a_label_with_its_centre_in_mm_undoable(qtbot, w
     assert not [x for x in all_labels(win.db) if x.source == "reader"]
     win.state.history.redo()
     assert len([x for x in all_labels(win.db) if x.source == "reader"]) == 1
+
+
+def test_thick_slab_mip_shows_a_marker_off_the_plane_on_every_view_with_its_overlays(qtbot, window,
+                                                                                    marker_study):
+    """M turns a MIP on (RadiAnt-like); the marker two slices away shows on the axial slab and in the
+    coronal and sagittal slabs, the corner text says it is a projection, a measurement drawn on the
+    marker's slice is drawn in the slab, and the toolbar and Ctrl+] change the thickness."""
+    from medstation.imaging import Measurement
+
+    folder, marker = marker_study
+    win = window
+    report = import_and_wait(qtbot, win, [folder])
+    open_and_wait(qtbot, win, next(iter(report.series)))
+    win.set_layout("2x2")
+    qtbot.wait(10)
+    vol, st = win.state.volume, win.state
+    idx = np.round(vol.patient_to_index(marker)).astype(int)
+    st.set_position(idx + np.array([-2, -3, -4]))  # two slices, three rows, four columns away
+    ruler = Measurement("length", 0, int(idx[0]), [tuple(idx), tuple(idx + np.array([0, 5, 5]))])
+    st.add_measurement(ruler)
+
+    def bright_at_marker(view) -> bool:
+        p = view.plane
+        r, c, _ = p.to_plane(idx)
+        view.show_overlays = False
+        view._scale, view._pan = 8 / min(p.spacing), QPointF(0, 0)
+        view.centre_on(idx)
+        view.repaint()
+        at = view.to_widget(r, c)
+        lit = view.grab().toImage().pixelColor(int(at.x()), int(at.y())).lightness() > 200
+        view.show_overlays = True
+        return lit
+
+    views = win.viewer.views
+    assert not any(bright_at_marker(v) for v in views.values())
+    axial = views["axial"]
+    assert ruler not in axial.visible_measurements(axial.plane, st.depth(axial.plane))
+    qtbot.keyClick(win.viewer.active, Qt.Key_M)
+    assert st.slab.mode == "mip" and st.slab.thickness_mm == 10.0
+    assert win.slab_mode_box.currentText() == "MIP" and win.slab_actions["mip"].isChecked()
+    for name, view in views.items():
+        assert bright_at_marker(view), name
+        assert "MIP 10.0 mm" in "\n".join(view.corner_text(view.plane, st.depth(view.plane))["tr"])
+    assert ruler in axial.visible_measurements(axial.plane, st.depth(axial.plane))
+    # the readout is the projected value, and says so
+    r, c, _ = axial.plane.to_plane(idx)
+    axial._update_hover(axial.to_widget(r, c))
+    assert f"{MARKER_HU} HU (MIP" in axial._hover_text
+    # a MinIP of the same slab hides the marker again; thinner than the gap loses it from the MIP
+    win.slab_mode_box.setCurrentIndex(2)
+    win.slab_mode_box.activated.emit(2)
+    assert st.slab.mode == "minip" and not bright_at_marker(axial)
+    st.set_slab("mip", 2.5)
+    assert not bright_at_marker(axial) and win.slab_mm_box.value() == 2.5
+    qtbot.keyClick(axial, Qt.Key_BracketRight, Qt.ControlModifier)
+    assert st.slab.thickness_mm == 3.8
+    win.slab_mm_box.setValue(12.5)
+    assert st.slab.thickness_mm == 12.5 and bright_at_marker(axial)
+    win.slab_actions["off"].trigger()
+    assert not st.slab.active and not bright_at_marker(axial)
