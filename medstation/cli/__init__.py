@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("detect", help="find lesions in CT series; findings as JSON per series (a batch: "
                        "under torchrun each rank takes its share, or --workers N)")
-    s.add_argument("paths", nargs="*", help="folders, files, DICOMDIRs or .zip archives")
+    s.add_argument("paths", nargs="*", help="folders, files, DICOMDIRs, .zip archives, NIfTI / MetaImage / "
+                   "NRRD volumes")
     s.add_argument("--db-query", help="also the CT series of the study database matching this text")
     s.add_argument("--workers", type=int, default=0, help="N local processes, each a share of the series")
     s.add_argument("--out", required=True, help="folder for <series UID>.json and detect-report.json")
@@ -250,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dicom", action="store_true",
                    help="also write each series' findings above the model's 1-FP/scan operating point "
                    "as DICOM SR (TID 1500) and SEG into OUT/dicom")
+    s.add_argument("--masks", action="store_true",
+                   help="also write the same findings as a NIfTI label map per series (value n = the n-th "
+                   "finding, a JSON legend beside it) into OUT/masks")
     s.set_defaults(func=_ai("cmd_detect"))
 
     s = sub.add_parser("selftest",

@@ -161,10 +161,19 @@ def cmd_detect(args) -> int:
             entry["file"] = str(path)
             shown = [f for f in run.findings if f.score >= operating_threshold(detector.manifest)]
             if getattr(args, "dicom", False) and shown:
-                from medstation.dicom.results import export_results
-                exported = export_results(shown, loaded.volume.sources, out / "dicom",
-                                          voxels=loaded.volume.voxels)
-                entry["dicom"] = {"sr": exported.sr, "seg": exported.seg}
+                from medstation.dicom.results import ExportError, export_results
+                try:
+                    exported = export_results(shown, loaded.volume.sources, out / "dicom",
+                                              voxels=loaded.volume.voxels)
+                    entry["dicom"] = {"sr": exported.sr, "seg": exported.seg}
+                except ExportError as exc:  # e.g. a NIfTI series: said in the report, the run goes on
+                    entry["dicom"] = {"skipped": exc.to_dict()}
+                    _say(args, f"{h.series_description or stack.series_uid}: no SR/SEG ({exc})")
+            if getattr(args, "masks", False):
+                from medstation.dicom.masks import export_findings_mask
+
+                entry["mask"] = str(export_findings_mask(loaded.volume, shown, stack.series_uid,
+                                                         out / "masks" / f"{path.stem}-findings.nii.gz"))
             report["series"].append(entry)
             _say(args, f"{h.series_description or stack.series_uid}: {len(run.findings)} findings "
                        f"in {run.seconds['total']:.1f} s -> {path}")

@@ -1,8 +1,10 @@
 """``medstation labels import|export|list``: nodule labels in the study database.
 
 ``import FILE``: a LUNA16 CSV (``seriesuid,coordX,coordY,coordZ,diameter_mm``, patient
-mm) or a DICOM SR (TID 1500; ours or another tool's), all rows checked first and
-nothing stored when any is bad. ``export --format luna16|sr --out PATH``. ``list``:
+mm), a label mask (``.nii.gz``, ``.nrrd``, ``.mha``: one label per connected structure, on the
+series whose grid it lies on, or ``--series UID``) or a DICOM SR (TID 1500; ours or another
+tool's), all rows checked first and nothing stored when any is bad. ``export --format
+luna16|sr|nifti --out PATH`` (nifti: one label map per series, with a JSON legend). ``list``:
 every label, the readers' accepted and rejected AI findings included, with counts.
 """
 
@@ -14,13 +16,17 @@ from medstation.core import jsonout
 def add_parsers(sub, run) -> None:
     s = sub.add_parser("labels", help="nodule labels for fine-tuning and evaluation: import, export, list")
     lsub = s.add_subparsers(dest="labels_command", metavar="ACTION", required=True)
-    m = lsub.add_parser("import", help="import a LUNA16 CSV or a DICOM SR (TID 1500); all rows or none")
+    m = lsub.add_parser("import", help="import a LUNA16 CSV, a label mask (NIfTI / NRRD) or a DICOM SR "
+                                       "(TID 1500); all rows or none")
     m.add_argument("file")
+    m.add_argument("--series", metavar="UID", help="the series a mask was drawn on (default: the database "
+                                                   "series whose voxel grid it lies on)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=run("cmd_import"))
-    m = lsub.add_parser("export", help="write the nodule labels as a LUNA16 CSV or DICOM SR per series")
-    m.add_argument("--format", choices=("luna16", "sr"), required=True)
-    m.add_argument("--out", required=True, help="the CSV file (luna16) or a folder (sr)")
+    m = lsub.add_parser("export", help="write the nodule labels as a LUNA16 CSV, or a DICOM SR or NIfTI "
+                                       "label map per series")
+    m.add_argument("--format", choices=("luna16", "sr", "nifti"), required=True)
+    m.add_argument("--out", required=True, help="the CSV file (luna16) or a folder (sr, nifti)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=run("cmd_export"))
     m = lsub.add_parser("list", help="every label (readers' accepts and rejects included), with counts")
@@ -39,7 +45,7 @@ def cmd_import(args) -> int:
 
     with _db(args) as db:
         already: list = []
-        ids = import_labels(db, args.file, already=already)
+        ids = import_labels(db, args.file, already=already, series=args.series)
         summary = counts(all_labels(db))
     if args.json:
         print(jsonout.dumps({"imported": len(ids), "ids": ids, "already_held": len(already),
@@ -54,11 +60,16 @@ def cmd_import(args) -> int:
 
 def cmd_export(args) -> int:
     from medstation.dicom.labels import all_labels, export_luna16, export_sr
+    from medstation.dicom.masks import export_label_masks
 
     with _db(args) as db:
         labels = all_labels(db)
-        written = [str(export_luna16(labels, args.out))] if args.format == "luna16" else export_sr(db, labels,
-                                                                                                   args.out)
+        if args.format == "luna16":
+            written = [str(export_luna16(labels, args.out))]
+        elif args.format == "sr":
+            written = export_sr(db, labels, args.out)
+        else:
+            written = export_label_masks(db, labels, args.out)
     nodules = sum(lab.is_nodule for lab in labels)
     if args.json:
         print(jsonout.dumps({"format": args.format, "nodules": nodules, "files": written}, indent=1))

@@ -15,6 +15,7 @@ from pydicom.pixels import iter_pixels
 
 from medstation.core.errors import LoadError
 from medstation.dicom.header import InstanceHeader, scan_file
+from medstation.dicom.volume_files import is_volume_file, read_frames
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ def decode(task: DecodeTask) -> np.ndarray:
 
 
 def _decode(task: DecodeTask) -> np.ndarray:
+    if is_volume_file(task.path):
+        return read_frames(task.path, task.frames, task.out_dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(task.path, force=True)

@@ -230,8 +230,14 @@ _KEY_ATTRIBUTES = (0x00080016, 0x00080018, 0x0020000D, 0x0020000E, 0x00080060, 0
 
 
 def scan_file(path: str) -> InstanceHeader:
-    """Read one file's header. Raises ``LoadError`` (or ``NotDicomError``)."""
+    """Read one file's header (a DICOM instance, or a NIfTI / MetaImage / NRRD volume). Raises
+    ``LoadError`` (or ``NotDicomError``)."""
     import pydicom
+
+    from medstation.dicom.volume_files import is_volume_file, scan_volume_file
+
+    if is_volume_file(path):
+        return scan_volume_file(path)
 
     try:
         st = os.stat(path)

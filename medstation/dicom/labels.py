@@ -85,14 +85,20 @@ def series_geometry(db, series_uid: str) -> SeriesGeometry | None:
 # -- import ---------------------------------------------------------------------------------
 
 def import_labels(db, path: str | Path, *, source: str = "imported",
-                  already: list | None = None) -> list[int]:
-    """Read a LUNA16 CSV (``.csv``) or a DICOM SR, check every row, store them all; the new ids.
+                  already: list | None = None, series: str | None = None) -> list[int]:
+    """Read a LUNA16 CSV (``.csv``), a label mask (NIfTI / NRRD / MetaImage: one label per connected
+    structure, on the series whose grid it lies on or ``series``) or a DICOM SR, check every row, store
+    them all; the new ids.
 
     Idempotent: a row that the database already holds (same series, centre and diameter to 0.01 mm,
     same nodule / not-nodule) is not stored twice; such rows are appended to ``already``."""
+    from medstation.dicom.masks import is_mask_file, rows_from_mask
+
     path = Path(path)
     if path.suffix.lower() == ".csv":
         rows = _rows_from_csv(db, path)
+    elif is_mask_file(path):
+        rows = rows_from_mask(db, path, series)
     else:
         rows = _rows_from_sr(db, path)
     held = {_same_key(r["series_key"], r["center_mm"], r["diameter_mm"], r["is_nodule"])

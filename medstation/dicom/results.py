@@ -108,8 +108,15 @@ def _mm():
 
 
 def _source_headers(sources: Sequence[tuple[str, int]]) -> list[Dataset]:
+    from medstation.dicom.volume_files import FORMATS, is_volume_file, suffix_of
+
     headers: list[Dataset] = []
     for path, frame in sources:
+        if is_volume_file(path):
+            raise ExportError(f"{path}: a {FORMATS[suffix_of(path)]} file, not DICOM: an SR or SEG must "
+                              "reference DICOM images",
+                              "export the findings as a NIfTI label map instead (detect --masks, or "
+                              "AI > Export findings as a NIfTI mask)")
         if frame:
             raise ExportError(f"{path}: frame {frame + 1} of a multi-frame image",
                               "export of results on multi-frame series is not supported yet")

@@ -17,6 +17,7 @@ import numpy as np
 from medstation.core.volume import AXIAL
 from medstation.dicom.geometry import check_pixel_spacing, check_stack
 from medstation.dicom.header import InstanceHeader, series_key_of
+from medstation.dicom.volume_files import is_volume_header
 
 _TILT_DEGREES = 0.1  # below this, slices count as stacked along the normal
 
@@ -245,6 +246,8 @@ def _build_stack(series_uid: str, part: int, slices: list[SliceRef]) -> SeriesSt
                         "of reference, orientation, pixel spacing and matrix (check that it is one series)")
     orientation = h0.orientation
     positions = [s.position for s in slices]
+    if is_volume_header(h0):  # what a NIfTI / MetaImage / NRRD file does not say, and its geometry
+        warnings += h0.notes
     check = check_stack(orientation, positions, h0.pixel_spacing, h0.slice_thickness)
     warnings += [f"geometry error: {e}" for e in check.errors] + check.warnings
     spacing_ok = h0.pixel_spacing is not None and not check_pixel_spacing(h0.pixel_spacing)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from medstation.core.errors import LoadError
 from medstation.dicom.header import read_head
+from medstation.dicom.volume_files import is_data_file_of_a_header
 
 MAX_ZIP_BYTES = 20 * 1024**3  # total uncompressed size accepted from one archive
 MAX_ZIP_RATIO = 200  # uncompressed / compressed, per entry (zip bomb guard)
@@ -92,6 +93,8 @@ def collect(inputs, extract_dir: str | Path | None = None) -> Collected:
                     # the files it points at are in this folder tree anyway
                     if name.lower().endswith(".zip") and zipfile.is_zipfile(f):
                         _from_zip(f, extract_dir, out, add)
+                    elif is_data_file_of_a_header(f):
+                        continue  # x.raw of x.mhd: read through its header
                     elif f.is_file():
                         add(f)
                     elif f.is_symlink() and not f.exists():

@@ -197,3 +197,37 @@ def test_detect_on_a_database_query(batch, tmp_path):
     assert len(json.loads(proc.stdout)["series"]) == 3
     none = medstation("--db", str(db), "detect", "--db-query", "no-such-text", "--out", str(tmp_path / "n"))
     assert none.returncode == 2 and "Traceback" not in none.stderr
+
+
+def test_a_luna16_subset_of_mhd_files_and_annotations_csv_evaluates_and_detects_directly(chest, tmp_path):
+    """LUNA16 ships <series UID>.mhd + .raw and annotations.csv: the CT written that way evaluates as the
+    DICOM does (the file name is the series UID the CSV names), and detect writes a NIfTI label map."""
+    from medstation.dicom import open_series
+    from medstation.dicom.volume_files import write_volume_file
+
+    uid = chest.series[0].series_uid
+    vol = open_series(chest.folder).volume
+    luna = tmp_path / "subset0"
+    raw = write_volume_file(vol.voxels, vol.grid, tmp_path / "tmp.mha")  # one file, then MetaImage pair
+    import SimpleITK as sitk
+
+    luna.mkdir()
+    sitk.WriteImage(sitk.ReadImage(str(raw)), str(luna / f"{uid}.mhd"))
+    assert (luna / f"{uid}.raw").exists()
+    x, y, z = NODULE.center
+    csv = tmp_path / "annotations.csv"
+    csv.write_text(f"seriesuid,coordX,coordY,coordZ,diameter_mm\n{uid},{x},{y},{z},{NODULE.diameter_mm}\n")
+    proc = medstation("evaluate", "--studies-dir", str(luna), "--annotations", str(csv), "--json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["scans"] == 1 and r["nodules"] == 1 and r["sensitivity_at_fp_per_scan"]["8.0"] == 1.0
+    proc = medstation("detect", str(luna / f"{uid}.mhd"), "--out", str(tmp_path / "out"), "--masks",
+                      "--dicom", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (entry,) = json.loads(proc.stdout)["series"]
+    top = entry["findings"][0]
+    assert np.linalg.norm(np.subtract(top["center_mm"], NODULE.center)) <= NODULE.diameter_mm / 2
+    assert entry["dicom"]["skipped"]["type"] == "ExportError"  # an SR must reference DICOM: said, run goes on
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(entry["mask"]))
+    legend = json.loads(open(entry["mask"].replace(".nii.gz", ".json")).read())
+    assert legend["values"][0]["finding_id"] == top["finding_id"] and (mask == 1).sum() > 0
