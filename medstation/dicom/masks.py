@@ -252,3 +252,20 @@ def export_findings_mask(volume, findings, series_uid: str, out: str | Path) -> 
                        "center_mm": list(f.center_mm), "size_mm": f.size.mm, "size_name": f.size.what,
                        "size_method": f.size.method, "model": f"{f.model_name}@{f.model_version}"})
     return _write(array, volume.grid, Path(out), legend, series_uid)
+
+
+def mask_on_grid(mask: Mask, grid: Grid) -> np.ndarray:
+    """The mask resampled (nearest neighbour, in patient mm) onto ``grid``: ``(k, i, j)`` uint16.
+    ``LabelError`` when none of its structures lands inside the grid (the mask is of another series)."""
+    import SimpleITK as sitk
+
+    ref = sitk.Image(int(grid.shape[2]), int(grid.shape[1]), int(grid.shape[0]), sitk.sitkUInt16)
+    ref.SetSpacing(tuple(float(s) for s in (grid.spacing[2], grid.spacing[1], grid.spacing[0])))
+    ref.SetOrigin(tuple(float(v) for v in grid.origin))
+    ref.SetDirection(grid.sitk_direction())
+    out = sitk.GetArrayFromImage(sitk.Resample(mask.image, ref, sitk.Transform(), sitk.sitkNearestNeighbor,
+                                               0, sitk.sitkUInt16))
+    if mask.array.any() and not out.any():
+        raise LabelError(f"{mask.path}: none of the mask's structures lies inside the shown series "
+                         f"({grid.describe()})", "open the series the mask was drawn on, then the mask")
+    return out

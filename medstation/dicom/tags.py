@@ -43,8 +43,18 @@ def _walk(ds: Dataset, depth: int, out: list[TagRow]) -> None:
             out.append(TagRow(depth, tag, name, str(elem.VR), _value(elem)))
 
 
+def _short(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
 def read_tags(path: str) -> list[TagRow]:
-    """All elements of ``path`` except the pixel data, file meta first."""
+    """All elements of ``path`` except the pixel data, file meta first (a NIfTI / MetaImage / NRRD
+    file: its header fields as SimpleITK reads them)."""
+    from medstation.dicom.volume_files import header_fields, is_volume_file
+
+    if is_volume_file(path):
+        return [TagRow(0, "", key, "", _short(value)) for key, value in header_fields(path)]
     try:
         with warnings.catch_warnings():  # oddities pydicom warns about are shown as they are
             warnings.simplefilter("ignore")

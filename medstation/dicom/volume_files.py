@@ -171,6 +171,19 @@ def scan_volume_file(path: str):
     return h
 
 
+def header_fields(path: str) -> list[tuple[str, str]]:
+    """The file's own header fields (as ITK names them), after size, spacing, origin and direction."""
+    import SimpleITK as sitk
+
+    reader = _reader(path)
+    rows = [("format", FORMATS.get(suffix_of(path), "")), ("size", " x ".join(map(str, reader.GetSize()))),
+            ("voxel type", sitk.GetPixelIDValueAsString(reader.GetPixelID())),
+            ("spacing (mm)", " ".join(f"{v:g}" for v in reader.GetSpacing())),
+            ("origin (mm, LPS)", " ".join(f"{v:g}" for v in reader.GetOrigin())),
+            ("direction (LPS)", " ".join(f"{v:.4g}" for v in reader.GetDirection()))]
+    return rows + [(key, reader.GetMetaData(key)) for key in reader.GetMetaDataKeys()]
+
+
 def _pixel_type(path: str, pixel: str) -> tuple[int, bool, bool]:
     """(bits, signed, float) of an ITK pixel type name such as "16-bit signed integer"."""
     text = pixel.lower()

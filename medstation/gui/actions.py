@@ -17,6 +17,7 @@ from medstation.imaging import PRESETS, SLAB_MODES
 from medstation.imaging.slab import MAX_MM, MIN_MM, SLAB_NAMES
 
 from .dialogs import DISCLAIMER, AboutDialog
+from .masks import export_findings_mask_task, open_mask_task
 from .viewer import LAYOUTS
 
 LAYOUT_KEYS = {"1x1": "Ctrl+1", "1x2": "Ctrl+2", "1x3": "Ctrl+3", "2x2": "Ctrl+4"}
@@ -65,6 +66,12 @@ def build_menus(win) -> None:
     action(win, f, "Open folder…", win.choose_folder, "Ctrl+O")
     action(win, f, "Open files…", win.choose_files, "Ctrl+Shift+O")
     win.recent_menu = f.addMenu("Recent series")
+    action(win, f, "Open a label mask over this series (NIfTI, NRRD)…",
+           lambda: open_mask_task(win.ctx, parent=win), "Ctrl+Shift+M")
+    win.mask_action = action(win, f, "Show the label mask", lambda on: st.mask.set_show(on), checkable=True)
+    st.mask.changed.connect(lambda: (win.mask_action.setChecked(st.mask.show),
+                                     win.mask_action.setEnabled(st.mask.array is not None)))
+    win.mask_action.setEnabled(False)
     action(win, f, "Show problems", win.problems.show, keep_focus=True)
     f.addSeparator()
     action(win, f, "PACS: search and retrieve…", win.show_pacs, "Ctrl+Shift+P", keep_focus=True)
@@ -170,6 +177,8 @@ def build_menus(win) -> None:
     action(win, a, "Confidence back to the model's operating point", win.findings.reset_threshold, "Ctrl+0")
     a.addSeparator()
     action(win, a, "Export findings as DICOM SR + SEG…", win.export_results)
+    action(win, a, "Export findings as a NIfTI label map…",
+           lambda: export_findings_mask_task(win.ctx, parent=win))
     action(win, a, "Send findings to PACS (SR + SEG)", win.send_results, keep_focus=True)
 
     h = mb.addMenu("&Help")

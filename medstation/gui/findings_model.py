@@ -156,6 +156,25 @@ class HeatmapLayer(QObject):
             self.opacity = opacity
             self.changed.emit()
 
+    @staticmethod
+    def colours(p):
+        """RGBA uint8 of probabilities ``p`` (0-1): transparent -> red -> yellow, clear under 5%."""
+        import numpy as np
+
+        p = np.asarray(p, np.float32)
+        out = np.zeros(p.shape + (4,), np.uint8)
+        out[..., 0] = 255
+        out[..., 1] = np.rint(np.clip((p - 0.5) * 2, 0, 1) * 255)
+        out[..., 3] = np.where(p < 0.05, 0, np.rint(np.clip(p * 1.5, 0, 1) * 255))
+        return out
+
+    def ramp(self) -> list:
+        """(probability, QColor) stops of the colouring, for the legend (the same formula as the map)."""
+        from PySide6.QtGui import QColor
+
+        stops = [0.0, 0.049, 0.05, 0.25, 0.5, 0.667, 0.75, 1.0]
+        return [(p, QColor(*(int(v) for v in c))) for p, c in zip(stops, self.colours(stops))]
+
     def rgba(self, k: int):
         """The map of volume slice ``k`` as RGBA uint8 (a transparent-to-red-to-yellow ramp; pixels
         under 5% probability fully transparent), or None."""
@@ -166,9 +185,4 @@ class HeatmapLayer(QObject):
         values = self.heatmap.slice_for(k)
         if values is None:
             return None
-        p = values.astype(np.float32) / 255.0
-        out = np.zeros(values.shape + (4,), np.uint8)
-        out[..., 0] = 255
-        out[..., 1] = np.rint(np.clip((p - 0.5) * 2, 0, 1) * 255)
-        out[..., 3] = np.where(p < 0.05, 0, np.rint(np.clip(p * 1.5, 0, 1) * 255))
-        return out
+        return self.colours(values.astype(np.float32) / 255.0)

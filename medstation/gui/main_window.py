@@ -316,7 +316,8 @@ class MainWindow(QMainWindow):
             self.import_paths([folder], open_after=True)
 
     def choose_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files, a DICOMDIR or a .zip")
+        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files, a DICOMDIR, a .zip, or NIfTI / "
+                                                      "MetaImage / NRRD volumes")
         if files:
             self.import_paths(files, open_after=True)
 

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 from medstation.imaging import KINDS, Measurement, Window, render, slab_image, slab_range
 from medstation.imaging.mpr import Plane
 
+from . import overlays
 from .state import ViewState
 
 PLANE_COLORS = {"axial": QColor(77, 166, 255), "coronal": QColor(102, 204, 102),
@@ -34,7 +35,6 @@ HANDLE_PX = 6.0
 #: findings by confidence: high, medium, low
 FINDING_COLORS = ((0.75, QColor(255, 70, 70)), (0.5, QColor(255, 150, 40)), (0.0, QColor(240, 230, 80)))
 REJECTED = QColor(150, 150, 150)
-_NICE_MM = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 
 
 class SliceView(QWidget):
@@ -240,8 +240,10 @@ class SliceView(QWidget):
         painter.setRenderHint(QPainter.Antialiasing, True)
         if self.show_crosshair:
             self._paint_crosshair(painter, p)
+        if self.show_overlays and st.mask.show:
+            overlays.paint_mask(self, painter, p, depth)
         if self.show_overlays and st.heatmap.show and p.axis == 0:
-            self._paint_heatmap(painter, depth)
+            overlays.paint_heatmap(self, painter, depth)
         if self.show_overlays and st.findings.show and st.findings.items:
             self._paint_findings(painter, p, depth)
         if self.show_overlays:
@@ -251,24 +253,6 @@ class SliceView(QWidget):
             painter.setPen(QPen(PLANE_COLORS.get(p.name, TEXT), 2))
             painter.drawRect(self.rect().adjusted(1, 1, -1, -1))
         painter.end()
-
-    def _paint_heatmap(self, painter: QPainter, depth: int) -> None:
-        """The detector's probability map over the axial slice (its coarse grid stretched over
-        the volume rows and columns it covers)."""
-        layer = self.state.heatmap
-        rgba = layer.rgba(depth)
-        if rgba is None:
-            return
-        h, w = rgba.shape[:2]
-        self._heat_rgba = np.ascontiguousarray(rgba)  # the QImage borrows this buffer
-        image = QImage(self._heat_rgba.data, w, h, w * 4, QImage.Format_RGBA8888)
-        step_i, step_j = layer.heatmap.step
-        target = QRectF(self.to_widget(-0.5, -0.5), self.to_widget(h * step_i - 0.5, w * step_j - 0.5))
-        painter.save()
-        painter.setOpacity(layer.opacity)
-        painter.setRenderHint(QPainter.SmoothPixmapTransform, True)
-        painter.drawImage(target, image)
-        painter.restore()
 
     def _paint_crosshair(self, painter: QPainter, p: Plane) -> None:
         r, c, _ = p.to_plane(self.state.position)
@@ -436,21 +420,7 @@ class SliceView(QWidget):
             self._shadow_text(painter, box, Qt.AlignLeft | Qt.AlignVCenter, labels["left"])
             self._shadow_text(painter, box, Qt.AlignRight | Qt.AlignVCenter, labels["right"])
             painter.setFont(self._font)
-        self._paint_scale_bar(painter)
-
-    def _paint_scale_bar(self, painter: QPainter) -> None:
-        s = self.scale()
-        want = self.width() / 5 / s  # about a fifth of the view
-        mm = max((n for n in _NICE_MM if n <= want), default=_NICE_MM[0])
-        length = mm * s
-        x1 = self.width() - 40
-        y = self.height() - 40
-        x0 = x1 - length
-        painter.setPen(QPen(TEXT, 2))
-        painter.drawLine(QPointF(x0, y), QPointF(x1, y))
-        for x in (x0, x1):
-            painter.drawLine(QPointF(x, y - 4), QPointF(x, y + 4))
-        painter.drawText(QRectF(x0 - 40, y - 20, length + 80, 16), Qt.AlignCenter, f"{mm} mm")
+        overlays.paint_scale_bar(self, painter)
 
     # -- mouse and keys --------------------------------------------------------
     def _handle_at(self, pt: QPointF) -> tuple[Measurement, int] | None:

@@ -19,7 +19,8 @@ signal                     emitted when
 =========================  =====================================================
 
 Overlay layers live in ``layers`` by name; the AI findings are ``findings``
-(a :class:`~medstation.gui.findings_model.FindingsModel`). A new overlay (a
+(a :class:`~medstation.gui.findings_model.FindingsModel`), the probability map ``heatmap`` and
+an opened label mask ``mask``. A new overlay (a
 follow-up track, a segmentation) is one more layer whose changes are forwarded
 to ``layers_changed``.
 """
@@ -37,6 +38,7 @@ from medstation.imaging.slab import MAX_MM, MIN_MM
 
 from .findings_model import FindingsModel, HeatmapLayer
 from .history import History
+from .mask_layer import MaskLayer
 
 #: left-button tools: window/level, zoom, pan, crosshair, and the measurements
 TOOLS = ("window", "zoom", "pan", "navigate", "length", "rect", "ellipse", "angle", "nodule")
@@ -86,6 +88,8 @@ class ViewState(QObject):
         self.add_layer("findings", self.findings)
         self.heatmap = HeatmapLayer(self)
         self.add_layer("heatmap", self.heatmap)
+        self.mask = MaskLayer(self)  # a label mask (NIfTI / NRRD) over the views
+        self.add_layer("mask", self.mask)
 
     def add_layer(self, name: str, layer: QObject) -> None:
         """Register an overlay layer; its ``changed`` signal repaints the views."""
@@ -113,6 +117,7 @@ class ViewState(QObject):
             self.position[0] = (volume.shape[0] - 1) // 2
         self.findings.clear()
         self.heatmap.clear()
+        self.mask.clear()
         self.history.clear()
         self.volume_changed.emit()
 

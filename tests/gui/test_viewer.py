@@ -305,3 +305,74 @@ def test_thick_slab_mip_shows_a_marker_off_the_plane_on_every_view_with_its_over
     assert st.slab.thickness_mm == 12.5 and bright_at_marker(axial)
     win.slab_actions["off"].trigger()
     assert not st.slab.active and not bright_at_marker(axial)
+
+
+def test_a_nifti_volume_opens_in_the_window_and_a_label_mask_draws_over_every_plane(qtbot, window, tmp_path):
+    """Issue 29: a NIfTI file imports beside DICOM and opens; File > Open a label mask draws its
+    structure on the axial and coronal planes (resampled in mm, on a background task); the heatmap has
+    a colour legend; the scale bar is outlined so it reads over bright pixels."""
+    import SimpleITK as sitk
+
+    from medstation.ai.detector import Heatmap
+    from medstation.dicom.volume_files import write_volume_file
+    from medstation.gui.masks import open_mask_task
+    from medstation.imaging import Window
+
+    win, st = window, window.state
+    arr = np.full((30, 40, 50), -1000, np.int16)
+    arr[8:22, 5:35, 5:45] = 40
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.7, 0.8, 2.5))
+    sitk.WriteImage(img, str(tmp_path / "chest.nii.gz"))
+    report = import_and_wait(qtbot, win, [tmp_path / "chest.nii.gz"])
+    assert len(report.series) == 1
+    open_and_wait(qtbot, win, next(iter(report.series)))
+    assert st.volume.shape == (30, 40, 50) and np.array_equal(st.volume.voxels, arr)
+    mask = np.zeros(arr.shape, np.uint8)
+    mask[12:18, 15:25, 20:30] = 1
+    write_volume_file(mask, st.volume.grid, tmp_path / "mask.nii.gz")
+    open_mask_task(win.ctx, tmp_path / "mask.nii.gz")
+    qtbot.waitUntil(lambda: st.mask.array is not None, timeout=20000)
+    assert np.array_equal(st.mask.array, mask) and win.mask_action.isEnabled()
+    # the tags panel shows the NIfTI header's own fields
+    from medstation.dicom.tags import read_tags
+
+    fields = {r.name: r.value for r in read_tags(str(tmp_path / "chest.nii.gz"))}
+    assert fields["format"] == "NIfTI" and fields["size"] == "50 x 40 x 30"
+
+    def colour_at(view, index):
+        view.show_crosshair = False  # its lines pass through the cursor
+        view.repaint()
+        r, c, _ = view.plane.to_plane(index)
+        at = view.to_widget(r, c)
+        return view.grab().toImage().pixelColor(int(at.x()), int(at.y()))
+
+    st.set_position((15, 20, 25))
+    win.set_layout("2x2")
+    qtbot.wait(10)
+    for name, away in (("axial", (15, 30, 40)), ("coronal", (24, 20, 40))):  # off the crosshair lines
+        view = win.viewer.views[name]
+        inside, outside = colour_at(view, (15, 20, 25)), colour_at(view, away)
+        assert inside.green() > inside.red() + 30 and abs(outside.green() - outside.red()) < 10, name
+    win.mask_action.trigger()  # hide it again
+    assert not st.mask.show
+    view = win.viewer.views["axial"]
+    inside = colour_at(view, (15, 20, 25))
+    assert abs(inside.green() - inside.red()) < 10
+    # the heatmap's legend: a bar from red (low) to yellow (high) at the right edge
+    win.set_layout("1x1")
+    qtbot.wait(10)
+    view = win.viewer.active
+    st.heatmap.set_heatmap(Heatmap(np.full((30, 4, 5), 200, np.uint8), 1.0, (10.0, 10.0)))
+    st.heatmap.set_show(True)
+    view.repaint()
+    shot = view.grab().toImage()
+    top = shot.pixelColor(view.width() - 24, int(view.height() / 2 - 66))
+    assert top.red() > 200 and top.green() > 200 and top.blue() < 80  # 100%: yellow
+    st.heatmap.set_show(False)
+    # the scale bar's outline shows over an all-white image
+    st.set_window(Window(-3000, 1, "white"))
+    view.repaint()
+    shot = view.grab().toImage()
+    x, y = view.width() - 45, view.height() - 40
+    assert shot.pixelColor(x, y).lightness() > 200 and shot.pixelColor(x, y - 2).lightness() < 100
