@@ -391,8 +391,9 @@ class Detector:
                 if partial:  # shown while running: the slices' scores through the calibration
                     partial([SliceDetections(f.k, f.boxes, self._calibrated(f.scores)) for f in found
                              if len(f.scores)])
-                if progress:
-                    progress(min(start + batch_size, total), total)
+                if progress:  # in the series' own slices (the model runs on resampled ones)
+                    share = min(start + batch_size, total) / total
+                    progress(int(round(share * volume.shape[0])), volume.shape[0])
         t2 = time.perf_counter()
         findings = group_slices(per_slice, volume, self.name, self.version)
         findings = [f for f in findings if lungs.contains(f.center_voxel)]

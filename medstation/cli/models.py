@@ -1,6 +1,7 @@
 """``medstation models list|show|use|remove``: the model registry from the command line.
 
 Versions are named ``NAME`` or ``NAME@VERSION`` (or a model directory's path).
+``export NAME[@VERSION] --onnx FILE`` writes the network as ONNX, checked with onnxruntime.
 ``use`` moves the pointer to the version in use for its task (the GUI reads the
 same pointer); ``remove`` deletes a user version and refuses a built-in one or
 the one in use. Each takes ``--json``.
@@ -27,6 +28,12 @@ def add_parsers(sub, run) -> None:
         m.add_argument("model", help="NAME, NAME@VERSION or a model directory")
         m.add_argument("--json", action="store_true")
         m.set_defaults(func=run(f"cmd_{name}"))
+    m = msub.add_parser("export", help="write a version's network as ONNX, checked by running it with "
+                                       "onnxruntime against torch on the same inputs")
+    m.add_argument("model", help="NAME, NAME@VERSION or a model directory")
+    m.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=run("cmd_export"))
 
 
 def _registry():
@@ -92,4 +99,20 @@ def cmd_remove(args) -> int:
         print(jsonout.dumps({"removed": what, "path": str(where)}))
     else:
         print(f"removed {what} ({where})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from medstation.ai.export import export_version
+
+    version = _registry().resolve(args.model)
+    info = export_version(version, args.onnx)
+    if args.json:
+        print(jsonout.dumps(info, indent=1))
+        return 0
+    worst = max(info["max_abs_difference"].values())
+    print(f"{version.id} ({info['part']}) -> {info['file']} ({info['bytes'] / 1e6:.1f} MB, "
+          f"opset {info['opset']}); "
+          f"onnxruntime {info['onnxruntime']} matches torch on {len(info['checked_on'])} input shapes "
+          f"(largest difference {worst:.2g}, allowed {info['atol']:g} + {info['rtol']:g} x |torch|)")
     return 0

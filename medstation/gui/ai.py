@@ -26,7 +26,7 @@ class AiController(QObject):
     detection_started = Signal(str)  # series key
     detection_finished = Signal(str, object)  # series key, DetectionRun (or None from the cache)
     detection_failed = Signal(str, object)  # series key, the exception
-    progress = Signal(int, int)
+    progress = Signal(str, int, int)  # series key, slices done, slices of the series
     model_changed = Signal()
 
     def __init__(self, ctx) -> None:
@@ -186,6 +186,10 @@ class AiController(QObject):
         self.handle = self.ctx.engine.submit(DetectJob(volume, ModelRef.of(self.version)))
         self.detection_started.emit(key)
 
+    def running_for(self, key: str) -> bool:
+        """A detection of series ``key`` is running."""
+        return self.handle is not None and not self.handle.done() and self._handle_key == key
+
     def cancel(self) -> None:
         if self.handle is not None and not self.handle.done():
             self.handle.cancel()
@@ -195,7 +199,7 @@ class AiController(QObject):
             return
         key = self._handle_key
         if kind == "progress":
-            self.progress.emit(*payload)
+            self.progress.emit(key, *payload)
         elif kind == "partial":
             if self.state.series_key == key and not handle.cancel_requested:
                 self.partials += 1

@@ -3,6 +3,8 @@ the findings sorted by score (click jumps to the lesion), accept / reject."""
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
@@ -25,6 +27,8 @@ from medstation.core.findings import Finding, fmt
 NOT_CLINICAL = ("Research model trained on synthetic CT only. Not for clinical use: "
                 "every finding needs a reader's review.")
 COLUMNS = ("Finding", "Score", "Size", "Slice", "Review", "Also in")
+PROVISIONAL = ("A candidate of the detection still running: its id, score and size are given when the "
+               "whole series has been seen (neighbouring slices can join, split or remove it).")
 
 
 class FindingsPanel(QWidget):
@@ -34,6 +38,7 @@ class FindingsPanel(QWidget):
         self.state = ai.state
         self.model = ai.findings  # the findings layer of the view model
         self._items: dict[int, QTreeWidgetItem] = {}
+        self._run_started = time.monotonic()
         warn = QLabel(NOT_CLINICAL, self)
         warn.setWordWrap(True)
         warn.setStyleSheet("color: #ffb347;")
@@ -205,12 +210,16 @@ class FindingsPanel(QWidget):
         for f in visible:
             size = f.size.text() + (f" {f.nodule_type}" if f.nodule_type else "") + (
                 " mass" if f.kind == "mass" else "")
-            item = QTreeWidgetItem([f.finding_id, f"{f.score:.2f}", size,
-                                    str(f.center_slice + 1), {"accepted": "accepted ✓",
-                                                              "rejected": "rejected ✗"}.get(f.status, ""),
-                                    ", ".join(model.links.get(f.finding_id, []))])
+            if model.partial:  # a candidate of a running detection: no id, score or size until it ends
+                item = QTreeWidgetItem(["…", "…", "pending", str(f.center_slice + 1), "candidate", ""])
+                item.setToolTip(2, PROVISIONAL)
+            else:
+                item = QTreeWidgetItem([f.finding_id, f"{f.score:.2f}", size,
+                                        str(f.center_slice + 1), {"accepted": "accepted ✓",
+                                                                  "rejected": "rejected ✗"}.get(f.status, ""),
+                                        ", ".join(model.links.get(f.finding_id, []))])
+                item.setToolTip(2, size_details(f))
             item.setData(0, Qt.UserRole, f)
-            item.setToolTip(2, size_details(f))
             if f.status == "rejected":
                 for c in range(len(COLUMNS)):
                     item.setForeground(c, QColor(140, 140, 140))
@@ -226,11 +235,14 @@ class FindingsPanel(QWidget):
             text = "Open a series to run the detector."
         elif not model.items and self.ai.handle is None:
             text = f"{self.ai.model_label}: no findings yet."
+        elif model.partial:
+            text = f"{len(visible)} candidate(s) so far · ids, scores and sizes when the run ends …"
         else:
             text = f"{len(visible)} finding(s) at this threshold" + (f", {hidden} below" if hidden else "")
         self.status.setText(text)
-        if model.partial:
-            text += " so far …"
+        running = self.ai.running_for(st.series_key)  # this series' run: another one's is not shown here
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setVisible(running)
         has = model.selected is not None and not model.partial  # reviews wait for the final findings
         for b in (self.accept_button, self.reject_button, self.clear_button):
             b.setEnabled(has)
@@ -248,16 +260,29 @@ class FindingsPanel(QWidget):
         self.model.review(self.selected(), status)
 
     # -- run status ------------------------------------------------------------------------
-    def _started(self, _key: str) -> None:
+    def _mine(self, key: str) -> bool:
+        """The event is about the series this panel shows (a run of another one says nothing here)."""
+        return key == self.state.series_key
+
+    def _started(self, key: str) -> None:
+        if not self._mine(key):
+            return
+        self._run_started = time.monotonic()
         self.run_button.setEnabled(False)
         self.cancel_button.show()
         self.status.setText(f"Detecting with {self.ai.model_label} …")
 
-    def _progress(self, done: int, total: int) -> None:
-        so_far = f" · {len(self.model.visible())} finding(s) so far" if self.model.partial else ""
-        self.status.setText(f"Detecting with {self.ai.model_label}: slice {done} of {total} …{so_far}")
+    def _progress(self, key: str, done: int, total: int) -> None:
+        if not self._mine(key):
+            return
+        so_far = (f" · {len(self.model.visible())} candidate(s) so far (ids, scores and sizes when the run "
+                  "ends)") if self.model.partial else ""
+        self.status.setText(f"Detecting with {self.ai.model_label}: slice {done} of {total}"
+                            f"{eta_text(time.monotonic() - self._run_started, done, total)} …{so_far}")
 
-    def _finished(self, _key: str, run) -> None:
+    def _finished(self, key: str, run) -> None:
+        if not self._mine(key):
+            return
         self.run_button.setEnabled(True)
         self.cancel_button.hide()
         self.refresh()
@@ -267,13 +292,23 @@ class FindingsPanel(QWidget):
         else:
             self.status.setText(self.status.text() + " · from the cache")
 
-    def _failed(self, _key: str, exc) -> None:
+    def _failed(self, key: str, exc) -> None:
+        if not self._mine(key):
+            return
         self.run_button.setEnabled(True)
         self.cancel_button.hide()
         if isinstance(exc, CancelledError):
             self.status.setText("Detection cancelled.")
         else:
             self.status.setText(f"Detection failed: {exc}")
+
+
+def eta_text(elapsed: float, done: int, total: int) -> str:
+    """" · about 40 s left" once the rate is known (2 s and one step in), else ""."""
+    if elapsed < 2.0 or done <= 0 or done >= total:
+        return ""
+    left = elapsed / done * (total - done)
+    return f" · about {left:.0f} s left" if left < 90 else f" · about {left / 60:.0f} min left"
 
 
 def size_details(f: Finding) -> str:

@@ -35,6 +35,7 @@ HANDLE_PX = 6.0
 #: findings by confidence: high, medium, low
 FINDING_COLORS = ((0.75, QColor(255, 70, 70)), (0.5, QColor(255, 150, 40)), (0.0, QColor(240, 230, 80)))
 REJECTED = QColor(150, 150, 150)
+PROVISIONAL = QColor(200, 200, 255)  # a candidate while detection runs
 
 
 class SliceView(QWidget):
@@ -292,12 +293,16 @@ class SliceView(QWidget):
         painter.save()
         painter.setOpacity(st.findings.opacity)
         for f, rect in self.finding_rects(p, depth):
+            grow = 3.0
+            if st.findings.partial:  # a running detection's candidate: where, not what (no id, score)
+                painter.setPen(QPen(PROVISIONAL, 1.2, Qt.DotLine))
+                painter.drawEllipse(rect.adjusted(-grow, -grow, grow, grow))
+                continue
             color = REJECTED if f.status == "rejected" else next(c for t, c in FINDING_COLORS if f.score >= t)
             pen = QPen(color, 2.5 if f is st.findings.selected else 1.5)
             if f.status == "rejected":
                 pen.setStyle(Qt.DashLine)
             painter.setPen(pen)
-            grow = 3.0
             painter.drawEllipse(rect.adjusted(-grow, -grow, grow, grow))
             mark = {"accepted": " ✓", "rejected": " ✗"}.get(f.status, "")
             label = f"{f.finding_id} {f.score:.2f}{mark}"

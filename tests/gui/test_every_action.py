@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PySide6.QtWidgets import QDialog, QFileDialog, QMessageBox
 
@@ -65,7 +66,14 @@ def reader(qtbot, small_study, orthanc_of_its_own, tmp_path, monkeypatch):
     (tmp_path / "out").mkdir()
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: answers["folder"])
     monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([], ""))
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (answers["save"], "PNG (*.png)"))
+
+    def save_as(_parent, caption, *a, **k):
+        if "NIfTI" in caption:
+            return str(tmp_path / "findings.nii.gz"), ""
+        return answers["save"], "PNG (*.png)"
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_as)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(tmp_path / "mask.nii.gz"), ""))
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.No)
     monkeypatch.setattr(QDialog, "exec", lambda self: (self.accept(), QDialog.Accepted)[1])
     save_nodes([make_node(orthanc_of_its_own)])
@@ -81,6 +89,11 @@ def reader(qtbot, small_study, orthanc_of_its_own, tmp_path, monkeypatch):
     win.state.findings.set_items([nodule_finding(win.state.volume),
                                   nodule_finding(win.state.volume, finding_id="F2", score=0.7)])
     win.state.findings.select(win.state.findings.items[0])
+    from medstation.dicom.volume_files import write_volume_file
+
+    mask = np.zeros(win.state.volume.shape, np.uint8)
+    mask[2:5, 20:30, 20:30] = 1
+    write_volume_file(mask, win.state.volume.grid, tmp_path / "mask.nii.gz")
     yield win, tmp_path
     win.shutdown()
     win.close()
@@ -106,6 +119,8 @@ def test_every_action(qtbot, reader):
         "Cine (play slices)": lambda: win._cine.isActive(),
         "PACS: search and retrieve…": lambda: win.pacs_dialog is not None and win.pacs_dialog.isVisible(),
         "Keyboard and mouse…": lambda: True,
+        "Open a label mask over this series (NIfTI, NRRD)…": lambda: win.state.mask.array is not None,
+        "Export findings as a NIfTI label map…": lambda: (tmp / "findings.json").exists(),
     }
     done = []
     for act in actions:

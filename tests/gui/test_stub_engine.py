@@ -90,6 +90,10 @@ def test_partial_findings_are_drawn_as_they_arrive_then_cached(qtbot, stub_windo
     engine = engines[0]
     assert layer.partial and [f.finding_id for f in layer.items] == ["F1"]
     assert panel.tree.topLevelItemCount() == 1 and "so far" in panel.status.text()
+    # while it runs a candidate has no id, score or size: they change as neighbouring slices arrive
+    row = panel.tree.topLevelItem(0)
+    assert [row.text(c) for c in range(3)] == ["…", "…", "pending"] and row.text(4) == "candidate"
+    assert "ids, scores and sizes when the run ends" in panel.status.text()
     assert engine.jobs[0].volume is win.state.volume and engine.jobs[0].model.name == "nodule-detector"
     axial = win.viewer.views["axial"]
     k = layer.items[0].center_slice
@@ -102,6 +106,7 @@ def test_partial_findings_are_drawn_as_they_arrive_then_cached(qtbot, stub_windo
         engine.gate.release()
         engine.gate.release()
     assert sig.args[1].device == "stub" and not layer.partial and len(layer.items) == 2
+    assert panel.tree.topLevelItem(0).text(0) == "F1" and panel.tree.topLevelItem(0).text(1) == "0.92"
     assert win.ai.partials == 3
     # reviews go to the database with the model version; a reopen comes from the cache
     layer.review(layer.items[0], "accepted")
@@ -137,3 +142,33 @@ def test_cancel_stops_within_a_chunk_and_clears_partial_findings(qtbot, stub_win
     assert win.findings.status.text() == "Detection cancelled."
     m = win.ai.version.manifest
     assert win.db.ai_result(win.state.series_key, m.name, m.version, m.sha256) is None
+
+
+def test_a_run_on_another_series_says_nothing_in_this_ones_panel(qtbot, stub_window):
+    """The findings panel shows its own series' job: a detection still running on the series read
+    before does not write its progress, its end or its cancel over the one now open."""
+    win, engines = stub_window
+    with qtbot.waitSignal(win.ai.findings_changed, timeout=30000):
+        win.ai.detect(force=True)
+    first = win.state.series_key
+    open_and_wait(qtbot, win, win.db.series()[1].series_uid)
+    assert win.state.series_key != first
+    before = win.findings.status.text()
+    assert "Detecting" not in before
+    with qtbot.waitSignal(win.ai.progress, timeout=30000) as sig:
+        engines[0].gate.release()
+    assert sig.args[0] == first and win.findings.status.text() == before
+    with qtbot.waitSignal(win.ai.detection_finished, timeout=30000):
+        engines[0].gate.release()
+        engines[0].gate.release()
+    assert win.findings.status.text() == before and win.findings.run_button.isEnabled()
+
+
+def test_the_eta_appears_once_the_rate_is_known():
+    from medstation.gui.findings import eta_text
+
+    assert eta_text(1.9, 10, 100) == ""  # under 2 s: no rate yet
+    assert eta_text(5.0, 0, 100) == ""
+    assert eta_text(5.0, 100, 100) == ""  # done
+    assert eta_text(5.0, 10, 100) == " · about 45 s left"
+    assert eta_text(20.0, 10, 100) == " · about 3 min left"
