@@ -154,6 +154,8 @@ class SeriesRow:
     description: str
     instances: int
     missing: int
+    #: images (frames) in the series: a multi-frame instance or a NIfTI file holds many
+    images: int = 0
 
     @property
     def ref(self) -> SeriesRef:
@@ -317,18 +319,29 @@ class StudyDatabase:
             "problems": q("SELECT COUNT(*) FROM problems WHERE kind != 'NotDicomError'").fetchone()[0],
         }
 
+    def changed_elsewhere(self) -> bool:
+        """Another connection (``medstation import`` in a terminal, a PACS retrieve on a thread)
+        committed since the last call: SQLite's ``data_version`` moves only for other connections."""
+        version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        changed = getattr(self, "_seen_version", version) != version
+        self._seen_version = version
+        return changed
+
     def series(self, search: str = "") -> list[SeriesRow]:
         like = f"%{search}%"
         rows = self._conn.execute(
             "SELECT se.series_uid, st.study_uid, p.patient_id, p.name, st.study_date, se.modality, "
-            "se.series_number, se.description, COUNT(i.id), SUM(i.missing) "
+            "se.series_number, se.description, COUNT(i.id), SUM(i.missing), "
+            # the header is compact JSON: a single-frame one says so without being parsed
+            "SUM(CASE WHEN instr(i.header, '\"frames\":1,') > 0 THEN 1 "
+            "ELSE COALESCE(json_extract(i.header, '$.frames'), 1) END) "
             "FROM series se JOIN studies st ON se.study_ref=st.id JOIN patients p ON st.patient_ref=p.id "
             "LEFT JOIN instances i ON i.series_ref=se.id "
             "WHERE p.name LIKE ? OR p.patient_id LIKE ? OR st.study_date LIKE ? OR se.modality LIKE ? "
             "OR se.description LIKE ? "
             "GROUP BY se.id ORDER BY p.patient_id, st.study_date, se.series_number",
             (like, like, like, like, like)).fetchall()
-        return [SeriesRow(*r[:9], int(r[9] or 0)) for r in rows]
+        return [SeriesRow(*r[:9], int(r[9] or 0), int(r[10] or 0)) for r in rows]
 
     def series_of_files(self, paths: Iterable[str]) -> dict[str, int]:
         """Series UID -> instance count, for the series that hold any of ``paths``."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import time
 
-from PySide6.QtCore import QMimeData, QSize, Qt, Signal
+from PySide6.QtCore import QMimeData, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QHBoxLayout,
+    QHeaderView,
     QLineEdit,
     QTreeWidget,
     QTreeWidgetItem,
@@ -23,6 +24,7 @@ from medstation.dicom.database import SeriesRow, StudyDatabase
 UID_ROLE = Qt.UserRole
 THUMB = 56
 SERIES_MIME = "application/x-medstation-series"  # the viewer's drop target reads it
+WATCH_MS = 2000  # how often the browser looks for studies imported by another process
 
 
 class _SeriesTree(QTreeWidget):
@@ -75,6 +77,7 @@ class StudyBrowser(QWidget):
 
     series_activated = Signal(str)
     compare_requested = Signal(str)  # "Show beside the open series" from the context menu
+    studies_added = Signal(list)  # series UIDs another process imported (the window makes thumbnails)
 
     def __init__(self, db: StudyDatabase, parent=None) -> None:
         super().__init__(parent)
@@ -94,7 +97,14 @@ class StudyBrowser(QWidget):
         self.tree.setHeaderLabels(["Patient / study / series", "Modality", "Images"])
         self.tree.setIconSize(QSize(THUMB, THUMB))
         self.tree.setUniformRowHeights(False)
-        self.tree.setColumnWidth(0, 250)
+        # the description takes what is left; modality and image count always show (a narrow dock
+        # once pushed them out of view)
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
+        self.tree.setTextElideMode(Qt.ElideMiddle)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         row = QHBoxLayout()
@@ -109,6 +119,12 @@ class StudyBrowser(QWidget):
         self.tree.itemClicked.connect(self._activated)
         self.tree.itemActivated.connect(self._activated)
         self._last = ("", 0.0)
+        # a study imported from a terminal (`medstation import`) or another window shows up here too
+        self.db.changed_elsewhere()
+        self._watch = QTimer(self)
+        self._watch.setInterval(WATCH_MS)
+        self._watch.timeout.connect(self._check_database)
+        self._watch.start()
         beside = QAction("Show beside the open series (1×2)", self.tree)
         beside.triggered.connect(self._compare)
         self.tree.addAction(beside)
@@ -149,10 +165,14 @@ class StudyBrowser(QWidget):
                 last_date[pkey] = r.study_date
             number = r.series_number if r.series_number is not None else "-"
             text = f"{number}: {r.description or '(no description)'}"
-            count = f"{r.instances}" + (f" ({r.missing} missing)" if r.missing else "")
+            images = r.images or r.instances
+            count = f"{images}" + (f" ({r.missing} missing)" if r.missing else "")
             item = QTreeWidgetItem([text, r.modality, count])
             item.setData(0, UID_ROLE, r.series_uid)
-            item.setToolTip(0, r.series_uid)
+            files = f" in {r.instances} file(s)" if r.instances != images else ""
+            item.setToolTip(0, f"{text}\n{r.modality or 'no modality'}, {images} image(s){files}"
+                               f"\n{r.series_uid}")
+            item.setToolTip(2, f"{images} image(s){files}")
             if r.series_uid in self.thumbnails:
                 item.setIcon(0, self.thumbnails[r.series_uid])
             studies[r.study_uid].addChild(item)
@@ -165,6 +185,18 @@ class StudyBrowser(QWidget):
                 if dates:
                     item.setToolTip(0, f"{count} studies, {_date(dates[0])} to {_date(dates[-1])}")
         self.tree.expandAll()
+
+    def _check_database(self) -> None:
+        if self.db.changed_elsewhere():
+            before = {r.series_uid for r in self.rows}
+            current = self.tree.currentItem()
+            uid = current.data(0, UID_ROLE) if current is not None else ""
+            self.refresh()
+            if uid:
+                self.select_series(uid)
+            added = [r.series_uid for r in self.rows if r.series_uid not in before]
+            if added:
+                self.studies_added.emit(added)
 
     def series_items(self) -> dict[str, QTreeWidgetItem]:
         out = {}

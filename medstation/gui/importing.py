@@ -2,7 +2,8 @@
 
 Everything runs as background tasks of the context; the study browser reloads
 on ``ctx.studies_changed`` and ``open_after`` asks for the largest imported
-series to be opened (``ctx.open_requested``).
+series of the newest imported study to be opened (``ctx.open_requested``): a patient's folder
+of three studies opens the current one, not the oldest.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ from medstation.dicom.importer import import_paths
 
 from .loading import thumbnail_path, thumbnail_pixels
 from .tasks import Task
+
+
+def series_to_open(db, counts: dict[str, int]) -> str:
+    """Of the imported series (UID -> instances), the largest of the newest study (date, then UID)."""
+    rows = {r.series_uid: r for r in db.series() if r.series_uid in counts}
+    if not rows:
+        return max(counts, key=counts.get)
+    newest = max(rows.values(), key=lambda r: (r.study_date or "", r.study_uid)).study_uid
+    return max((u for u, r in rows.items() if r.study_uid == newest),
+               key=lambda u: (rows[u].images or counts[u], u))
 
 
 class Importer(QObject):
@@ -47,7 +58,7 @@ class Importer(QObject):
             self.thumbnails_for(list(report.series))
             self.import_finished.emit(report)
             if open_after and report.series:
-                ctx.open_requested.emit(max(report.series, key=report.series.get))
+                ctx.open_requested.emit(series_to_open(ctx.db, report.series))
 
         return ctx.run_task(work, "import", "Importing", done)
 

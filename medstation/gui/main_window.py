@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QTabBar,
     QToolButton,
     QWidget,
 )
@@ -32,6 +33,7 @@ from medstation.imaging import PRESETS, Window
 from .actions import build_menus, refocus
 from .ai import AiController
 from .browser import StudyBrowser
+from .compare import CompareLink
 from .context import AppContext
 from .dialogs import HelpDialog, ProblemsDialog
 from .findings import FindingsPanel
@@ -98,6 +100,7 @@ class MainWindow(QMainWindow):
         self.state.measurements_changed.connect(self.finetune.labels_changed)  # drawn nodule labels
         self.followup = FollowupPanel(ctx, self.ai, self)
         self.followup.show_beside = self.compare_prior
+        self.compare_link = CompareLink(self)  # same scale, and the prior's findings drawn
         self.pacs_dialog = None
         self.panels: dict[str, QDockWidget] = {}
         # what tests and the single-instance server reach through the window
@@ -131,6 +134,7 @@ class MainWindow(QMainWindow):
         ctx.tasks.progress_hidden.connect(self._hide_progress)
         ctx.engine.ready.connect(self._engine_ready)
         self.importer.thumbnail_ready.connect(self.browser.set_thumbnail)
+        self.browser.studies_added.connect(self.importer.thumbnails_for)
         self.browser.series_activated.connect(self.open_series)
         self.browser.compare_requested.connect(self.open_beside)
         # a registration belongs to one pair: another series opened here drops it
@@ -211,10 +215,11 @@ class MainWindow(QMainWindow):
     def _build_docks(self) -> None:
         self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowTabbedDocks)
         self.add_panel("browser", "Studies", self.browser, Qt.LeftDockWidgetArea)
-        self.add_panel("measurements", "Measurements", self.measurements)
-        self.add_panel("tags", "DICOM tags", self.tags)
-        self.add_panel("findings", "AI findings", self.findings)
-        self.add_panel("finetune", "Fine-tuning", self.finetune)
+        # short titles: five tabs share the right dock and read in full at 1400 x 900
+        self.add_panel("measurements", "Measure", self.measurements)
+        self.add_panel("tags", "Tags", self.tags)
+        self.add_panel("findings", "Findings", self.findings)
+        self.add_panel("finetune", "Fine-tune", self.finetune)
         self.add_panel("followup", "Follow-up", self.followup)
         self.tabifyDockWidget(self.panels["findings"], self.panels["followup"])
         self.tabifyDockWidget(self.panels["followup"], self.panels["finetune"])
@@ -222,6 +227,13 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.panels["measurements"], self.panels["tags"])
         self.panels["findings"].raise_()
         self.resizeDocks([self.panels["browser"], self.panels["measurements"]], [250, 330], Qt.Horizontal)
+        QTimer.singleShot(0, self._whole_tab_titles)
+
+    def _whole_tab_titles(self) -> None:
+        """Dock tabs never elide (scroll arrows instead when the dock is narrower than its tabs)."""
+        for bar in self.findChildren(QTabBar):
+            bar.setElideMode(Qt.ElideNone)
+            bar.setUsesScrollButtons(True)
 
     def _build_status(self) -> None:
         sb = self.statusBar()

@@ -72,7 +72,7 @@ class SliceView(QWidget):
         self.setMinimumSize(120, 120)
         self.setAcceptDrops(False)
         state.volume_changed.connect(self._on_volume)
-        state.centre_requested.connect(lambda: self.reveal(self.state.position))
+        state.centre_requested.connect(self._centre_requested)
         state.tool_changed.connect(self._on_tool)
         state.position_changed.connect(self._refresh_hover)
         state.data_changed.connect(self._refresh_hover)
@@ -169,6 +169,14 @@ class SliceView(QWidget):
         r, c, _ = p.to_plane(index)
         self._pan += QPointF(self.width() / 2, self.height() / 2) - self.to_widget(r, c)
         self.update()
+
+    def _centre_requested(self) -> None:
+        """A jump (to a finding, a track): zoomed in, the target goes to the middle of the view (at the
+        edge it hides under the scale bar and the corner text); at fit, the view pans only if needed."""
+        if self._scale is not None and self.isVisible():
+            self.centre_on(self.state.position)
+        else:
+            self.reveal(self.state.position)
 
     def reveal(self, index, margin: float = 40.0) -> None:
         """Pan only if voxel ``index`` is off-screen (or within ``margin`` px of the edge); keep the zoom."""

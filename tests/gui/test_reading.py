@@ -239,3 +239,66 @@ def test_settings_dialog_changes_bindings_and_the_layout_for_a_new_series(qtbot,
     win.toggle_cine(True)
     assert win._cine.interval() == 40
     win.toggle_cine(False)
+
+
+def test_the_series_beside_opens_at_the_same_scale_with_its_own_findings(qtbot, opened, small_study):
+    """Compare-with-prior: the right half opens at the left view's mm scale (zoomed in on the same
+    place when the reader had zoomed) and draws the findings the detector found on it."""
+    win = opened
+    _thin, thick = small_study.series
+    left = win.viewer.views["axial"]
+    right = win.viewer.compare.view
+    with qtbot.waitSignal(win.compare_loader.first_image, timeout=60000):
+        win.open_beside(thick.series_uid)
+    qtbot.wait(10)
+    assert right.scale() == pytest.approx(left.scale())
+    # the prior's cached findings (what a detection on it stored), then zoomed in on the left
+    key = win.ctx.compare.series_key
+    finding = nodule_finding(win.ctx.compare.volume)
+    win.db.save_ai_result(key, *win.ai._cache_key(), [finding.to_dict()])
+    left.zoom_by(3.0)
+    win.ctx.compare.set_position(finding.center_voxel)
+    with qtbot.waitSignal(win.compare_loader.first_image, timeout=60000):
+        win.open_beside(thick.series_uid)
+    qtbot.wait(10)
+    assert right.scale() == pytest.approx(left.scale()) and right.zoom_factor() > 1.5
+    cmp = win.ctx.compare
+    assert [f.finding_id for f in cmp.findings.items] == [finding.finding_id]
+    k = int(round(finding.center_voxel[0]))
+    cmp.set_position((k, *finding.center_voxel[1:]))
+    assert right.finding_rects(right.plane, k)  # drawn on the prior's side
+
+
+def test_a_patient_folder_opens_its_newest_study_and_a_terminal_import_appears_in_the_window(
+        qtbot, window, tmp_path):
+    """Opening a folder of a patient's three studies opens the newest, not the oldest; a study
+    imported by `medstation import` in a terminal while the window runs shows up in Studies, with
+    its modality and image count in view at the window's default size."""
+    from medstation.synth import ChestPhantom, PatientSpec, write_study
+    from tests.cli.test_cli import medstation
+    from tests.conftest import small_spec
+
+    win = window
+    patient = PatientSpec(patient_id="MS-3", name="Three^Studies")
+    truths = [write_study(tmp_path / "patient" / date, ChestPhantom(seed=4), patient=patient, study_date=date,
+                          series=[small_spec(slices=6 + n)], seed=n)
+              for n, date in enumerate(("20240105", "20250110", "20230301"))]
+    with qtbot.waitSignal(win.series_loaded, timeout=60000):
+        win.import_paths([str(tmp_path / "patient")], open_after=True)
+    newest = max(truths, key=lambda t: t.study_date)
+    assert win.state.ref.series_uid == newest.series[0].series_uid  # not the largest (the oldest)
+    # another process imports a study: the browser shows it without a restart
+    other = write_study(tmp_path / "other", ChestPhantom(seed=5), patient=PatientSpec(patient_id="MS-9"),
+                        series=[small_spec(description="a long series description that a narrow dock cuts")],
+                        seed=9)
+    proc = medstation("--db", str(win.db.path), "import", other.folder)
+    assert proc.returncode == 0, proc.stderr
+    uid = other.series[0].series_uid
+    qtbot.waitUntil(lambda: uid in win.browser.series_items(), timeout=15000)
+    item = win.browser.series_items()[uid]
+    assert item.text(1) == "CT" and item.text(2) == str(other.series[0].shape[0])
+    assert "a long series description" in item.toolTip(0)
+    tree = win.browser.tree
+    header = tree.header()
+    right = header.sectionViewportPosition(2) + header.sectionSize(2)
+    assert right <= tree.viewport().width() and header.sectionSize(1) > 10  # in view, not scrolled off

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 import pytest
+from PySide6.QtCore import QPointF
 
 from medstation.ai.engine import Engine
 from medstation.ai.jobs import DetectJob, PartialFindings
@@ -172,3 +173,23 @@ def test_the_eta_appears_once_the_rate_is_known():
     assert eta_text(5.0, 100, 100) == ""  # done
     assert eta_text(5.0, 10, 100) == " · about 45 s left"
     assert eta_text(20.0, 10, 100) == " · about 3 min left"
+
+
+def test_jumping_to_a_finding_while_zoomed_puts_it_in_the_middle_of_the_view(qtbot, stub_window):
+    from tests.conftest import nodule_finding
+
+    win, _engines = stub_window
+    st, view = win.state, win.viewer.active
+    f = nodule_finding(st.volume)
+    st.findings.set_items([f])
+    view.zoom_by(4.0)
+    k, i, j = f.center_voxel
+    # pan so the finding sits just inside the bottom-right corner, under the scale bar
+    r, c, _ = view.plane.to_plane(f.center_voxel)
+    at = view.to_widget(r, c)
+    view._pan += QPointF(view.width() - 45, view.height() - 45) - at
+    st.findings.select(None)
+    st.findings.select(f)  # what a click in the list, "." or "," does
+    at = view.to_widget(*view.plane.to_plane(f.center_voxel)[:2])
+    assert abs(at.x() - view.width() / 2) < 2 and abs(at.y() - view.height() / 2) < 2
+    assert st.depth(view.plane) == int(round(k)) and view.zoom_factor() > 1.5  # the zoom is kept

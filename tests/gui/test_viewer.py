@@ -328,6 +328,8 @@ def test_a_nifti_volume_opens_in_the_window_and_a_label_mask_draws_over_every_pl
     assert len(report.series) == 1
     open_and_wait(qtbot, win, next(iter(report.series)))
     assert st.volume.shape == (30, 40, 50) and np.array_equal(st.volume.voxels, arr)
+    row = win.browser.series_items()[st.ref.series_uid]
+    assert row.text(2) == "30" and "in 1 file(s)" in row.toolTip(2)  # images, not files
     mask = np.zeros(arr.shape, np.uint8)
     mask[12:18, 15:25, 20:30] = 1
     write_volume_file(mask, st.volume.grid, tmp_path / "mask.nii.gz")

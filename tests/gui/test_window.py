@@ -227,3 +227,20 @@ def test_cine_plays_through_the_slices(qtbot, window, small_study):
     qtbot.waitUntil(lambda: len(seen) >= 5, timeout=10000)
     window.cine_action.trigger()
     assert not window._cine.isActive()
+
+
+def test_dock_tab_titles_are_whole_at_the_default_window_size(qtbot, window):
+    """At 1400 x 900 the panels' tabs read in full ("AI find... Follo... Fine-tu..." once)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QTabBar
+
+    win = window
+    qtbot.wait(50)
+    bars = [b for b in win.findChildren(QTabBar) if b.isVisible() and b.count() > 1]
+    assert bars
+    for bar in bars:
+        assert bar.elideMode() == Qt.ElideNone  # never "Follo…": scroll arrows when too narrow
+        fm = bar.fontMetrics()
+        for i in range(bar.count()):
+            text = bar.tabText(i)
+            assert fm.horizontalAdvance(text) <= bar.tabRect(i).width() - 8, (text, bar.tabRect(i).width())
