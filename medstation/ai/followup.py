@@ -517,16 +517,19 @@ def _comparable(stacks, kernel: str = ""):
 
 def follow(paths, detector, *, patient: str | None = None, risk: str = "high", pool=None,
            progress=None, check=None, cache=None, edits: list[dict] | None = None, aliases=(),
-           timepoints_out: list | None = None) -> tuple[dict, list[LesionTrack]]:
+           timepoints_out: list | None = None,
+           dates: list[str] | None = None) -> tuple[dict, list[LesionTrack]]:
     """The whole follow-up of one patient's studies under ``paths``: the report (the JSON
     ``medstation followup`` prints) and its tracks. ``cache`` (the study database, or anything with
     ``registration(from, to)`` and ``save_registration(from, to, dict)``) keeps the transforms;
     ``timepoints_out`` receives the ``Timepoint`` s (their findings and slices, for :func:`export_sr`);
-    ``aliases`` are other IDs of the same patient (a reader's link)."""
+    ``aliases`` are other IDs of the same patient (a reader's link); ``dates`` date NIfTI / MetaImage /
+    NRRD timepoints (one per path, in order), which carry none."""
     import tempfile
 
     from medstation.core.errors import LoadError, MedstationError
     from medstation.dicom import WorkerPool, list_series, open_series
+    from medstation.dicom.volume_files import date_timepoints
     from medstation.imaging.registration import register
 
     say = progress or (lambda _text: None)
@@ -538,6 +541,7 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
             if not listing.stacks:
                 raise LoadError(", ".join(str(p) for p in paths), "no image series found",
                                 "give the studies' folders or files")
+            date_timepoints(listing.stacks, paths, dates, patient)
             same = {patient, *aliases} if patient else set()
             patients = sorted({s.first.patient_id for s in listing.stacks})
             if patient:

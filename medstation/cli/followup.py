@@ -29,6 +29,9 @@ def add_parser(sub, run) -> None:
                    "index (under torchrun each rank takes its share of the patients)")
     s.add_argument("--same-patient", action="append", default=[], metavar="ID",
                    help="another patient ID of the same person (another site's numbering); repeatable")
+    s.add_argument("--dates", type=lambda t: [d.strip().replace("-", "") for d in t.split(",")],
+                   metavar="YYYYMMDD,...", help="NIfTI / MetaImage / NRRD timepoints carry no date: one "
+                   "per PATH, in order")
     s.add_argument("--risk", choices=("low", "high"), default="high", help="Fleischner risk (default high)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--dicom", metavar="DIR", help="also write one DICOM SR (TID 1500) per study, each lesion "
@@ -59,7 +62,7 @@ def cmd_followup(args) -> int:
     if args.same_patient and not args.patient:
         raise MedstationError("--same-patient needs --patient", "name the patient the other IDs belong to")
     report, tracks = follow(args.paths, detector, patient=args.patient, risk=args.risk, progress=say,
-                            timepoints_out=timepoints, aliases=tuple(args.same_patient))
+                            timepoints_out=timepoints, aliases=tuple(args.same_patient), dates=args.dates)
     if args.predict_at:
         from medstation.ai.followup import add_predictions
         from medstation.ai.predictor import load_predictor

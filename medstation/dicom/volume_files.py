@@ -278,3 +278,37 @@ def write_volume_file(array: np.ndarray, grid, path: str | Path) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def date_timepoints(stacks, paths, dates: list[str] | None, patient: str | None = None) -> None:
+    """Volume files carry no patient and no study date: ``dates`` (YYYYMMDD, one per PATH in the order
+    given) makes them one patient's timepoints. ``MedstationError`` when they are needed and missing or
+    do not fit; stacks that came from DICOM are left as they are."""
+    from medstation.core.errors import MedstationError
+
+    files = [s for s in stacks if is_volume_header(s.first)]
+    if not files:
+        if dates:
+            raise MedstationError("--dates is for NIfTI / MetaImage / NRRD files; DICOM studies carry "
+                                  "their own dates", "leave --dates out")
+        return
+    if len(files) != len(stacks):
+        raise MedstationError("a follow-up of DICOM studies and volume files together",
+                              "follow the DICOM studies, or convert them to one format")
+    if not dates:
+        raise MedstationError(f"{len(files)} volume file(s) with no study dates: the follow-up cannot order "
+                              "them or give intervals", "give each PATH's date in order: --dates "
+                              "20240105,20250110")
+    resolved = [str(Path(p).resolve()) for p in paths]
+    if len(dates) != len(resolved) or any(not re.fullmatch(r"\d{8}", d) for d in dates):
+        raise MedstationError(f"--dates gives {len(dates)} date(s) for {len(resolved)} path(s)",
+                              "one YYYYMMDD date per PATH, in the order of the paths")
+    for s in files:
+        where = str(Path(s.first.path).resolve())
+        n = next((i for i, p in enumerate(resolved) if where == p or where.startswith(p + os.sep)), None)
+        if n is None:
+            raise MedstationError(f"{s.first.path}: not one of the paths given", "name each file as a PATH")
+        for sl in s.slices:  # one header per file: every slice shares it
+            sl.header.study_date = dates[n]
+            sl.header.patient_id = patient or "volume files"
+            sl.header.patient_name = patient or "volume files"

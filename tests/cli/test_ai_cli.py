@@ -231,3 +231,25 @@ def test_a_luna16_subset_of_mhd_files_and_annotations_csv_evaluates_and_detects_
     mask = sitk.GetArrayFromImage(sitk.ReadImage(entry["mask"]))
     legend = json.loads(open(entry["mask"].replace(".nii.gz", ".json")).read())
     assert legend["values"][0]["finding_id"] == top["finding_id"] and (mask == 1).sum() > 0
+
+
+def test_followup_of_nifti_timepoints_dated_on_the_command_line(chest, tmp_path):
+    """NIfTI files carry no date: --dates orders them and gives the interval; the nodule is tracked."""
+    import shutil
+
+    from medstation.dicom import open_series
+    from medstation.dicom.volume_files import write_volume_file
+
+    vol = open_series(chest.folder).volume
+    write_volume_file(vol.voxels, vol.grid, tmp_path / "t1.nii.gz")
+    shutil.copy(tmp_path / "t1.nii.gz", tmp_path / "t2.nii.gz")
+    files = [str(tmp_path / "t2.nii.gz"), str(tmp_path / "t1.nii.gz")]  # later first: the dates order them
+    proc = medstation("followup", *files)
+    assert proc.returncode == 2 and "--dates" in proc.stderr and "Traceback" not in proc.stderr
+    proc = medstation("followup", *files, "--dates", "2025-01-10,20240105", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert [s["study_date"] for s in report["timepoints"]] == ["20240105", "20250110"]
+    track = next(t for t in report["tracks"]
+                 if np.linalg.norm(np.subtract(t["measurements"][-1]["center_patient"], NODULE.center)) < 8)
+    assert len(track["measurements"]) == 2 and track["intervals"][0]["days"] == 371.0
