@@ -61,6 +61,9 @@ def main() -> int:
             (10, lambda: win.set_layout("2x2")),
             (10, lambda: win.state.findings.select(target)),
             (600, shot("viewer-ai-mpr-2x2")),
+            (10, lambda: win.state.set_slab("mip", 10.0)),  # a sliding thick-slab MIP, every plane
+            (600, shot("viewer-slab-mip-2x2")),
+            (10, lambda: win.state.set_slab("off")),
             (10, lambda: (win.set_layout("1x1"), win.panels["measurements"].raise_(), measure())),
         ] + later)
         run_next()

@@ -94,7 +94,10 @@ class StudyBrowser(QWidget):
         self.tree.setDragDropMode(QTreeWidget.DragOnly)
         self.tree.setFocusPolicy(Qt.ClickFocus)
         self.tree.setContextMenuPolicy(Qt.ActionsContextMenu)
-        self.tree.setHeaderLabels(["Patient / study / series", "Modality", "Images"])
+        self.tree.setHeaderLabels(["Patient / study / series", "Mod.", "Images"])
+        self.tree.headerItem().setToolTip(1, "Modality")
+        self.tree.setWordWrap(True)  # a description wraps beside its thumbnail rather than vanish
+        self.tree.setIndentation(12)
         self.tree.setIconSize(QSize(THUMB, THUMB))
         self.tree.setUniformRowHeights(False)
         # the description takes what is left; modality and image count always show (a narrow dock
@@ -104,7 +107,7 @@ class StudyBrowser(QWidget):
         header.setSectionResizeMode(0, QHeaderView.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
-        self.tree.setTextElideMode(Qt.ElideMiddle)
+        self.tree.setTextElideMode(Qt.ElideRight)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         row = QHBoxLayout()

@@ -226,7 +226,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.panels["finetune"], self.panels["measurements"])
         self.tabifyDockWidget(self.panels["measurements"], self.panels["tags"])
         self.panels["findings"].raise_()
-        self.resizeDocks([self.panels["browser"], self.panels["measurements"]], [250, 330], Qt.Horizontal)
+        self.resizeDocks([self.panels["browser"], self.panels["measurements"]], [290, 330], Qt.Horizontal)
         QTimer.singleShot(0, self._whole_tab_titles)
 
     def _whole_tab_titles(self) -> None:

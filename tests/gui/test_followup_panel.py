@@ -35,7 +35,8 @@ def test_follow_up_panel_tracks_the_open_patient_and_charts_a_track(qtbot, windo
     with qtbot.waitSignal(panel.finished, timeout=300000) as sig:
         panel.run()
     report = sig.args[0]
-    assert report is not None and report["patient_id"] == truth.patient_id
+    assert report is not None, panel.status.text()  # the failure, as the reader sees it
+    assert report["patient_id"] == truth.patient_id
     assert [tp["study_date"] for tp in report["timepoints"]] == [tp["date"] for tp in truth.timepoints]
     assert panel.table.rowCount() == len(report["tracks"]) >= 1
     growing = next(r for r in range(panel.table.rowCount()) if panel.table.item(r, 2).text() == "growing")
