@@ -7,7 +7,7 @@ else in medstation chains scan -> assemble -> load by hand.
 
 from medstation.dicom._pool import WorkerPool
 from medstation.dicom.database import StudyDatabase, default_db_path
-from medstation.dicom.header import InstanceHeader, NotDicomError, scan_file
+from medstation.dicom.header import InstanceHeader, NotDicomError
 from medstation.dicom.importer import ImportReport, import_paths, rebuild
 from medstation.dicom.loader import LoadJob, LoadResult, ScanResult, load_stack, middle_out, scan
 from medstation.dicom.opening import (
@@ -19,6 +19,7 @@ from medstation.dicom.opening import (
     resolve_series,
     stack_ref,
 )
+from medstation.dicom.scan import scan_file
 from medstation.dicom.series import SeriesStack, SliceRef, assemble
 from medstation.dicom.sources import collect
 

@@ -1,7 +1,7 @@
 """Header scan: everything medstation needs from one file, without its pixels.
 
-``scan_file`` runs inside a loader worker process (see ``_pool``); it returns
-an ``InstanceHeader`` (plain values, cheap to pickle and to store in the study
+``scan_dicom_file`` (through ``scan.scan_file``) runs inside a loader worker process (see
+``_pool``); it returns an ``InstanceHeader`` (plain values, cheap to pickle and to store in the study
 database) or raises ``LoadError``. It records where native pixel data lies in
 the file so slices can later be read straight into the volume.
 """
@@ -229,15 +229,10 @@ _NOT_DICOM_HINT = "only DICOM files, DICOMDIR folders and .zip archives can be i
 _KEY_ATTRIBUTES = (0x00080016, 0x00080018, 0x0020000D, 0x0020000E, 0x00080060, 0x7FE00010)
 
 
-def scan_file(path: str) -> InstanceHeader:
-    """Read one file's header (a DICOM instance, or a NIfTI / MetaImage / NRRD volume). Raises
-    ``LoadError`` (or ``NotDicomError``)."""
+def scan_dicom_file(path: str) -> InstanceHeader:
+    """Read one DICOM file's header (``medstation.dicom.scan.scan_file`` also takes volume files).
+    Raises ``LoadError`` (or ``NotDicomError``)."""
     import pydicom
-
-    from medstation.dicom.volume_files import is_volume_file, scan_volume_file
-
-    if is_volume_file(path):
-        return scan_volume_file(path)
 
     try:
         st = os.stat(path)

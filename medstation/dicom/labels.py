@@ -25,61 +25,14 @@ import numpy as np
 from medstation.core.errors import LabelError
 from medstation.core.files import atomic_write_text
 from medstation.core.findings import Finding, size_of
-from medstation.core.geometry import Grid
+from medstation.dicom.series_geometry import (  # noqa: F401 (re-exported: callers import them from here)
+    MAX_DIAMETER_MM,
+    SeriesGeometry,
+    series_geometry,
+)
 
 SOURCES = ("reader", "accepted-ai", "rejected-ai", "imported")
-#: a lesion larger than this is no nodule label (LUNA16 and LIDC stop far below; a mass reaches 10 cm)
-MAX_DIAMETER_MM = 150.0
 LUNA16_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
-
-
-@dataclass
-class SeriesGeometry:
-    """Where a series' voxels lie: what a label is checked and drawn against (no pixels needed)."""
-
-    series_uid: str
-    key: str
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    origin: np.ndarray
-    direction: np.ndarray
-    slice_uids: list[str]
-    sources: list[tuple[str, int]]
-
-    @property
-    def grid(self) -> Grid:
-        return Grid.of(self.shape, self.spacing, self.origin, self.direction)
-
-    def patient_to_index(self, point) -> np.ndarray:
-        return self.grid.patient_to_index(point)
-
-    def index_to_patient(self, index) -> np.ndarray:
-        return self.grid.index_to_patient(index)
-
-    def inside(self, point) -> bool:
-        return self.grid.contains(point)
-
-
-def series_geometry(db, series_uid: str) -> SeriesGeometry | None:
-    """The geometry of the database's series ``series_uid`` (its largest part), None if unknown."""
-    from medstation.core.series import SeriesRef
-    from medstation.dicom.opening import resolve_series
-
-    rows = [r for r in db.series() if r.series_uid == series_uid]
-    if not rows:
-        return None
-    try:
-        resolved = resolve_series(SeriesRef(rows[0].study_uid, series_uid), db=db)
-    except Exception:  # noqa: BLE001 (files gone: reported as an unknown series by the caller)
-        return None
-    st = resolved.stack
-    if not st.has_geometry:
-        return None
-    return SeriesGeometry(series_uid, resolved.ref.key, tuple(st.shape),
-                          tuple(abs(float(s)) for s in st.spacing),
-                          np.asarray(st.origin, float), np.asarray(st.direction, float),
-                          [s.header.sop_instance_uid for s in st.slices],
-                          [(s.header.path, s.frame) for s in st.slices])
 
 
 # -- import ---------------------------------------------------------------------------------

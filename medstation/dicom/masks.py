@@ -27,6 +27,7 @@ from medstation.core import jsonout
 from medstation.core.errors import LabelError, LoadError
 from medstation.core.files import atomic_write_text
 from medstation.core.geometry import Grid
+from medstation.dicom.series_geometry import MAX_DIAMETER_MM, series_geometry
 from medstation.dicom.volume_files import FORMATS, suffix_of, write_volume_file
 
 #: a label map holds background and a few structures, not an image's thousands of grey values
@@ -131,8 +132,6 @@ def _same_box(a: Grid, b: Grid) -> bool:
 
 def series_for_mask(db, mask: Mask, series_uid: str | None = None):
     """The database series the mask lies on (a ``SeriesGeometry``), or ``LabelError`` saying why not."""
-    from medstation.dicom.labels import series_geometry
-
     if series_uid:
         g = series_geometry(db, series_uid)
         if g is None:
@@ -206,8 +205,6 @@ def sphere_map(grid: Grid, spheres: list[tuple[tuple[float, float, float], float
 
 def export_label_masks(db, labels, out_dir: str | Path, suffix: str = ".nii.gz") -> list[str]:
     """One label map per series holding nodule labels (a sphere of each label's size), checked first."""
-    from medstation.dicom.labels import MAX_DIAMETER_MM, series_geometry
-
     by_series: dict[str, list] = {}
     for lab in labels:
         if lab.is_nodule:

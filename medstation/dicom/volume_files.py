@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from medstation.core.errors import LoadError
+from medstation.dicom.header import InstanceHeader
 
 #: header suffixes (lower case) and the format each names
 FORMATS = {".nii": "NIfTI", ".nii.gz": "NIfTI", ".mhd": "MetaImage", ".mha": "MetaImage",
@@ -105,8 +106,6 @@ def _itk_reason(exc: BaseException) -> str:
 def scan_volume_file(path: str):
     """The header of a volume file (geometry in LPS, one frame per plane). Raises ``LoadError``."""
     import SimpleITK as sitk
-
-    from medstation.dicom.header import InstanceHeader
 
     try:
         st = os.stat(path)

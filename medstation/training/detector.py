@@ -24,11 +24,8 @@ import torch
 from medstation.ai.detector import ARCHITECTURE, DEFAULT_INPUT, DEFAULT_NETWORK, build_model
 from medstation.ai.store import save_model
 from medstation.training.recipe import Recipe, fit
-from medstation.training.synthetic import make_bank
+from medstation.training.synthetic import TRAIN_SEEDS, make_bank
 from medstation.training.trainer import Trainer
-
-#: phantom seeds the default detector is trained on; evaluation uses seeds >= 10000
-TRAIN_SEEDS = (0, 400)
 
 
 @dataclass

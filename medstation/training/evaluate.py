@@ -23,8 +23,8 @@ import numpy as np
 
 from medstation.core.errors import MedstationError
 from medstation.synth import ChestPhantom, PatientSpec, SeriesSpec, random_nodules, write_study
-from medstation.training.detector import TRAIN_SEEDS
 from medstation.training.metrics import Candidate, FrocResult, Reference, froc
+from medstation.training.synthetic import TRAIN_SEEDS
 
 EVAL_SEED0 = 10000
 HELD_OUT_SEED0 = 50000

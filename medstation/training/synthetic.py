@@ -26,6 +26,10 @@ import torch.nn.functional as F
 from medstation.synth import ChestPhantom
 from medstation.synth.varied import VariedChestPhantom
 
+#: phantom seeds the default detector is trained on; evaluation uses seeds >= 10000 (``training.evaluate``
+#: refuses an evaluation set that overlaps them)
+TRAIN_SEEDS = (0, 400)
+
 #: a nodule is labelled on slices where its cross-section is at least this
 #: fraction of its radius away from the poles (|dz| <= LABEL_DZ * r)
 LABEL_DZ = 0.7
