@@ -3,6 +3,14 @@
 No Qt here: ``medstation.gui.bridge`` turns engine events into Qt signals.
 """
 
-from medstation.ai.engine import BACKGROUND, INTERACTIVE, Engine, JobContext, JobHandle, choose_device
+from medstation.ai.engine import (
+    BACKGROUND,
+    INTERACTIVE,
+    Engine,
+    JobContext,
+    JobEvent,
+    JobHandle,
+    choose_device,
+)
 
-__all__ = ["BACKGROUND", "INTERACTIVE", "Engine", "JobContext", "JobHandle", "choose_device"]
+__all__ = ["BACKGROUND", "INTERACTIVE", "Engine", "JobContext", "JobEvent", "JobHandle", "choose_device"]

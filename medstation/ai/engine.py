@@ -11,9 +11,10 @@ that exception on its handle; the lane goes on with the next job.
 ``shutdown()`` cancels what is queued, waits for the running jobs and joins
 every lane thread.
 
-Events go to the handle's listeners on the lane thread, as ``(kind, payload)``:
-``started``, ``progress`` ``(done, total)``, ``partial`` (any object), ``done``
-(the result), ``failed`` (the exception), ``cancelled``.
+Events go to the handle's listeners on the lane thread, as ``(kind, payload)``, ``kind`` a
+:class:`JobEvent` (a ``str`` enum shared with the GUI's bridge): ``STARTED`` (the device),
+``PROGRESS`` ``(done, total)``, ``PARTIAL`` (any object), ``DONE`` (the result), ``FAILED``
+(the exception), ``CANCELLED``.
 """
 
 from __future__ import annotations
@@ -24,9 +25,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from enum import Enum
 from typing import Any
 
 from medstation.core.errors import CancelledError, ModelError
+
+
+class JobEvent(str, Enum):
+    """What a job's listener is told (equal to its plain string: ``JobEvent.DONE == "done"``)."""
+
+    STARTED = "started"
+    PROGRESS = "progress"
+    PARTIAL = "partial"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +135,7 @@ class JobHandle:
         self._result, self._error = result, error
         self.finished = time.monotonic()
         self._done.set()
-        self._emit({"done": "done", "failed": "failed", "cancelled": "cancelled"}[state],
-                   result if state == "done" else error)
+        self._emit(JobEvent(state), result if state == "done" else error)
 
 
 class JobContext:
@@ -136,11 +148,11 @@ class JobContext:
 
     def progress(self, done: int, total: int) -> None:
         self._handle.progress_value = (int(done), int(total))
-        self._handle._emit("progress", (int(done), int(total)))
+        self._handle._emit(JobEvent.PROGRESS, (int(done), int(total)))
 
     def partial(self, result: Any) -> None:
         self._handle.partials.append(result)
-        self._handle._emit("partial", result)
+        self._handle._emit(JobEvent.PARTIAL, result)
 
     @property
     def cancelled(self) -> bool:
@@ -187,7 +199,7 @@ class _Lane:
         handle.state = "running"
         handle.started = time.monotonic()
         handle.device = self.device
-        handle._emit("started", self.device)
+        handle._emit(JobEvent.STARTED, self.device)
         try:
             result = handle.fn(JobContext(handle, self))
         except CancelledError as exc:

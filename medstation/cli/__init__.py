@@ -16,6 +16,7 @@ a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -423,13 +424,20 @@ def _model_args(s) -> None:
     s.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: medstation's choice)")
 
 
-def _ai(name: str):
+def _lazy(module: str, name: str):
+    """A subcommand's function ``medstation.cli.<module>.<name>``, imported only when it runs (torch,
+    Qt and pydicom stay unloaded for ``--help`` and for the commands that do not need them)."""
     def run(args):
-        from medstation.cli import ai
+        import importlib
 
-        return getattr(ai, name)(args)
+        return getattr(importlib.import_module(f"medstation.cli.{module}"), name)(args)
 
+    run.__qualname__ = f"{module}.{name}"
     return run
+
+
+#: the subcommand modules' dispatchers: ``_ai("cmd_detect")`` runs ``medstation.cli.ai.cmd_detect``
+_ai, _labels, _models, _pacs = (functools.partial(_lazy, m) for m in ("ai", "labels", "models", "pacs"))
 
 
 def _selftest(args) -> int:
@@ -453,33 +461,6 @@ def _train(args):
     from medstation.cli.train import cmd_train
 
     return cmd_train(args)
-
-
-def _labels(name: str):
-    def run(args):
-        from medstation.cli import labels
-
-        return getattr(labels, name)(args)
-
-    return run
-
-
-def _models(name: str):
-    def run(args):
-        from medstation.cli import models
-
-        return getattr(models, name)(args)
-
-    return run
-
-
-def _pacs(name: str):
-    def run(args):
-        from medstation.cli import pacs
-
-        return getattr(pacs, name)(args)
-
-    return run
 
 
 TRAIN_DEFAULTS = {"samples": 12000, "steps": 3500, "batch_size": 16}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from medstation.ai.engine import JobEvent
 from medstation.core.errors import CancelledError, MedstationError, ModelError
 from medstation.core.findings import Finding
 
@@ -194,18 +195,18 @@ class AiController(QObject):
         if self.handle is not None and not self.handle.done():
             self.handle.cancel()
 
-    def _on_job_event(self, handle, kind: str, payload) -> None:
+    def _on_job_event(self, handle, kind: JobEvent, payload) -> None:
         if handle is not self.handle:
             return
         key = self._handle_key
-        if kind == "progress":
+        if kind == JobEvent.PROGRESS:
             self.progress.emit(key, *payload)
-        elif kind == "partial":
+        elif kind == JobEvent.PARTIAL:
             if self.state.series_key == key and not handle.cancel_requested:
                 self.partials += 1
                 self.findings.set_items(payload.findings, partial=True)
                 self.findings_changed.emit()
-        elif kind == "done":
+        elif kind == JobEvent.DONE:
             run = payload
             self.last_run = run
             if self.version is not None:
@@ -216,8 +217,8 @@ class AiController(QObject):
                 self.link_series(key)
                 self.findings_changed.emit()
             self.detection_finished.emit(key, run)
-        elif kind in ("failed", "cancelled"):
-            if kind == "failed" and not isinstance(payload, (MedstationError, CancelledError)):
+        elif kind in (JobEvent.FAILED, JobEvent.CANCELLED):
+            if kind == JobEvent.FAILED and not isinstance(payload, (MedstationError, CancelledError)):
                 log.error("detection failed", exc_info=payload)
             if self.state.series_key == key and self.findings.partial:
                 self.findings.clear()  # a stopped run's partial findings are not a result

@@ -7,7 +7,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
-from medstation.ai.engine import INTERACTIVE, Engine, JobHandle
+from medstation.ai.engine import INTERACTIVE, Engine, JobEvent, JobHandle
 
 
 class EngineBridge(QObject):
@@ -17,7 +17,7 @@ class EngineBridge(QObject):
     (which lives on the main thread) from there queues the call to the main thread.
     """
 
-    job_event = Signal(object, str, object)
+    job_event = Signal(object, object, object)  # handle, JobEvent, payload
     changed = Signal()  # queue length or running job changed
 
     def __init__(self, engine: Engine, parent=None) -> None:
@@ -30,7 +30,7 @@ class EngineBridge(QObject):
         self.changed.emit()
         return handle
 
-    def _relay(self, handle: JobHandle, kind: str, payload: Any) -> None:
+    def _relay(self, handle: JobHandle, kind: JobEvent, payload: Any) -> None:
         self.job_event.emit(handle, kind, payload)
 
 

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medstation.ai.engine import JobEvent
 from medstation.core.tracks import doubling_text
 
 
@@ -196,9 +197,9 @@ class FollowupPanel(QWidget):
         if self.handle is not None and not self.handle.done():
             self.handle.cancel()
 
-    def _on_job_event(self, handle, kind: str, payload) -> None:
+    def _on_job_event(self, handle, kind: JobEvent, payload) -> None:
         if handle is self.predict_handle and handle is not None:
-            if kind == "done":
+            if kind == JobEvent.DONE:
                 self.report = payload
                 self._show(payload)
                 self.status.setText(f"Predicted with the follow-up model (not for clinical use): "
@@ -206,23 +207,23 @@ class FollowupPanel(QWidget):
                                     f"{len(payload['tracks'])} tracks; the others are withheld "
                                     "(see the tooltip).")
                 self.predicted_report.emit(payload)
-            elif kind == "failed":
+            elif kind == JobEvent.FAILED:
                 self.status.setText(f"Prediction failed: {payload}")
                 self.predicted_report.emit(None)
             return
         if handle is not self.handle:
             return
-        if kind == "progress":
+        if kind == JobEvent.PROGRESS:
             done, total = payload
             self.status.setText(f"Following up … step {done} of about {total}")
-        elif kind == "done":
+        elif kind == JobEvent.DONE:
             report, self.tracks = payload
             self._show(report)
             self.finished.emit(report)
-        elif kind in ("failed", "cancelled"):
+        elif kind in (JobEvent.FAILED, JobEvent.CANCELLED):
             self.run_button.setEnabled(True)
             self.cancel_button.setEnabled(False)
-            self.status.setText("Follow-up cancelled." if kind == "cancelled"
+            self.status.setText("Follow-up cancelled." if kind == JobEvent.CANCELLED
                                 else f"Follow-up failed: {payload}")
             self.finished.emit(None)
 

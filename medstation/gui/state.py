@@ -1,7 +1,9 @@
 """The viewer model: what the three plane views show, with one signal per field.
 
-Like napari's evented ``ViewerModel``, the state has no widgets; views and
-panels subscribe to the signals of the fields they draw and never own the state:
+The state has no widgets; views and panels subscribe to the signals of the fields they
+draw and never own the state. Unlike napari's evented ``ViewerModel``, assigning an
+attribute emits nothing: fields change through the methods (``set_position``,
+``set_window``, ``set_slab``, ``set_measurements``, ...), and each emits its signal:
 
 =========================  =====================================================
 signal                     emitted when
