@@ -412,10 +412,14 @@ class StudyDatabase:
     def ai_results_of(self, model_name: str, model_version: str, model_sha256: str) -> list[tuple[str, list]]:
         """Every series' cached findings of one model version (review status merged in): what the
         review queue ranks. Series keys in key order."""
-        rows = self._conn.execute(
+        return [(k, self.ai_result(k, model_name, model_version, model_sha256) or [])
+                for k in self.ai_result_keys(model_name, model_version, model_sha256)]
+
+    def ai_result_keys(self, model_name: str, model_version: str, model_sha256: str) -> list[str]:
+        """The series keys holding cached findings of one model version, in key order."""
+        return [k for (k,) in self._conn.execute(
             "SELECT series_key FROM ai_results WHERE model_name=? AND model_version=? AND model_sha256=? "
-            "ORDER BY series_key", (model_name, model_version, model_sha256)).fetchall()
-        return [(k, self.ai_result(k, model_name, model_version, model_sha256) or []) for (k,) in rows]
+            "ORDER BY series_key", (model_name, model_version, model_sha256))]
 
     def review_finding(self, series: SeriesRef | str, model_name: str, model_version: str, finding: dict,
                        status: str) -> None:

@@ -121,8 +121,9 @@ class AiController(QObject):
         self.detection_finished.emit(key, None)
 
     def link_series(self, key: str) -> None:
-        """Link each finding to the same lesion in the study's other series (by patient position:
-        within a quarter of the two diameters, at least 5 mm), from their cached results."""
+        """Link each finding to the same lesion in the study's other series, from their cached
+        results (``core.linking``)."""
+        from medstation.core.linking import link_series
         from medstation.core.series import SeriesRef
 
         ref = self.state.ref
@@ -130,24 +131,12 @@ class AiController(QObject):
             return
         rows = self.db.series()
         study = next((r.study_uid for r in rows if r.series_uid == ref.series_uid), "")
-        numbers = {r.series_uid: r.series_number for r in rows}
-        others: list[tuple[str, Finding]] = []
-        for r in rows:
-            if r.study_uid != study or r.series_uid == ref.series_uid:
-                continue
-            for candidate in (SeriesRef(study, r.series_uid, 1).key, r.series_uid):
-                cached = self.db.ai_result(candidate, *self._cache_key())
-                if cached is not None:
-                    label = f"#{numbers.get(r.series_uid) if numbers.get(r.series_uid) is not None else '?'}"
-                    others += [(label, Finding.from_dict(d)) for d in cached]
-                    break
-        links: dict[str, list[str]] = {}
-        for f in self.findings.items:
-            for label, g in others:
-                gate = max(5.0, (f.diameter_mm + g.diameter_mm) / 4)
-                if sum((a - b) ** 2 for a, b in zip(f.center_mm, g.center_mm)) ** 0.5 <= gate:
-                    links.setdefault(f.finding_id, []).append(f"{label} {g.finding_id}")
-        self.findings.set_links(links)
+        labels = {r.series_uid: f"#{r.series_number if r.series_number is not None else '?'}"
+                  for r in rows if r.study_uid == study and r.series_uid != ref.series_uid}
+        cached = [(k, [Finding.from_dict(d) for d in self.db.ai_result(k, *self._cache_key()) or []])
+                  for k in self.db.ai_result_keys(*self._cache_key())
+                  if SeriesRef.parse(k).series_uid in labels]  # only this study's series are read
+        self.findings.set_links(link_series(key, self.findings.items, cached, labels))
 
     def series_opened(self, series_key: str) -> None:
         """Called when a series has loaded: show cached findings, or run if the setting says so."""
