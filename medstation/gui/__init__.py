@@ -7,13 +7,18 @@ Where things go:
 * ``context.py`` -- ``AppContext``: database, settings, view model, model
   registry, engine service, tasks, worker pools, and the signals the window
   shows (status text, problems, studies changed, open a series).
-* ``state.py`` -- ``ViewState``, the evented viewer model (one signal per
-  field); ``findings_model.py`` -- the AI findings layer of it.
-* controllers on the context: ``importing.py`` (imports, demo, thumbnails),
-  ``loader.py`` (open and stream a series), ``ai.py`` (detector in use,
+* ``state.py`` -- ``ViewState``, the viewer model (one signal per field, emitted
+  by its methods); ``findings_model.py`` -- the AI findings and heatmap layers
+  of it; ``mask_layer.py`` -- an opened label mask.
+* controllers on the context: ``importing.py`` (imports, demo),
+  ``thumbnails.py`` (the browser's series thumbnails, through
+  ``dicom.open_series``), ``series_loader.py`` (open and stream a series into a
+  view model), ``compare.py`` (the series beside: same scale, its findings),
+  ``masks.py`` (open a label mask, export findings as one), ``ai.py`` (detector in use,
   detection jobs, reviews), ``engine.py`` (the inference engine, started
   lazily; ``bridge.py`` turns its events into Qt signals).
-* widgets: ``viewer.py`` / ``slice_view.py`` (the plane views), ``panels.py``,
+* widgets: ``viewer.py`` / ``slice_view.py`` (the plane views; ``overlays.py``
+  draws the heatmap and its legend, masks and the scale bar), ``panels.py``,
   ``findings.py``, ``browser.py``, ``dialogs.py``, ``pacs_dialog.py``;
   ``exports.py`` (SR/SEG and de-identified exports); ``main_window.py``
   (layout and actions only).

@@ -18,8 +18,8 @@ from medstation.core.files import atomic_writer
 from medstation.dicom.database import StudyDatabase
 from medstation.dicom.importer import import_paths
 
-from .loading import thumbnail_path, thumbnail_pixels
 from .tasks import Task
+from .thumbnails import thumbnail_path, thumbnail_pixels
 
 
 def series_to_open(db, counts: dict[str, int]) -> str:

@@ -40,9 +40,9 @@ from .findings import FindingsPanel
 from .finetune import FinetunePanel
 from .followup import FollowupPanel
 from .importing import Importer
-from .loader import SeriesLoader
 from .panels import MeasurementPanel, TagInspector
 from .review_queue import ReviewQueue
+from .series_loader import SeriesLoader
 from .settings import SettingsDialog, apply_settings, read
 from .viewer import LAYOUTS, Viewer
 

@@ -10,8 +10,7 @@ import numpy as np
 
 from medstation.core.series import SeriesRef
 from medstation.dicom.database import StudyDatabase
-from medstation.dicom.loader import load_stack
-from medstation.dicom.opening import resolve_series
+from medstation.dicom.opening import open_series, resolve_series
 from medstation.imaging import default_window, render
 
 
@@ -20,10 +19,10 @@ def thumbnail_pixels(db: StudyDatabase, pool, series_uid: str, size: int = 56) -
     stack = resolve_series(SeriesRef.parse(series_uid), db=db).stack
     mid = stack.slices[len(stack.slices) // 2]
     one = dataclasses.replace(stack, slices=[mid], slice_positions=None, warnings=[])
-    result = load_stack(one, pool)
-    if result.errors:
-        raise result.errors[0]
-    vol = result.volume
+    opened = open_series(one, pool=pool)  # the one way to a Volume, a one-slice stack here
+    if opened.errors:
+        raise opened.errors[0]
+    vol = opened.volume
     img = render(vol.voxels[0], default_window(vol, 0), vol.photometric == "MONOCHROME1")
     step = max(1, int(np.ceil(max(img.shape[:2]) / size)))
     return np.ascontiguousarray(img[::step, ::step])
