@@ -18,6 +18,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from medstation.core.errors import ModelError
+
 BINS = 10
 _EPS = 1e-4
 
@@ -37,11 +39,19 @@ def apply(score: float | np.ndarray, calibration: dict | None):
     return float(out) if np.ndim(out) == 0 else out
 
 
+class CalibrationError(ModelError, ValueError):
+    """Too few scored findings, or only one kind, to fit a calibration (a ``MedstationError``: one
+    line with a hint; still a ``ValueError`` for callers that caught that)."""
+
+
 def fit_platt(scored: Iterable[tuple[float, bool]], *, iterations: int = 100) -> dict:
     """Fit ``a, b`` by Newton's method on the log loss (a small L2 pull towards a=1, b=0)."""
     pairs = list(scored)
     if len(pairs) < 10 or len({bool(y) for _s, y in pairs}) < 2:
-        raise ValueError(f"calibration needs at least 10 findings of both kinds; got {len(pairs)}")
+        hits = sum(1 for _s, y in pairs if y)
+        raise CalibrationError(f"calibration needs at least 10 scored findings, true and false positives "
+                               f"both; got {len(pairs)} ({hits} true, {len(pairs) - hits} false)",
+                               "calibrate on more studies (--studies N) or on more labelled series (--site)")
     x = _logit(np.array([s for s, _ in pairs], np.float64))
     y = np.array([1.0 if t else 0.0 for _, t in pairs])
     a, b = 1.0, 0.0

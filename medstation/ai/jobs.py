@@ -76,7 +76,7 @@ class DetectJob:
     partial_every_s: float = PARTIAL_EVERY_S
 
     def __call__(self, ctx: JobContext) -> Any:
-        from medstation.ai.detector import group_slices
+        from medstation.ai.postprocess import group_slices
 
         detector = cached_detector(ctx, self.model)
         slices: list = []
@@ -96,35 +96,6 @@ class DetectJob:
             ctx.partial(PartialFindings(findings, state["done"], state["total"]))
 
         return detector.detect(self.volume, progress=progress, partial=partial, check=ctx.check)
-
-
-@dataclass(frozen=True)
-class FollowupJob:
-    """Follow one patient's studies (files ``paths``) with ``model``: ``(report, tracks)`` of
-    ``ai.followup.follow``."""
-
-    paths: tuple[str, ...]
-    model: ModelRef
-    patient: str | None = None
-    cache: Any = field(default=None, compare=False, repr=False)  # where registrations are kept
-    edits: tuple = ()  # the reader's renames, links and unlinks (``core.tracks.apply_edits``)
-    aliases: tuple = ()  # other patient IDs of the same person
-    name: str = "Following up the patient's studies"
-    priority: int = INTERACTIVE
-
-    def __call__(self, ctx: JobContext) -> Any:
-        from medstation.ai.followup import follow
-
-        detector = cached_detector(ctx, self.model)
-        steps = {"n": 0}
-
-        def progress(_text: str) -> None:
-            steps["n"] += 1
-            ctx.check()
-            ctx.progress(steps["n"], max(steps["n"] + 1, 2 * len(self.paths)))
-
-        return follow(list(self.paths), detector, patient=self.patient, progress=progress, check=ctx.check,
-                      cache=self.cache, edits=list(self.edits), aliases=self.aliases)
 
 
 @dataclass(frozen=True)

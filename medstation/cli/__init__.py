@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--masks", action="store_true",
                    help="also write the same findings as a NIfTI label map per series (value n = the n-th "
                    "finding, a JSON legend beside it) into OUT/masks")
-    s.set_defaults(func=_ai("cmd_detect"))
+    s.set_defaults(func=_lazy("detect", "cmd_detect"))
 
     s = sub.add_parser("selftest",
                        help="the whole chain on the demo study, offscreen: exit 0 if it all works")
@@ -436,7 +436,7 @@ def _lazy(module: str, name: str):
     return run
 
 
-#: the subcommand modules' dispatchers: ``_ai("cmd_detect")`` runs ``medstation.cli.ai.cmd_detect``
+#: the subcommand modules' dispatchers: ``_ai("cmd_evaluate")`` runs ``medstation.cli.ai.cmd_evaluate``
 _ai, _labels, _models, _pacs = (functools.partial(_lazy, m) for m in ("ai", "labels", "models", "pacs"))
 
 

@@ -47,8 +47,8 @@ def add_parser(sub, run) -> None:
 
 
 def cmd_followup(args) -> int:
-    from medstation.ai.followup import follow
     from medstation.ai.registry import open_detector
+    from medstation.workflows.followup import follow
 
     def say(text: str) -> None:
         if not args.json:
@@ -73,7 +73,7 @@ def cmd_followup(args) -> int:
                    else registry.default("followup"))
         add_predictions(report, load_predictor(version.path), args.predict_at)
     if args.dicom:
-        from medstation.ai.followup import export_sr
+        from medstation.workflows.followup import export_sr
 
         preds = {t["tracking_uid"]: t["prediction"] for t in report["tracks"] if t.get("prediction")}
         report["dicom"] = export_sr(timepoints, tracks, args.dicom, preds)
@@ -109,9 +109,9 @@ def _batch(args, detector, say) -> int:
     import os
     import time
 
-    from medstation.ai.followup import follow
     from medstation.core.files import atomic_write_text
     from medstation.dicom import WorkerPool, list_series
+    from medstation.workflows.followup import follow
 
     out = Path(args.all_patients)
     out.mkdir(parents=True, exist_ok=True)

@@ -155,10 +155,11 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
     def followup():
         import datetime as _dt
 
-        from medstation.ai.followup import add_predictions, follow
+        from medstation.ai.followup import add_predictions
         from medstation.ai.predictor import load_predictor
         from medstation.ai.registry import ModelRegistry
         from medstation.synth.cohort import write_cohort_patient
+        from medstation.workflows.followup import follow
 
         truth = write_cohort_patient(tmp / "cohort", seed=5, timepoints=3, small=True)
         ctx["cohort"] = truth

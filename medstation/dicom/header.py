@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from medstation.core.errors import LoadError
+from medstation.dicom.instance import InstanceHeader  # noqa: F401 (re-exported: callers import it from here)
 
 #: refuse to decode anything whose declared decoded size is above this
 MAX_DECODED_BYTES = 4 * 1024**3
@@ -24,107 +24,6 @@ _DEFER = 2048  # bytes: values longer than this are not read during the scan
 
 class NotDicomError(LoadError):
     """The file is not DICOM at all (a README, a thumbnail, ...): skipped, not broken."""
-
-
-@dataclass
-class InstanceHeader:
-    """The attributes of one DICOM instance that medstation indexes and loads by."""
-
-    path: str
-    file_size: int = 0
-    mtime_ns: int = 0
-    sop_class_uid: str = ""
-    sop_instance_uid: str = ""
-    transfer_syntax: str = ""
-    patient_id: str = ""
-    patient_name: str = ""
-    birth_date: str = ""
-    sex: str = ""
-    study_uid: str = ""
-    study_date: str = ""
-    study_time: str = ""
-    study_description: str = ""
-    accession: str = ""
-    series_uid: str = ""
-    series_number: int | None = None
-    series_description: str = ""
-    convolution_kernel: str = ""  # the reconstruction kernel (follow-ups compare like with like)
-    modality: str = ""
-    frame_of_reference_uid: str = ""
-    instance_number: int | None = None
-    acquisition_number: int | None = None
-    echo_number: int | None = None
-    temporal_position: int | None = None
-    image_type: str = ""
-    rows: int = 0
-    columns: int = 0
-    frames: int = 1
-    samples_per_pixel: int = 1
-    bits_allocated: int = 0
-    bits_stored: int = 0
-    pixel_representation: int = 0
-    photometric: str = ""
-    planar_configuration: int = 0
-    position: tuple[float, float, float] | None = None
-    orientation: tuple[float, ...] | None = None
-    pixel_spacing: tuple[float, float] | None = None
-    slice_thickness: float | None = None
-    patient_age: str = ""  # (0010,1010), e.g. "064Y"
-    kvp: float | None = None
-    exposure_mas: float | None = None  # Exposure (0018,1152), else tube current x time
-    rescale_slope: float = 1.0
-    rescale_intercept: float = 0.0
-    rescale_type: str = ""
-    #: per-frame values for multi-frame images (None: same for every frame)
-    frame_positions: list[tuple[float, float, float]] | None = None
-    frame_rescale: list[tuple[float, float]] | None = None
-    windows: list[tuple[float, float, str]] = field(default_factory=list)
-    has_pixels: bool = False
-    #: byte offset and length of native (uncompressed) pixel data in the file,
-    #: -1 when the data is encapsulated or not directly addressable
-    pixel_offset: int = -1
-    pixel_length: int = -1
-    #: True when the file's dataset uses little endian explicit/implicit VR
-    little_endian: bool = True
-    #: non-fatal notes found during the scan
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def is_color(self) -> bool:
-        return self.samples_per_pixel > 1 or self.photometric == "PALETTE COLOR"
-
-    @property
-    def frame_bytes(self) -> int:
-        """Bytes of one native frame (YBR_FULL_422 stores two samples per pixel)."""
-        samples = 2 if self.photometric == "YBR_FULL_422" else self.samples_per_pixel
-        bits = self.rows * self.columns * samples * self.bits_allocated
-        return (bits + 7) // 8
-
-    @property
-    def fast_native(self) -> bool:
-        """Pixels can be read straight from the file, bypassing any decoder."""
-        return (
-            self.pixel_offset >= 0
-            and self.little_endian
-            and self.samples_per_pixel == 1
-            and self.photometric in ("MONOCHROME1", "MONOCHROME2")
-            and self.bits_allocated in (8, 16)
-            and 0 < self.bits_stored <= self.bits_allocated
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> InstanceHeader:
-        d = dict(d)
-        for k in ("position", "orientation", "pixel_spacing"):
-            if d.get(k) is not None:
-                d[k] = tuple(d[k])
-        for k in ("frame_positions", "frame_rescale", "windows"):
-            if d.get(k) is not None:
-                d[k] = [tuple(v) for v in d[k]]
-        return cls(**d)
 
 
 def read_head(path, size: int) -> bytes:
@@ -484,30 +383,41 @@ PHOTOMETRICS = {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL"
                 "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "YBR_PARTIAL_422"}
 
 
+def _tag(keyword: str) -> str:
+    """"Bits Stored (0028,0101)": an attribute as pydicom names it, with its tag."""
+    from pydicom.datadict import dictionary_description, tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return keyword
+    return f"{dictionary_description(tag)} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
 def _check_image_attributes(path, h: InstanceHeader) -> None:
     fix = "the file is damaged or not a supported image; re-export it from the source"
     if h.rows <= 0 or h.columns <= 0:
-        raise LoadError(path, f"invalid image size {h.rows} x {h.columns}", fix)
+        raise LoadError(path, f"invalid image size {h.rows} x {h.columns} ({_tag('Rows')} x "
+                              f"{_tag('Columns')})", fix)
     if h.bits_allocated not in (1, 8, 16, 32, 64):
-        raise LoadError(path, f"unsupported Bits Allocated {h.bits_allocated}", fix)
+        raise LoadError(path, f"unsupported {_tag('BitsAllocated')} {h.bits_allocated}", fix)
     if not 0 < h.bits_stored <= h.bits_allocated:
-        raise LoadError(path, f"Bits Stored {h.bits_stored} does not fit Bits Allocated "
+        raise LoadError(path, f"{_tag('BitsStored')} {h.bits_stored} does not fit {_tag('BitsAllocated')} "
                               f"{h.bits_allocated}", fix)
     if h.samples_per_pixel not in (1, 3):
-        raise LoadError(path, f"unsupported Samples per Pixel {h.samples_per_pixel} (1 for grey, "
+        raise LoadError(path, f"unsupported {_tag('SamplesPerPixel')} {h.samples_per_pixel} (1 for grey, "
                               "3 for colour)", fix)
     if h.pixel_representation not in (0, 1):
-        raise LoadError(path, f"invalid Pixel Representation {h.pixel_representation} (0 unsigned, "
+        raise LoadError(path, f"invalid {_tag('PixelRepresentation')} {h.pixel_representation} (0 unsigned, "
                               "1 signed)", fix)
     if h.photometric not in PHOTOMETRICS:
-        raise LoadError(path, f"unsupported Photometric Interpretation {h.photometric or '(none)'!r}",
-                        fix)
+        raise LoadError(path, f"unsupported {_tag('PhotometricInterpretation')} "
+                              f"{h.photometric or '(none)'!r}", fix)
     if (h.samples_per_pixel == 3) != (h.photometric not in ("MONOCHROME1", "MONOCHROME2",
                                                            "PALETTE COLOR")):
-        raise LoadError(path, f"Photometric Interpretation {h.photometric} does not fit Samples per "
-                              f"Pixel {h.samples_per_pixel}", fix)
+        raise LoadError(path, f"{_tag('PhotometricInterpretation')} {h.photometric} does not fit "
+                              f"{_tag('SamplesPerPixel')} {h.samples_per_pixel}", fix)
     if h.frames < 1:
-        raise LoadError(path, f"invalid Number of Frames {h.frames}", fix)
+        raise LoadError(path, f"invalid {_tag('NumberOfFrames')} {h.frames}", fix)
     declared = h.frame_bytes * h.frames
     if declared > MAX_DECODED_BYTES:
         raise LoadError(path, f"the image declares {declared / 1024**3:.1f} GiB of pixels "

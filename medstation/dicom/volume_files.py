@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from medstation.core.errors import LoadError
-from medstation.dicom.header import InstanceHeader
+from medstation.dicom.instance import InstanceHeader
 
 #: header suffixes (lower case) and the format each names
 FORMATS = {".nii": "NIfTI", ".nii.gz": "NIfTI", ".mhd": "MetaImage", ".mha": "MetaImage",

@@ -11,8 +11,11 @@ from PySide6.QtWidgets import (
     QApplication,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -21,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from medstation import __version__
 from medstation.core.errors import LoadError
+from medstation.imaging import Window
 
 DISCLAIMER = ("medstation is research software. Its built-in AI models are trained on synthetic "
               "data only and are NOT FOR CLINICAL USE: do not base a diagnosis on them.")
@@ -141,3 +145,25 @@ class ProblemsDialog(QDialog):
 
     def copy(self) -> None:
         QApplication.clipboard().setText("\n".join(str(e) for e in self.errors))
+
+
+class WindowDialog(QDialog):
+    """A custom window/level preset: name, centre, width."""
+
+    def __init__(self, window: Window, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Custom window")
+        form = QFormLayout(self)
+        self.name = QLineEdit("Custom", self)
+        self.center = QDoubleSpinBox(self, minimum=-32768, maximum=65535, decimals=1, value=window.center)
+        self.width = QDoubleSpinBox(self, minimum=1, maximum=65535, decimals=1, value=window.width)
+        form.addRow("Name", self.name)
+        form.addRow("Level (centre)", self.center)
+        form.addRow("Window (width)", self.width)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, self)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def window(self) -> Window:
+        return Window(self.center.value(), self.width.value(), self.name.text().strip() or "Custom")

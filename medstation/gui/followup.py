@@ -1,7 +1,7 @@
 """The follow-up panel: the open patient's studies matched into lesion tracks, with their course.
 
 *Follow up this patient* gathers the patient's CT studies from the study
-database (the open series' patient ID), and runs ``ai.jobs.FollowupJob`` on the
+database (the open series' patient ID), and runs ``workflows.jobs.FollowupJob`` on the
 engine's lane (detection, registration of each prior onto the next study,
 matching; never on the GUI thread; cancellable). The tracks table shows each
 lesion's status, its size at every date, the volume change, the doubling time
@@ -162,7 +162,8 @@ class FollowupPanel(QWidget):
         return me.patient_id, paths
 
     def run(self) -> None:
-        from medstation.ai.jobs import FollowupJob, ModelRef
+        from medstation.ai.jobs import ModelRef
+        from medstation.workflows.jobs import FollowupJob
 
         patient, paths = self.patient_paths()
         if not paths or self.ai.version is None:

@@ -12,13 +12,9 @@ from __future__ import annotations
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, QTimer
 from PySide6.QtWidgets import (
     QDialog,
-    QDialogButtonBox,
     QDockWidget,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QLabel,
-    QLineEdit,
     QMainWindow,
     QProgressBar,
     QPushButton,
@@ -35,7 +31,7 @@ from .ai import AiController
 from .browser import StudyBrowser
 from .compare import CompareLink
 from .context import AppContext
-from .dialogs import HelpDialog, ProblemsDialog
+from .dialogs import HelpDialog, ProblemsDialog, WindowDialog
 from .findings import FindingsPanel
 from .finetune import FinetunePanel
 from .followup import FollowupPanel
@@ -47,28 +43,6 @@ from .settings import SettingsDialog, apply_settings, read
 from .viewer import LAYOUTS, Viewer
 
 MAX_RECENT = 10
-
-
-class WindowDialog(QDialog):
-    """A custom window/level preset: name, centre, width."""
-
-    def __init__(self, window: Window, parent=None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Custom window")
-        form = QFormLayout(self)
-        self.name = QLineEdit("Custom", self)
-        self.center = QDoubleSpinBox(self, minimum=-32768, maximum=65535, decimals=1, value=window.center)
-        self.width = QDoubleSpinBox(self, minimum=1, maximum=65535, decimals=1, value=window.width)
-        form.addRow("Name", self.name)
-        form.addRow("Level (centre)", self.center)
-        form.addRow("Window (width)", self.width)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, self)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
-
-    def window(self) -> Window:
-        return Window(self.center.value(), self.width.value(), self.name.text().strip() or "Custom")
 
 
 class MainWindow(QMainWindow):

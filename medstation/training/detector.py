@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from medstation.ai.detector import ARCHITECTURE, DEFAULT_INPUT, DEFAULT_NETWORK, build_model
+from medstation.ai.network import ARCHITECTURE, DEFAULT_INPUT, DEFAULT_NETWORK, build_model
 from medstation.ai.store import save_model
 from medstation.training.recipe import Recipe, fit
 from medstation.training.synthetic import TRAIN_SEEDS, make_bank

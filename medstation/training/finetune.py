@@ -133,7 +133,7 @@ def case_samples(case: Case, volume, input_spec: dict, *, crop: int = 128, per_n
     """2.5D crops (uint8, channels x crop x crop) and their boxes (model pixels) from one series."""
     import torch
 
-    from medstation.ai.detector import prepare, stack_channels
+    from medstation.ai.preprocess import prepare, stack_channels
     from medstation.imaging.lungs import lung_mask
 
     rng = np.random.default_rng(seed)

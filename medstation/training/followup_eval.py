@@ -1,7 +1,7 @@
 """``medstation evaluate-followup``: lesion tracking on generated longitudinal cohorts with known courses.
 
 Each cohort patient (``synth.cohort``) is written as DICOM, followed with
-``ai.followup.follow`` as a user would, and its tracks are compared with the
+``workflows.followup.follow`` as a user would, and its tracks are compared with the
 truth: a course is tracked correctly when one track holds it at every
 timepoint where it is present (its centre within the nodule's radius, at least
 5 mm) and nowhere else; new and resolved courses must carry that status; the
@@ -99,7 +99,7 @@ def summarize(scored: list[dict]) -> dict:
 
 def evaluate_followup(detector, folder: Path, cohorts: int, *, seed0: int = COHORT_SEED0, timepoints: int = 3,
                       small: bool = False, progress: Callable[[str], None] | None = None) -> dict:
-    from medstation.ai.followup import follow
+    from medstation.workflows.followup import follow
 
     say = progress or (lambda _t: None)
     scored, seconds = [], []

@@ -46,5 +46,8 @@ def test_ece_of_a_perfectly_calibrated_model_is_near_zero():
 
 
 def test_fitting_refuses_one_sided_data():
-    with pytest.raises(ValueError, match="both kinds"):
+    from medstation.core.errors import MedstationError
+
+    with pytest.raises(MedstationError, match="true and false positives both") as caught:
         fit_platt([(0.9, True)] * 50)
+    assert "50 true, 0 false" in caught.value.reason and "--site" in caught.value.hint

@@ -115,9 +115,9 @@ def test_another_patient_id_of_the_same_person_is_followed_with_same_patient(coh
 
 
 def test_the_comparable_series_prefers_the_same_kernel_then_thin_slices(tmp_path):
-    from medstation.ai.followup import _comparable
     from medstation.dicom import list_series
     from medstation.synth import ChestPhantom, SeriesSpec, write_study
+    from medstation.workflows.followup import _comparable
 
     series = [SeriesSpec(description="thin lung", slices=12, rows=48, columns=48, pixel_spacing=6.0,
                          slice_thickness=1.25, kernel="LUNG"),

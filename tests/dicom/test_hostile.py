@@ -128,8 +128,10 @@ def test_every_class_gets_a_typed_problem_and_the_healthy_series_loads(hostile, 
     thick = by_uid[generate_uid(entropy_srcs=["thickness-negative"])]
     assert "Slice Thickness -5 mm is impossible" in " ".join(thick["warnings"]) and thick["has_geometry"]
     assert thick["spacing_mm"][0] > 0
-    for name, words in (("spp0.dcm", "Samples per Pixel"), ("pixrep5.dcm", "Pixel Representation"),
-                        ("garbage.dcm", "Photometric Interpretation"),
+    # attributes named as pydicom names them, with their tag
+    for name, words in (("spp0.dcm", "Samples per Pixel (0028,0002)"),
+                        ("pixrep5.dcm", "Pixel Representation (0028,0103)"),
+                        ("garbage.dcm", "Photometric Interpretation (0028,0004)"),
                         ("cut_SC_rgb_jpeg.dcm", "ends inside its pixel data"),
                         ("cut_MR_small_RLE.dcm", "ends inside its pixel data"),
                         ("retired_jpeg.dcm", "unsupported transfer syntax 1.2.840.10008.1.2.4.53"),

@@ -48,7 +48,7 @@ def _load(folder: Path, pool):
 
 def baseline_loop(detector, volume) -> int:
     """The same network, every resampled slice, whole field of view, one call per slice."""
-    from medstation.ai.detector import prepare, stack_channels
+    from medstation.ai.preprocess import prepare, stack_channels
 
     full = prepare(volume, dict(detector.input_spec), crop_to_lungs=False).images
     with torch.no_grad():
@@ -141,9 +141,10 @@ def run_infer(args) -> dict:
 
 def run_followup(args) -> dict:
     """A 3-timepoint follow-up of ``args.slices``-slice CTs: registration per pair, matching, the whole."""
-    from medstation.ai.followup import follow, match_pair
+    from medstation.ai.followup import match_pair
     from medstation.ai.registry import open_detector
     from medstation.synth.cohort import write_cohort_patient
+    from medstation.workflows.followup import follow
 
     detector, _ = open_detector(args.model, args.device, args.threads)
     with tempfile.TemporaryDirectory(prefix="medstation-bench-followup-") as tmp:
