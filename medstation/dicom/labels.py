@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from medstation.core.findings import Finding, size_of
 from medstation.dicom.series_geometry import (  # noqa: F401 (re-exported: callers import them from here)
     MAX_DIAMETER_MM,
     SeriesGeometry,
+    plan_label_export,
     series_geometry,
 )
 
@@ -324,29 +324,7 @@ def export_sr(db, labels: list[Label], out_dir: str | Path) -> list[str]:
     """One TID 1500 SR per series holding nodule labels (a sphere's box on each slice it spans)."""
     from medstation.dicom.results import export_results
 
-    by_series: dict[str, list[Label]] = {}
-    for lab in labels:
-        if lab.is_nodule:
-            by_series.setdefault(lab.series_uid, []).append(lab)
-    # every label checked before the first file is written: all of them out, or none and why
-    plans, problems = [], []
-    for uid, labs in sorted(by_series.items()):
-        g = series_geometry(db, uid)
-        if g is None:
-            problems.append(f"series {uid} is no longer in the study database")
-            continue
-        for lab in labs:
-            if not (math.isfinite(lab.diameter_mm) and 0 < lab.diameter_mm <= MAX_DIAMETER_MM):
-                problems.append(f"label {lab.id} on {uid}: diameter {lab.diameter_mm:g} mm "
-                                f"(expected 0-{MAX_DIAMETER_MM:g} mm)")
-            elif not g.inside(lab.center_mm):
-                problems.append(f"label {lab.id} on {uid}: its centre lies outside the series")
-        plans.append((uid, g, labs))
-    if problems:
-        raise LabelError(f"{len(problems)} label(s) cannot be written as SR; nothing was written: "
-                         f"{problems[0]}",
-                         "import the series again, or delete those labels (`medstation labels list` names "
-                         "them)", problems)
+    plans = plan_label_export(db, labels, "SR")
     return [export_results([_as_finding(g, lab, n) for n, lab in enumerate(labs, start=1)], g.sources,
                            Path(out_dir) / uid).sr for uid, g, labs in plans]
 

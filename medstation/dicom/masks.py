@@ -27,7 +27,7 @@ from medstation.core import jsonout
 from medstation.core.errors import LabelError, LoadError
 from medstation.core.files import atomic_write_text
 from medstation.core.geometry import Grid
-from medstation.dicom.series_geometry import MAX_DIAMETER_MM, series_geometry
+from medstation.dicom.series_geometry import plan_label_export, series_geometry
 from medstation.dicom.volume_files import FORMATS, suffix_of, write_volume_file
 
 #: a label map holds background and a few structures, not an image's thousands of grey values
@@ -205,23 +205,7 @@ def sphere_map(grid: Grid, spheres: list[tuple[tuple[float, float, float], float
 
 def export_label_masks(db, labels, out_dir: str | Path, suffix: str = ".nii.gz") -> list[str]:
     """One label map per series holding nodule labels (a sphere of each label's size), checked first."""
-    by_series: dict[str, list] = {}
-    for lab in labels:
-        if lab.is_nodule:
-            by_series.setdefault(lab.series_uid, []).append(lab)
-    plans, problems = [], []
-    for uid, labs in sorted(by_series.items()):
-        g = series_geometry(db, uid)
-        if g is None:
-            problems.append(f"series {uid} is no longer in the study database")
-            continue
-        for lab in labs:
-            if not (math.isfinite(lab.diameter_mm) and 0 < lab.diameter_mm <= MAX_DIAMETER_MM):
-                problems.append(f"label {lab.id} on {uid}: diameter {lab.diameter_mm:g} mm")
-        plans.append((uid, g, labs))
-    if problems:
-        raise LabelError(f"{len(problems)} label(s) cannot be written as masks; nothing was written: "
-                         f"{problems[0]}", "`medstation labels list` names them", problems)
+    plans = plan_label_export(db, labels, "masks")
     written = []
     for uid, g, labs in plans:
         legend = [{"value": n, "label_id": lab.id, "center_mm": list(lab.center_mm),

@@ -3,6 +3,7 @@ and drawn against (kept apart from ``labels`` and ``masks`` so neither imports t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,3 +61,33 @@ def series_geometry(db, series_uid: str) -> SeriesGeometry | None:
                           np.asarray(st.origin, float), np.asarray(st.direction, float),
                           [s.header.sop_instance_uid for s in st.slices],
                           [(s.header.path, s.frame) for s in st.slices])
+
+
+def plan_label_export(db, labels, what: str) -> list[tuple[str, SeriesGeometry, list]]:
+    """(series UID, geometry, its nodule labels) per series, every label checked before the first file
+    is written: all of them out, or none and why (``LabelError`` naming each, ``what`` the format)."""
+    from medstation.core.errors import LabelError
+
+    by_series: dict[str, list] = {}
+    for lab in labels:
+        if lab.is_nodule:
+            by_series.setdefault(lab.series_uid, []).append(lab)
+    plans, problems = [], []
+    for uid, labs in sorted(by_series.items()):
+        g = series_geometry(db, uid)
+        if g is None:
+            problems.append(f"series {uid} is no longer in the study database")
+            continue
+        for lab in labs:
+            if not (math.isfinite(lab.diameter_mm) and 0 < lab.diameter_mm <= MAX_DIAMETER_MM):
+                problems.append(f"label {lab.id} on {uid}: diameter {lab.diameter_mm:g} mm "
+                                f"(expected 0-{MAX_DIAMETER_MM:g} mm)")
+            elif not g.inside(lab.center_mm):
+                problems.append(f"label {lab.id} on {uid}: its centre lies outside the series")
+        plans.append((uid, g, labs))
+    if problems:
+        raise LabelError(f"{len(problems)} label(s) cannot be written as {what}; nothing was written: "
+                         f"{problems[0]}",
+                         "import the series again, or delete those labels (`medstation labels list` names "
+                         "them)", problems)
+    return plans
