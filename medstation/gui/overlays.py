@@ -44,7 +44,9 @@ def paint_heatmap(view, painter: QPainter, depth: int) -> None:
 def paint_heat_legend(view, painter: QPainter) -> None:
     """A vertical colour bar at the right edge: what each heatmap colour means (probability)."""
     ramp = view.state.heatmap.ramp()  # (probability, QColor) stops, as the map is coloured
-    bar = QRectF(view.width() - 30, view.height() / 2 - 70, 12, 140)
+    # below the right orientation letter, above the scale bar: neither is covered
+    top = view.height() / 2 + 40
+    bar = QRectF(view.width() - 30, top, 12, max(40.0, min(120.0, view.height() - 90 - top)))
     grad = QLinearGradient(bar.bottomLeft(), bar.topLeft())
     for p, color in ramp:
         grad.setColorAt(p, color)
