@@ -201,15 +201,15 @@ def test_labels_drawn_and_accepted_round_trip_and_fine_tune(real, tmp_path):
     drawn = Measurement("nodule", 0, k, [(float(k), float(i), float(j)),
                                          (float(k), float(i), float(j) + 6.0)])
     with StudyDatabase(db_path) as db:
-        db.review_finding(uid, f.model_name, f.model_version, f.to_dict(), "accepted")
+        db.annotations.review_finding(uid, f.model_name, f.model_version, f.to_dict(), "accepted")
         # stored without its patient position (as an older viewer did): placed from the series geometry
-        db.save_measurement(uid, "nodule", {"kind": "nodule", "axis": 0, "depth": k,
+        db.annotations.save_measurement(uid, "nodule", {"kind": "nodule", "axis": 0, "depth": k,
                                             "points": [list(p) for p in drawn.points]})
         found = collect_labels(db)
         assert not found.skipped, [s.text() for s in found.skipped]
         by_source = {lab.source: lab for lab in found.labels}
-        assert np.allclose(by_source["accepted-ai"].center_mm, f.center_mm)
-        assert by_source["accepted-ai"].diameter_mm == f.size.mm
+        assert np.allclose(by_source["accepted"].center_mm, f.center_mm)
+        assert by_source["accepted"].diameter_mm == f.size.mm
         assert np.allclose(by_source["reader"].center_mm, volume.index_to_patient(drawn.points[0]), atol=1e-3)
         assert by_source["reader"].diameter_mm == pytest.approx(2 * 6 * volume.spacing[2], abs=0.01)
         written = export_sr(db, found.labels, root / "sr")

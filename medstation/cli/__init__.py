@@ -72,8 +72,8 @@ def cmd_import(args) -> int:
             report = import_paths(db, args.paths, pool, progress=update)
         finally:
             close()
-        missing = db.check_files()
-        counts = db.counts()
+        missing = db.index.check_files()
+        counts = db.index.counts()
     if args.json:
         print(jsonout.dumps({"report": report.to_dict(), "database": str(db.path), "counts": counts},
                          indent=1))

@@ -172,5 +172,5 @@ def _query_paths(args) -> list[str]:
     from medstation.dicom.database import StudyDatabase
 
     with StudyDatabase(getattr(args, "db", None)) as db:
-        rows = [r for r in db.series(args.db_query) if r.modality == "CT"]
-        return [h.path for r in rows for h in db.series_headers(r.ref)]
+        rows = [r for r in db.index.series(args.db_query) if r.modality == "CT"]
+        return [h.path for r in rows for h in db.index.series_headers(r.ref)]

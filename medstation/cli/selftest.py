@@ -199,7 +199,7 @@ def run_selftest(gui: bool = False, keep: str | None = None, screenshot: str | N
             rows += [{"series_key": ctx["truth"].series[0].series_uid, "center_mm": list(n["center"]),
                       "diameter_mm": n["diameter_mm"], "is_nodule": True, "source": "imported"}
                      for n in ctx["truth"].nodules]
-            db.add_labels(rows)
+            db.annotations.add_labels(rows)
         ctx["labelled"] = True
         command = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "medstation"]
         proc = subprocess.run([*command, "train", "--epochs", "1", "--epoch-length", "2", "--batch-size", "2",

@@ -10,11 +10,29 @@ from __future__ import annotations
 
 import base64
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 
 import numpy as np
 
-#: what a reader decided about a finding
-STATUSES = ("", "accepted", "rejected")
+
+class Review(str, Enum):
+    """What a reader decided about an AI finding: one name from the viewer to the label table.
+
+    The same word is the finding's ``status`` in the findings list, the review stored in the study
+    database (``finding_reviews.status``), the DICOM SR's review code (``dicom.results.REVIEW_VALUES``)
+    and the ``source`` of the label the review becomes for fine-tuning and evaluation
+    (``dicom.labels.collect_labels``): ``accepted`` is a nodule the AI found and a reader confirmed,
+    ``rejected`` a known non-nodule (a hard negative). Before schema 8 those labels' sources were
+    ``accepted-ai`` / ``rejected-ai``; opening an older database renames them.
+    """
+
+    NONE = ""  # not reviewed
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+#: what a reader decided about a finding (``Review``'s values)
+STATUSES = tuple(r.value for r in Review)
 
 #: Fleischner Society glossary (Hansell et al., Radiology 2008;246:697): "nodule ... a rounded or
 #: irregular opacity ... measuring up to 3 cm in diameter"; "mass: any pulmonary ... lesion ... greater
@@ -34,7 +52,7 @@ class Finding:
     boxes: list[tuple[int, float, float, float, float, float]] = field(default_factory=list)
     model_name: str = ""
     model_version: str = ""
-    status: str = ""  # "", "accepted", "rejected"
+    status: str = ""  # a ``Review`` value: "", "accepted", "rejected"
     # Sizes: ``None`` is "not measured" (shown "-"), never 0. ``diameter_mm`` is always set: the
     # segmentation's long axis, or the longest side of the detector's boxes (``size_method`` "box").
     short_axis_mm: float | None = None  # perpendicular to the long axis, same axial cross-section

@@ -45,7 +45,7 @@ class QueueItem:
 def review_queue(results: Iterable[tuple[str, list[dict]]], threshold: float,
                  limit: int | None = None, max_margin: float | None = MAX_MARGIN) -> list[QueueItem]:
     """The unreviewed findings of ``results`` (``(series key, finding dicts)``, as
-    ``StudyDatabase.ai_results_of`` gives them) within ``max_margin`` logits of the operating point
+    ``StudyDatabase.ai_cache.of_model`` gives them) within ``max_margin`` logits of the operating point
     (None: all), least sure first; ties by series and finding id."""
     t = _logit(threshold)
     items = [QueueItem(key, str(f.get("finding_id", "")), float(f["score"]),

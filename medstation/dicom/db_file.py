@@ -118,9 +118,11 @@ def schema_version_of(path: Path, timeout: float, newest: int) -> None:
                             "update medstation or use another database with --db")
 
 
-def open_checked(path: Path, schema: str, newest: int, timeout: float | None = None) -> Opened:
+def open_checked(path: Path, schema: str, newest: int, timeout: float | None = None,
+                 migrations: dict[int, tuple[str, ...]] | None = None) -> Opened:
     """Open ``path``: wait out a busy lock, refuse a future schema untouched, set aside a damaged file
-    (recovering the readers' tables), create the schema."""
+    (recovering the readers' tables), create the schema, migrate an older one (``migrations``: version
+    -> its statements, run in order in one transaction with the new version)."""
     timeout = busy_timeout() if timeout is None else timeout
     schema_version_of(path, timeout, newest)
     opened = Opened(conn=None)  # type: ignore[arg-type]
@@ -144,8 +146,8 @@ def open_checked(path: Path, schema: str, newest: int, timeout: float | None = N
         version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if version is None:
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(newest),))
-        elif int(version[0]) < newest:  # older schemas only lack tables created above
-            conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(newest),))
+        elif int(version[0]) < newest:
+            migrate(conn, int(version[0]), newest, migrations or {})
     except sqlite3.Error as exc:
         conn.close()
         if _is_busy(exc):
@@ -153,8 +155,25 @@ def open_checked(path: Path, schema: str, newest: int, timeout: float | None = N
         raise
     if opened.recovered_from is not None:
         opened.recovered = recover(opened.recovered_from, conn)
+        migrate(conn, 0, newest, migrations or {})  # rows copied from an older file get its renames
     opened.conn = conn
     return opened
+
+
+def migrate(conn: sqlite3.Connection, old: int, newest: int, migrations: dict[int, tuple[str, ...]]) -> None:
+    """Bring a schema-``old`` database up to ``newest`` in one transaction: every version's statements
+    in order, then the version; a failure leaves the file as it was. Statements are idempotent (rows
+    recovered from a damaged file of any version are passed through all of them)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for version in range(old + 1, newest + 1):
+            for statement in migrations.get(version, ()):
+                conn.execute(statement)
+        conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(newest),))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def move_aside(path: Path) -> Path:

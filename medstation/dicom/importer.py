@@ -46,10 +46,10 @@ def import_paths(
     cancel: threading.Event | None = None,
 ) -> ImportReport:
     inputs = [str(p) for p in inputs]
-    db.add_roots([p for p in inputs if Path(p).exists()])
+    db.index.add_roots([p for p in inputs if Path(p).exists()])
     found = collect(inputs, extract_dir=db.path.parent / "extracted")
     report = ImportReport(files=len(found.files), errors=list(found.errors))
-    unchanged = db.unchanged(found.files)
+    unchanged = db.index.unchanged(found.files)
     report.unchanged = len(unchanged)
     todo = [f for f in found.files if f not in unchanged]
     done = len(unchanged)
@@ -58,17 +58,17 @@ def import_paths(
     for start in range(0, len(todo), CHUNK):
         chunk = todo[start:start + CHUNK]
         result = scan(chunk, pool, cancel=cancel)
-        report.added += db.add(result.headers, result.errors + result.skipped)
+        report.added += db.index.add(result.headers, result.errors + result.skipped)
         report.skipped += len(result.skipped)
         report.errors += result.errors
         done += len(chunk)
         if progress:
             progress(done, len(found.files))
-    report.series = db.series_of_files(found.files)
+    report.series = db.index.series_of_files(found.files)
     return report
 
 
 def rebuild(db: StudyDatabase, pool: WorkerPool, **kwargs) -> ImportReport:
     """Re-import every folder the database has seen (after it was found damaged)."""
-    roots = [r for r in db.roots() if Path(r).exists()]
+    roots = [r for r in db.index.roots() if Path(r).exists()]
     return import_paths(db, roots, pool, **kwargs)

@@ -1,10 +1,10 @@
 """Nodule labels in the study database: import and export as LUNA16 CSV and DICOM SR (TID 1500).
 
 A label is a nodule (or, from a rejected AI finding, a known non-nodule) in one
-series: centre in patient mm (LPS), diameter, where it came from (``reader``,
-``accepted-ai``, ``rejected-ai``, ``imported``), when, and the model version that
-proposed it. The readers' accepts and rejects of AI findings are labels too
-(``labels()`` merges them in), so fine-tuning and evaluation see one list.
+series: centre in patient mm (LPS), diameter, where it came from (``reader``; ``accepted`` or
+``rejected``: an AI finding a reader reviewed, ``core.findings.Review``; ``imported``), when, and the
+model version that proposed it. The readers' accepts and rejects of AI findings are labels too
+(``collect_labels`` merges them in), so fine-tuning and evaluation see one list.
 
 Imports are all or nothing: every row is checked first (the series is in the
 database, the point lies inside its volume) and every problem is reported with
@@ -23,7 +23,7 @@ import numpy as np
 
 from medstation.core.errors import LabelError
 from medstation.core.files import atomic_write_text
-from medstation.core.findings import Finding, size_of
+from medstation.core.findings import Finding, Review, size_of
 from medstation.dicom.series_geometry import (  # noqa: F401 (re-exported: callers import them from here)
     MAX_DIAMETER_MM,
     SeriesGeometry,
@@ -31,7 +31,7 @@ from medstation.dicom.series_geometry import (  # noqa: F401 (re-exported: calle
     series_geometry,
 )
 
-SOURCES = ("reader", "accepted-ai", "rejected-ai", "imported")
+SOURCES = ("reader", Review.ACCEPTED.value, Review.REJECTED.value, "imported")
 LUNA16_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
 
 
@@ -55,7 +55,7 @@ def import_labels(db, path: str | Path, *, source: str = "imported",
     else:
         rows = _rows_from_sr(db, path)
     held = {_same_key(r["series_key"], r["center_mm"], r["diameter_mm"], r["is_nodule"])
-            for r in db.labels()}
+            for r in db.annotations.labels()}
     new = []
     for r in rows:
         key = _same_key(r["series_key"], r["center_mm"], r["diameter_mm"], r["is_nodule"])
@@ -66,7 +66,7 @@ def import_labels(db, path: str | Path, *, source: str = "imported",
         held.add(key)
         r.update(source=source, origin=str(path), created=time.time())
         new.append(r)
-    return db.add_labels(new) if new else []
+    return db.annotations.add_labels(new) if new else []
 
 
 def _same_key(series_key: str, centre, diameter: float, is_nodule: bool) -> tuple:
@@ -113,7 +113,7 @@ def _rows_from_sr(db, path: Path) -> list[dict]:
         raise LabelError(f"{path}: a DICOM {ds.get('Modality', '?')} file, not a structured report",
                          "import a TID 1500 SR or a LUNA16 CSV")
     refs = _referenced_instances(ds)
-    series = sorted(set(db.series_of_instances(refs).values()))
+    series = sorted(set(db.index.series_of_instances(refs).values()))
     if not series:
         raise LabelError(f"{path}: the images the report refers to are not in the study database",
                          "import the series the report was made on first")
@@ -220,14 +220,14 @@ def all_labels(db) -> list[Label]:
 def collect_labels(db) -> LabelSet:
     """Every label with the ones left out and why: a drawn label whose series has no patient
     geometry, a label on a series no longer in the study database."""
-    known = {r.series_uid for r in db.series()}
+    known = {r.series_uid for r in db.index.series()}
     skipped: list[SkippedLabel] = []
     out = [Label(r["id"], r["series_key"], tuple(r["center_mm"]), r["diameter_mm"], r["is_nodule"],
                  r["source"], r["created"], r["model"], r["origin"],
                  str((r.get("extra") or {}).get("size_name") or "diameter"),
-                 str((r.get("extra") or {}).get("size_method") or "")) for r in db.labels()]
+                 str((r.get("extra") or {}).get("size_method") or "")) for r in db.annotations.labels()]
     geoms: dict[str, SeriesGeometry | None] = {}
-    for mid, key, data, modified in db.measurements_of_kind("nodule"):  # drawn in the viewer
+    for mid, key, data, modified in db.annotations.measurements_of_kind("nodule"):  # drawn in the viewer
         what = f"nodule label (measurement {mid})"
         lab = _drawn_label(db, geoms, mid, key, data, modified, known)
         if isinstance(lab, str):
@@ -235,7 +235,7 @@ def collect_labels(db) -> LabelSet:
         else:
             out.append(lab)
     readers = [lab for lab in out if lab.source == "reader"]
-    for r in db.reviewed_findings():
+    for r in db.annotations.reviewed_findings():
         f = r["finding"]
         try:
             centre = tuple(float(v) for v in f["center_mm"])
@@ -247,13 +247,13 @@ def collect_labels(db) -> LabelSet:
                                         "its stored finding has no readable centre or size "
                                         f"({type(exc).__name__})"))
             continue
-        accepted = r["status"] == "accepted"
+        accepted = r["status"] == Review.ACCEPTED
         if accepted and any(lab.series_key == r["series_key"]
                             and np.linalg.norm(np.subtract(lab.center_mm, centre))
                             <= max(lab.diameter_mm / 2, 3.0) for lab in readers):
             continue  # a reader's label on it (its corrected extent) stands for it
         out.append(Label(None, r["series_key"], centre, size.mm, accepted,
-                         "accepted-ai" if accepted else "rejected-ai", r["reviewed"],
+                         r["status"], r["reviewed"],
                          f"{r['model_name']}@{r['model_version']}", f"finding {f.get('finding_id', '')}",
                          size.what, size.method))
     kept = []

@@ -138,7 +138,7 @@ def series_for_mask(db, mask: Mask, series_uid: str | None = None):
             raise LabelError(f"{mask.path}: series {series_uid} is not in the study database (or has no "
                              "geometry)", "import the series first")
         return g
-    for uid in sorted({r.series_uid for r in db.series()}):
+    for uid in sorted({r.series_uid for r in db.index.series()}):
         g = series_geometry(db, uid)
         if g is not None and _same_box(g.grid, mask.grid):
             return g

@@ -177,7 +177,7 @@ def resolve_series(source: Source, *, db=None, pool: WorkerPool | None = None,
         ref = source
         if db is None:
             raise ValueError("a SeriesRef is looked up in the study database: pass db=")
-        headers = db.series_headers(ref)
+        headers = db.index.series_headers(ref)
         if not headers:
             raise LoadError(None, f"series {ref.series_uid} has no readable files in the study database",
                             "the files may have moved: import their folder again")

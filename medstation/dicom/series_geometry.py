@@ -46,7 +46,7 @@ def series_geometry(db, series_uid: str) -> SeriesGeometry | None:
     from medstation.core.series import SeriesRef
     from medstation.dicom.opening import resolve_series
 
-    rows = [r for r in db.series() if r.series_uid == series_uid]
+    rows = [r for r in db.index.series() if r.series_uid == series_uid]
     if not rows:
         return None
     try:

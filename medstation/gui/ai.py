@@ -111,7 +111,7 @@ class AiController(QObject):
     def cached(self, series_key: str) -> list[Finding] | None:
         if self.version is None or not series_key:
             return None
-        rows = self.db.ai_result(series_key, *self._cache_key())
+        rows = self.db.ai_cache.findings(series_key, *self._cache_key())
         return None if rows is None else [Finding.from_dict(r) for r in rows]
 
     def _show_cached(self, key: str, cached: list[Finding]) -> None:
@@ -129,12 +129,12 @@ class AiController(QObject):
         ref = self.state.ref
         if self.version is None or ref is None or not self.findings.items:
             return
-        rows = self.db.series()
+        rows = self.db.index.series()
         study = next((r.study_uid for r in rows if r.series_uid == ref.series_uid), "")
         labels = {r.series_uid: f"#{r.series_number if r.series_number is not None else '?'}"
                   for r in rows if r.study_uid == study and r.series_uid != ref.series_uid}
-        cached = [(k, [Finding.from_dict(d) for d in self.db.ai_result(k, *self._cache_key()) or []])
-                  for k in self.db.ai_result_keys(*self._cache_key())
+        cached = [(k, [Finding.from_dict(d) for d in self.db.ai_cache.findings(k, *self._cache_key()) or []])
+                  for k in self.db.ai_cache.keys(*self._cache_key())
                   if SeriesRef.parse(k).series_uid in labels]  # only this study's series are read
         self.findings.set_links(link_series(key, self.findings.items, cached, labels))
 
@@ -199,7 +199,7 @@ class AiController(QObject):
             run = payload
             self.last_run = run
             if self.version is not None:
-                self.db.save_ai_result(key, *self._cache_key(), [f.to_dict() for f in run.findings])
+                self.db.ai_cache.save(key, *self._cache_key(), [f.to_dict() for f in run.findings])
             if self.state.series_key == key:
                 self.findings.set_items(run.findings)
                 self.state.heatmap.set_heatmap(getattr(run, "heatmap", None))
@@ -241,6 +241,6 @@ class AiController(QObject):
         if self.version is None or not self.state.series_key or self.findings.partial:
             return
         m = self.version.manifest
-        self.db.review_finding(self.state.series_key, finding.model_name or m.name,
+        self.db.annotations.review_finding(self.state.series_key, finding.model_name or m.name,
                                finding.model_version or m.version, finding.to_dict(), status)
         self.findings_changed.emit()

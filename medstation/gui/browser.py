@@ -123,7 +123,7 @@ class StudyBrowser(QWidget):
         self.tree.itemActivated.connect(self._activated)
         self._last = ("", 0.0)
         # a study imported from a terminal (`medstation import`) or another window shows up here too
-        self.db.changed_elsewhere()
+        self.db.index.changed_elsewhere()
         self._watch = QTimer(self)
         self._watch.setInterval(WATCH_MS)
         self._watch.timeout.connect(self._check_database)
@@ -133,8 +133,8 @@ class StudyBrowser(QWidget):
         self.tree.addAction(beside)
 
     def refresh(self) -> None:
-        rows = self.db.series(_search_text(self.search.text()))
-        modalities = sorted({r.modality for r in self.db.series()} - {""})
+        rows = self.db.index.series(_search_text(self.search.text()))
+        modalities = sorted({r.modality for r in self.db.index.series()} - {""})
         current = self.modality.currentText()
         self.modality.blockSignals(True)
         self.modality.clear()
@@ -190,7 +190,7 @@ class StudyBrowser(QWidget):
         self.tree.expandAll()
 
     def _check_database(self) -> None:
-        if self.db.changed_elsewhere():
+        if self.db.index.changed_elsewhere():
             before = {r.series_uid for r in self.rows}
             current = self.tree.currentItem()
             uid = current.data(0, UID_ROLE) if current is not None else ""

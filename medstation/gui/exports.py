@@ -19,7 +19,7 @@ def current_results(ctx) -> tuple[list, list[dict]]:
     findings = [f for f in state.findings.visible() if f.status != "rejected"]
     lengths = []
     if state.series_key:
-        for mid, kind, data in ctx.db.measurements(state.series_key):
+        for mid, kind, data in ctx.db.annotations.measurements(state.series_key):
             if kind == "length":
                 lengths.append({**data, "kind": kind, "id": mid})
     return findings, lengths
@@ -75,7 +75,7 @@ def deidentify_task(ctx, series_uids: list[str], out_dir: str | Path, allow_burn
     """De-identified copy of the given series (the open study's) into ``out_dir``."""
     from medstation.dicom.deid import BurnedInAnnotationError, deidentify
 
-    files = [h.path for uid in series_uids for h in ctx.db.series_headers(uid)]
+    files = [h.path for uid in series_uids for h in ctx.db.index.series_headers(uid)]
 
     def work(progress, cancel):
         return deidentify(files, out_dir, allow_burned_in=allow_burned_in, progress=progress, cancel=cancel)
@@ -104,6 +104,6 @@ def study_series(ctx) -> list[str]:
     uid = ctx.state.ref.series_uid if ctx.state.ref is not None else ""
     if not uid:
         return []
-    rows = ctx.db.series()
+    rows = ctx.db.index.series()
     study = next((r.study_uid for r in rows if r.series_uid == uid), "")
     return [r.series_uid for r in rows if r.study_uid == study]

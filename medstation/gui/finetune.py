@@ -279,7 +279,7 @@ class FinetunePanel(QWidget):
         items = self.queue.items()
         if not items:
             return "Review queue: empty (no unreviewed AI findings of the model in use)."
-        patients = {r.ref.key: r.patient_id for r in self.ctx.db.series()}
+        patients = {r.ref.key: r.patient_id for r in self.ctx.db.index.series()}
         e = queue_split_effect(items, cases, patients)
         return (f"Review queue: {e['findings']} unreviewed finding(s) in {e['series']} series, least sure "
                 f"first (U steps through them; Y / X review). {e['train']} in training series, "

@@ -150,15 +150,15 @@ class FollowupPanel(QWidget):
         """The open series' patient and the files of every CT series of theirs in the database."""
         key = self.ctx.state.series_key
         uid = key.split("#")[0]
-        rows = self.ctx.db.series()
+        rows = self.ctx.db.index.series()
         me = next((r for r in rows if r.series_uid == uid), None)
         if me is None:
             return "", []
-        same = self.ctx.db.same_patient(me.patient_id)
+        same = self.ctx.db.followup.same_patient(me.patient_id)
         paths = []
         for r in rows:
             if r.patient_id in same and r.modality == "CT":
-                paths += [h.path for h in self.ctx.db.series_headers(r.ref)]
+                paths += [h.path for h in self.ctx.db.index.series_headers(r.ref)]
         return me.patient_id, paths
 
     def run(self) -> None:
@@ -173,9 +173,9 @@ class FollowupPanel(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.patient = patient
-        aliases = tuple(sorted(self.ctx.db.same_patient(patient) - {patient}))
-        job = FollowupJob(tuple(paths), ModelRef.of(self.ai.version), patient, cache=self.ctx.db,
-                          edits=tuple(self.ctx.db.track_edits(patient)), aliases=aliases)
+        aliases = tuple(sorted(self.ctx.db.followup.same_patient(patient) - {patient}))
+        job = FollowupJob(tuple(paths), ModelRef.of(self.ai.version), patient, cache=self.ctx.db.followup,
+                          edits=tuple(self.ctx.db.followup.track_edits(patient)), aliases=aliases)
         self.ctx.engine.when_ready(lambda: setattr(self, "handle", self.ctx.engine.submit(job)))
 
     def predict(self) -> None:
@@ -299,7 +299,7 @@ class FollowupPanel(QWidget):
     def link_patient(self, other: str) -> None:
         patient, _paths = self.patient_paths()
         if patient and other.strip():
-            self.ctx.db.link_patients(patient, other.strip())
+            self.ctx.db.followup.link_patients(patient, other.strip())
             self.status.setText(f"{other.strip()} is now followed as patient {patient}: "
                                 "run the follow-up again.")
 
@@ -312,7 +312,7 @@ class FollowupPanel(QWidget):
 
         if self.report is None or not self.tracks:
             return
-        self.ctx.db.add_track_edit(self.patient or self.report["patient_id"], edit)
+        self.ctx.db.followup.add_track_edit(self.patient or self.report["patient_id"], edit)
         last = self.report["timepoints"][-1]["study_date"] if self.report["timepoints"] else ""
         self.tracks = edited(self.tracks, [edit], last)
         self.report["tracks"] = [t.to_dict() for t in self.tracks]

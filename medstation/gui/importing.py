@@ -24,7 +24,7 @@ from .thumbnails import thumbnail_path, thumbnail_pixels
 
 def series_to_open(db, counts: dict[str, int]) -> str:
     """Of the imported series (UID -> instances), the largest of the newest study (date, then UID)."""
-    rows = {r.series_uid: r for r in db.series() if r.series_uid in counts}
+    rows = {r.series_uid: r for r in db.index.series() if r.series_uid in counts}
     if not rows:
         return max(counts, key=counts.get)
     newest = max(rows.values(), key=lambda r: (r.study_date or "", r.study_uid)).study_uid

@@ -95,7 +95,7 @@ class MainWindow(QMainWindow):
         if ctx.db.needs_rebuild:
             text = ctx.db.recovery_text()
             self.notify(text[:1].upper() + text[1:] + ".")
-            self.import_paths(ctx.db.roots())
+            self.import_paths(ctx.db.index.roots())
 
     def _wire(self) -> None:
         ctx, st = self.ctx, self.state

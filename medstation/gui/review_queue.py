@@ -1,7 +1,7 @@
 """The review queue in the viewer: one key (U) steps to the unreviewed finding the model is least sure of.
 
 The ranking is ``core.review_queue`` over the study database's cached results of the model in use
-(``StudyDatabase.ai_results_of``). Stepping opens the finding's series when another one is shown,
+(``StudyDatabase.ai_cache.of_model``). Stepping opens the finding's series when another one is shown,
 and selects the finding once that series' findings are drawn (centred, as a click in the findings
 list does); Y / X then accept or reject it as usual, and the review becomes a label. The fine-tuning
 panel shows the queue's size and where it lies against the split (``training.finetune.
@@ -31,8 +31,8 @@ class ReviewQueue(QObject):
     def items(self, limit: int | None = None) -> list[QueueItem]:
         if self.ai.version is None:
             return []
-        return review_queue(self.ai.db.ai_results_of(*self.ai._cache_key()), self.ai.operating_threshold(),
-                            limit)
+        cached = self.ai.db.ai_cache.of_model(*self.ai._cache_key())
+        return review_queue(cached, self.ai.operating_threshold(), limit)
 
     def step(self) -> QueueItem | None:
         queue = self.items()

@@ -143,7 +143,7 @@ class SeriesLoader(QObject):
     # -- measurements of the open series ---------------------------------------------------------
     def _load_measurements(self) -> None:
         items = []
-        for mid, _kind, data in self.ctx.db.measurements(self.state.series_key):
+        for mid, _kind, data in self.ctx.db.annotations.measurements(self.state.series_key):
             try:
                 items.append(Measurement.from_dict(data, mid))
             except (KeyError, TypeError, ValueError):
@@ -152,10 +152,10 @@ class SeriesLoader(QObject):
 
     def _save_measurement(self, m: Measurement) -> None:
         if self.state.series_key:
-            m.id = self.ctx.db.save_measurement(self.state.series_key, m.kind, m.to_dict(self.state.volume),
-                                                m.id)
+            m.id = self.ctx.db.annotations.save_measurement(self.state.series_key, m.kind,
+                                                            m.to_dict(self.state.volume), m.id)
 
     def _delete_measurement(self, m: Measurement) -> None:
         if m.id is not None:
-            self.ctx.db.delete_measurement(m.id)
+            self.ctx.db.annotations.delete_measurement(m.id)
             m.id = None  # an undo stores it again as a new row

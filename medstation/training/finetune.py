@@ -50,7 +50,7 @@ def cases_from_database(db, skipped: list | None = None) -> list:
     """One training case per labelled series; what cannot be used goes to ``skipped`` (``SkippedLabel``)."""
     from medstation.dicom.labels import collect_labels
 
-    patients = {r.series_uid: r.patient_id for r in db.series()}
+    patients = {r.series_uid: r.patient_id for r in db.index.series()}
     found = collect_labels(db)  # labels on series the database no longer has are among the skipped
     if skipped is not None:
         skipped.extend(found.skipped)

@@ -36,8 +36,9 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
            timepoints_out: list | None = None,
            dates: list[str] | None = None) -> tuple[dict, list[LesionTrack]]:
     """The whole follow-up of one patient's studies under ``paths``: the report (the JSON
-    ``medstation followup`` prints) and its tracks. ``cache`` (the study database, or anything with
-    ``registration(from, to)`` and ``save_registration(from, to, dict)``) keeps the transforms;
+    ``medstation followup`` prints) and its tracks. ``cache`` (the study database's ``followup``
+    records, or anything with ``registration(from, to)`` and ``save_registration(from, to, dict)``)
+    keeps the transforms;
     ``timepoints_out`` receives the ``Timepoint`` s (their findings and slices, for :func:`export_sr`);
     ``aliases`` are other IDs of the same patient (a reader's link); ``dates`` date NIfTI / MetaImage /
     NRRD timepoints (one per path, in order), which carry none."""

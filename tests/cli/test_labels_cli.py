@@ -89,14 +89,14 @@ def test_reader_reviews_of_ai_findings_are_labels(db_with_study):
                "size_method": "segmentation"}
     other = {"finding_id": "F2", "center_mm": [0.0, 0.0, 0.0], "diameter_mm": 6.0}
     with StudyDatabase(db) as d:
-        d.review_finding(key, "nodule-detector", "1.1.0", finding, "accepted")
-        d.review_finding(key, "nodule-detector", "1.1.0", other, "rejected")
+        d.annotations.review_finding(key, "nodule-detector", "1.1.0", finding, "accepted")
+        d.annotations.review_finding(key, "nodule-detector", "1.1.0", other, "rejected")
     listed = labels(db)
     assert listed["totals"]["nodules"] == 1 and listed["totals"]["negatives"] == 1
-    assert listed["totals"]["by_source"] == {"accepted-ai": 1, "rejected-ai": 1}
-    acc = next(lab for lab in listed["labels"] if lab["source"] == "accepted-ai")
+    assert listed["totals"]["by_source"] == {"accepted": 1, "rejected": 1}
+    acc = next(lab for lab in listed["labels"] if lab["source"] == "accepted")
     # the label holds the size the findings list showed (the mean diameter), named, not the sphere's
     assert acc["diameter_mm"] == 8.1 and acc["size_name"] == "mean diameter"
     assert acc["model"] == "nodule-detector@1.1.0"
-    rej = next(lab for lab in listed["labels"] if lab["source"] == "rejected-ai")
+    rej = next(lab for lab in listed["labels"] if lab["source"] == "rejected")
     assert rej["diameter_mm"] == 6.0 and rej["size_name"] == "long axis" and rej["size_method"] == "box"

@@ -54,7 +54,7 @@ def test_sigterm_during_a_command_cleans_up_and_exits_143(small_study, tmp_path)
     from medstation.dicom import StudyDatabase
 
     with StudyDatabase(tmp_path / "db.sqlite") as db:
-        assert not db.needs_rebuild and db.counts()["instances"] == 32
+        assert not db.needs_rebuild and db.index.counts()["instances"] == 32
 
 
 def test_sigterm_closes_the_window_like_the_user(tmp_path):

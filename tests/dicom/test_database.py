@@ -24,11 +24,11 @@ def test_import_is_idempotent(small_study, tmp_path, pool):
     assert first.added == 24 + 8 and first.skipped == 1  # truth.json is not DICOM
     second = import_paths(db, [small_study.folder], pool)
     assert second.added == 0 and second.unchanged == first.files
-    c = db.counts()
+    c = db.index.counts()
     assert (c["patients"], c["studies"], c["series"], c["instances"]) == (1, 1, 2, 32)
     uid = small_study.series[0].series_uid
-    assert len(db.series_headers(uid)) == 24
-    assert db.series("Synthetic")[0].patient_id == "MS-0001"
+    assert len(db.index.series_headers(uid)) == 24
+    assert db.index.series("Synthetic")[0].patient_id == "MS-0001"
     assert db.integrity_check() == "ok"
     assert db.path.with_name(db.path.name + "-wal").exists()  # WAL mode
 
@@ -41,9 +41,9 @@ def test_vanished_files_are_detected(small_study, tmp_path, pool):
     victims = sorted((folder / "S01").iterdir())[:3]
     for v in victims:
         v.unlink()
-    assert db.check_files() == 3
+    assert db.index.check_files() == 3
     uid = small_study.series[0].series_uid
-    assert len(db.series_headers(uid)) == 21
+    assert len(db.index.series_headers(uid)) == 21
 
 
 def test_damaged_database_is_moved_aside_and_rebuilt(small_study, tmp_path, pool):
@@ -59,7 +59,7 @@ def test_damaged_database_is_moved_aside_and_rebuilt(small_study, tmp_path, pool
     db = StudyDatabase(path)
     assert db.needs_rebuild and db.recovered_from.exists()
     rebuild(db, pool)
-    assert db.counts()["instances"] == 32 and db.integrity_check() == "ok"
+    assert db.index.counts()["instances"] == 32 and db.integrity_check() == "ok"
 
 
 def test_zip_import_and_zip_slip_refused(small_study, tmp_path, pool):
@@ -114,7 +114,7 @@ def test_kill_9_during_import_never_corrupts(tmp_path):
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
     db = StudyDatabase(db_path)
-    assert db.counts()["instances"] == 400 and db.integrity_check() == "ok"
+    assert db.index.counts()["instances"] == 400 and db.integrity_check() == "ok"
 
 
 def test_linked_folders_are_followed_once_and_loops_named(small_study, tmp_path, pool):
@@ -128,7 +128,7 @@ def test_linked_folders_are_followed_once_and_loops_named(small_study, tmp_path,
     (top / "gone").symlink_to(tmp_path / "nowhere", target_is_directory=True)
     with StudyDatabase(tmp_path / "db.sqlite") as db:
         report = import_paths(db, [top], pool)
-        assert report.added == 32 and db.counts()["instances"] == 32
+        assert report.added == 32 and db.index.counts()["instances"] == 32
     reasons = {Path(e.file).name: e.reason for e in report.errors}
     assert "already imported" in reasons["loop"]
     assert ["already imported" in reasons.get(n, "") for n in ("again", "study")] == [False, True]
@@ -147,7 +147,7 @@ def test_files_without_study_or_series_uids_form_one_series_per_stack_with_a_war
         ds.save_as(folder / f"{n:03d}.dcm")
     with StudyDatabase(tmp_path / "db.sqlite") as db:
         import_paths(db, [folder], pool)
-        counts = db.counts()
+        counts = db.index.counts()
         assert (counts["studies"], counts["series"], counts["instances"]) == (1, 2, 32)
     volume = open_series(folder, pool=pool).volume  # the folder's longest stack, whole
     assert volume.shape[0] == 24

@@ -41,7 +41,7 @@ def held(tmp_path):
     """A database another process holds locked (exclusive) for a minute."""
     path = tmp_path / "studies.sqlite"
     with StudyDatabase(path) as db:
-        db.add_labels([LABEL])
+        db.annotations.add_labels([LABEL])
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), "60"], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     yield path, proc
@@ -61,7 +61,7 @@ def test_a_busy_database_is_refused_naming_the_holder_and_never_set_aside(held):
     proc.kill()
     proc.wait()
     with StudyDatabase(path) as db:  # free again: the label is still there
-        assert len(db.labels()) == 1
+        assert len(db.annotations.labels()) == 1
 
 
 def test_labels_list_on_a_busy_database_says_busy_not_zero_labels(held):
@@ -88,8 +88,9 @@ def test_a_damaged_database_keeps_labels_and_reviews_and_rebuilds_on_any_command
     path = tmp_path / "studies.sqlite"
     with StudyDatabase(path) as db:
         import_paths(db, [small_study.folder], pool)
-        db.add_labels([LABEL, {**LABEL, "diameter_mm": 12.0, "source": "accepted-ai"}])
-        db.review_finding("1.2.3/4.5.6", "nodule-detector", "1.1.0", {"finding_id": "F1"}, "rejected")
+        db.annotations.add_labels([LABEL, {**LABEL, "diameter_mm": 12.0, "source": "accepted"}])
+        db.annotations.review_finding("1.2.3/4.5.6", "nodule-detector", "1.1.0", {"finding_id": "F1"},
+                                      "rejected")
     _damage_instances(path)
     proc = medstation("--db", str(path), "labels", "list", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -98,8 +99,8 @@ def test_a_damaged_database_keeps_labels_and_reviews_and_rebuilds_on_any_command
     listed = json.loads(proc.stdout)  # (the labels' series is not in the database: listed as skipped)
     assert len(listed["labels"]) + len(listed["skipped"]) == 3  # the two labels and the review
     with StudyDatabase(path) as db:  # rebuilt from the known folder, not left empty
-        assert not db.needs_rebuild and db.counts()["instances"] == 32 and db.integrity_check() == "ok"
-        assert [r["status"] for r in db.reviewed_findings()] == ["rejected"]
+        assert not db.needs_rebuild and db.index.counts()["instances"] == 32 and db.integrity_check() == "ok"
+        assert [r["status"] for r in db.annotations.reviewed_findings()] == ["rejected"]
     aside = [p for p in tmp_path.glob("studies.sqlite.damaged-*") if not p.name.endswith(("-wal", "-shm"))]
     assert len(aside) == 1
 

@@ -198,7 +198,7 @@ def test_info_and_import_count_the_same(tmp_path, pool):
     rep = describe([PYDICOM_TEST_FILES], pixels=False)
     with StudyDatabase(tmp_path / "db.sqlite") as db:
         import_paths(db, [PYDICOM_TEST_FILES], pool)
-        counts = db.counts()
+        counts = db.index.counts()
     for key in ("patients", "studies", "series", "instances"):
         assert rep["counts"][key] == counts[key], key
 

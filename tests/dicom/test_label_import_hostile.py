@@ -87,7 +87,7 @@ def test_a_broken_sr_is_one_line_and_imports_nothing(exported, tmp_path, name):
     with pytest.raises(LabelError) as err:
         import_labels(db, path)
     assert str(path) in str(err.value) and says in str(err.value), str(err.value)
-    assert db.labels() == []
+    assert db.annotations.labels() == []
 
 
 def test_importing_the_same_file_twice_stores_it_once(exported, tmp_path):
@@ -98,15 +98,16 @@ def test_importing_the_same_file_twice_stores_it_once(exported, tmp_path):
     path = tmp_path / "same.dcm"
     ds.save_as(path)
     first = import_labels(db, path)  # the SR's label: its own size name, stored once
-    assert import_labels(db, path) == [] and len(db.labels()) == 1 + len(first)
+    assert import_labels(db, path) == [] and len(db.annotations.labels()) == 1 + len(first)
 
 
 def test_sr_export_checks_every_label_before_writing_any(exported, tmp_path):
     db, _ds, csv = exported
     import_labels(db, csv)
-    key = db.labels()[0]["series_key"]
-    db.add_labels([{"series_key": key, "center_mm": [9000.0, 0.0, 0.0], "diameter_mm": 6.0, "is_nodule": True,
-                    "source": "imported"}])  # as an older medstation might have stored it
+    key = db.annotations.labels()[0]["series_key"]
+    # as an older medstation might have stored it
+    db.annotations.add_labels([{"series_key": key, "center_mm": [9000.0, 0.0, 0.0], "diameter_mm": 6.0,
+                                "is_nodule": True, "source": "imported"}])
     with pytest.raises(LabelError, match="1 label.* cannot be written as SR; nothing was written: label 2"):
         export_sr(db, all_labels(db), tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.dcm"))

@@ -115,7 +115,7 @@ def test_retrieve_can_be_cancelled(node, stored_study):
     with StudyDatabase() as db, WorkerPool(1, timeout=20) as pool:
         with pytest.raises(CancelledError):
             retrieve_study(node, truth.study_uid, db, pool, method="get", progress=progress, cancel=cancel)
-        assert db.counts()["series"] == 0
+        assert db.index.counts()["series"] == 0
 
 
 def test_nodes_round_trip_and_validation(tmp_path):
@@ -237,7 +237,7 @@ def test_server_that_stops_mid_transfer(orthanc, small_study):
         with StudyDatabase() as db, WorkerPool(1, timeout=20) as pool:
             with pytest.raises(PacsError) as exc:
                 retrieve_study(node, small_study.study_uid, db, pool, method="get")
-            assert db.counts()["series"] == 0 and db.counts()["instances"] == 0
+            assert db.index.counts()["series"] == 0 and db.index.counts()["instances"] == 0
         assert time.monotonic() - t0 < 20
         assert "stopped" in exc.value.reason or "of " in exc.value.reason
         assert not any((pacs_folder() / "incoming").iterdir())
@@ -287,7 +287,7 @@ def test_web_server_that_stops_mid_transfer(orthanc, small_study):
         with StudyDatabase() as db, WorkerPool(1, timeout=20) as pool:
             with pytest.raises(PacsError):
                 retrieve_study(node, str(ds.StudyInstanceUID), db, pool, method="wado")
-            assert db.counts()["series"] == 0
+            assert db.index.counts()["series"] == 0
         assert time.monotonic() - t0 < 15
     finally:
         server.shutdown()

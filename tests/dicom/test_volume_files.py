@@ -120,7 +120,7 @@ def test_a_mask_imports_as_labels_on_the_series_it_lies_on_and_exports_back(file
     db = StudyDatabase(tmp_path / "db.sqlite")
     try:
         import_paths(db, [files / "vol.nii.gz"], pool)
-        (row,) = db.series()
+        (row,) = db.index.series()
         vol = open_series(files / "vol.nii.gz", pool=pool).volume
         grid = vol.grid
         # two spheres on the volume's grid, written flipped along z as converters do

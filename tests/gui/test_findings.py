@@ -115,7 +115,7 @@ def test_threshold_review_and_cache(qtbot, demo_window):
     st.findings.select(second)
     panel.reject_button.click()
     assert (first.status, second.status) == ("accepted", "rejected")
-    reviews = win.db.reviewed_findings()
+    reviews = win.db.annotations.reviewed_findings()
     assert {(r["finding"]["finding_id"], r["status"]) for r in reviews} == {(first.finding_id, "accepted"),
                                                                             (second.finding_id, "rejected")}
     assert all(r["model_version"] == win.ai.manifest["version"] for r in reviews)
@@ -139,7 +139,7 @@ def test_threshold_review_and_cache(qtbot, demo_window):
     assert [lab.source for lab in labels].count("reader") == 1
     reader = next(lab for lab in labels if lab.source == "reader")
     assert np.allclose(reader.center_mm, third.center_mm, atol=0.6)
-    assert not [lab for lab in labels if lab.source == "accepted-ai"
+    assert not [lab for lab in labels if lab.source == "accepted"
                 and np.allclose(lab.center_mm, third.center_mm, atol=0.6)]
     # "Detect" runs again on demand
     with qtbot.waitSignal(win.ai.detection_finished, timeout=240000) as sig:

@@ -90,9 +90,9 @@ def test_the_panel_names_the_labels_it_cannot_use(qtbot, window):
     the series and the reason, never dropped silently."""
     win = window
     db = win.ctx.db
-    db.review_finding("1.2.826.0.1.3680043.8.498.999", "nodule-detector", "1.1.0",
+    db.annotations.review_finding("1.2.826.0.1.3680043.8.498.999", "nodule-detector", "1.1.0",
                       {"finding_id": "F1", "center_mm": [1.0, 2.0, 3.0], "diameter_mm": 8.0}, "accepted")
-    db.save_measurement("1.2.826.0.1.3680043.8.498.998", "nodule",
+    db.annotations.save_measurement("1.2.826.0.1.3680043.8.498.998", "nodule",
                         {"kind": "nodule", "axis": 0, "depth": 3, "points": [[3, 10, 10], [3, 10, 14]]})
     panel = win.finetune
     panel.refresh()

@@ -83,10 +83,10 @@ def test_follow_up_panel_tracks_the_open_patient_and_charts_a_track(qtbot, windo
     panel.table.selectRow(growing)
     panel.unlink_selected()
     assert panel.table.rowCount() == n_before + 1 and panel.table.item(growing, 2).text() == "resolved"
-    assert [e["kind"] for e in win.db.track_edits(truth.patient_id)] == ["rename", "unlink"]
+    assert [e["kind"] for e in win.db.followup.track_edits(truth.patient_id)] == ["rename", "unlink"]
     # the transforms are kept in the database: a second run reuses them
     first = report["registrations"][0]
-    assert win.db.registration(first["from_series_uid"], first["to_series_uid"]) is not None
+    assert win.db.followup.registration(first["from_series_uid"], first["to_series_uid"]) is not None
     with qtbot.waitSignal(panel.finished, timeout=300000) as sig:
         panel.run()
     again = sig.args[0]

@@ -27,7 +27,7 @@ def test_search_retrieve_and_open(qtbot, window, orthanc, stored_study):
     assert window.state.volume is not None
     assert window.state.volume.voxels.shape == tuple(truth.series[0].shape)
     assert "retrieved" in dialog.status.text().lower()
-    assert len(window.db.series()) == len(truth.series)
+    assert len(window.db.index.series()) == len(truth.series)
 
 
 def test_search_failure_is_shown_not_raised(qtbot, window, orthanc):

@@ -104,7 +104,7 @@ def test_undo_redo_measurements_and_reviews(qtbot, opened):
     assert len(st.measurements) == 1
     m = st.measurements[0]
     key = st.series_key
-    assert len(win.db.measurements(key)) == 1
+    assert len(win.db.annotations.measurements(key)) == 1
     # clicking the line (not a handle) selects it; dragging it moves it
     win.tool_actions["window"].trigger()
     st.select(None)
@@ -120,15 +120,15 @@ def test_undo_redo_measurements_and_reviews(qtbot, opened):
     assert m.points == moved
     undo.trigger()
     undo.trigger()  # the drawing itself
-    assert st.measurements == [] and win.db.measurements(key) == []
+    assert st.measurements == [] and win.db.annotations.measurements(key) == []
     redo.trigger()
-    assert st.measurements == [m] and len(win.db.measurements(key)) == 1
+    assert st.measurements == [m] and len(win.db.annotations.measurements(key)) == 1
     # delete from the Measurements panel, then undo
     win.measurements.table.selectRow(0)
     win.measurements.delete_button.click()
     assert st.measurements == []
     undo.trigger()
-    assert st.measurements == [m] and len(win.db.measurements(key)) == 1
+    assert st.measurements == [m] and len(win.db.annotations.measurements(key)) == 1
     # reviews: Y accepts and moves on to the next finding; undo restores
     layer = st.findings
     layer.set_threshold(0.5)
@@ -255,7 +255,7 @@ def test_the_series_beside_opens_at_the_same_scale_with_its_own_findings(qtbot, 
     # the prior's cached findings (what a detection on it stored), then zoomed in on the left
     key = win.ctx.compare.series_key
     finding = nodule_finding(win.ctx.compare.volume)
-    win.db.save_ai_result(key, *win.ai._cache_key(), [finding.to_dict()])
+    win.db.ai_cache.save(key, *win.ai._cache_key(), [finding.to_dict()])
     left.zoom_by(3.0)
     win.ctx.compare.set_position(finding.center_voxel)
     with qtbot.waitSignal(win.compare_loader.first_image, timeout=60000):

@@ -111,19 +111,19 @@ def test_partial_findings_are_drawn_as_they_arrive_then_cached(qtbot, stub_windo
     assert win.ai.partials == 3
     # reviews go to the database with the model version; a reopen comes from the cache
     layer.review(layer.items[0], "accepted")
-    assert [r["status"] for r in win.db.reviewed_findings()] == ["accepted"]
+    assert [r["status"] for r in win.db.annotations.reviewed_findings()] == ["accepted"]
     with qtbot.waitSignal(win.ai.detection_finished, timeout=30000) as sig:
         win.ai.detect()
     assert sig.args[1] is None and layer.items[0].status == "accepted"
     assert len(engine.jobs) == 1
     assert ("torch" in sys.modules) == torch_before  # the stub engine needs no torch
     # the thick series of the same study: its findings are linked to the thin series' ones
-    open_and_wait(qtbot, win, win.db.series()[1].series_uid)
+    open_and_wait(qtbot, win, win.db.index.series()[1].series_uid)
     with qtbot.waitSignal(win.ai.detection_finished, timeout=30000):
         win.ai.detect(force=True)
         for _ in range(3):
             engine.gate.release()
-    thin_number = win.db.series()[0].series_number
+    thin_number = win.db.index.series()[0].series_number
     both = [f"#{thin_number} F1", f"#{thin_number} F2"]  # the stub puts both at the same nodule
     assert layer.links == {"F1": both, "F2": both}
     assert win.findings.tree.topLevelItem(0).text(5) == ", ".join(both)
@@ -142,7 +142,7 @@ def test_cancel_stops_within_a_chunk_and_clears_partial_findings(qtbot, stub_win
     assert not layer.items and not layer.partial
     assert win.findings.status.text() == "Detection cancelled."
     m = win.ai.version.manifest
-    assert win.db.ai_result(win.state.series_key, m.name, m.version, m.sha256) is None
+    assert win.db.ai_cache.findings(win.state.series_key, m.name, m.version, m.sha256) is None
 
 
 def test_a_run_on_another_series_says_nothing_in_this_ones_panel(qtbot, stub_window):
@@ -152,7 +152,7 @@ def test_a_run_on_another_series_says_nothing_in_this_ones_panel(qtbot, stub_win
     with qtbot.waitSignal(win.ai.findings_changed, timeout=30000):
         win.ai.detect(force=True)
     first = win.state.series_key
-    open_and_wait(qtbot, win, win.db.series()[1].series_uid)
+    open_and_wait(qtbot, win, win.db.index.series()[1].series_uid)
     assert win.state.series_key != first
     before = win.findings.status.text()
     assert "Detecting" not in before

@@ -138,7 +138,7 @@ def test_length_measurement_is_within_one_pixel_and_kept_in_the_database(qtbot, 
     assert abs(got - true_mm) <= max(plane.spacing)
     assert f"{got:.1f} mm" in win.measurements.table.item(0, 2).text()
     # kept per series in the database: reopen and it is back
-    stored = win.db.measurements(win.state.series_key)
+    stored = win.db.annotations.measurements(win.state.series_key)
     assert len(stored) == 1 and stored[0][1] == "length"
     open_and_wait(qtbot, win, uid)
     assert len(win.state.measurements) == 1
@@ -149,11 +149,11 @@ def test_length_measurement_is_within_one_pixel_and_kept_in_the_database(qtbot, 
     end = view.to_widget(*plane.to_plane(old_end)[:2])
     drag(view, end, end + QPointF(-40, 0))
     assert m2.points[1] != old_end
-    assert np.allclose(win.db.measurements(win.state.series_key)[0][2]["points"][1], m2.points[1])
+    assert np.allclose(win.db.annotations.measurements(win.state.series_key)[0][2]["points"][1], m2.points[1])
     win.state.select(m2)
     qtbot.keyClick(view, Qt.Key_Delete)
     assert win.state.measurements == []
-    assert win.db.measurements(win.state.series_key) == []
+    assert win.db.annotations.measurements(win.state.series_key) == []
     assert win.measurements.table.rowCount() == 0
 
 
