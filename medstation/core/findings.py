@@ -19,7 +19,7 @@ class Review(str, Enum):
     """What a reader decided about an AI finding: one name from the viewer to the label table.
 
     The same word is the finding's ``status`` in the findings list, the review stored in the study
-    database (``finding_reviews.status``), the DICOM SR's review code (``dicom.results.REVIEW_VALUES``)
+    database (``finding_reviews.status``), the DICOM SR's review code (``dicom.sr_groups.REVIEW_VALUES``)
     and the ``source`` of the label the review becomes for fine-tuning and evaluation
     (``dicom.labels.collect_labels``): ``accepted`` is a nodule the AI found and a reader confirmed,
     ``rejected`` a known non-nodule (a hard negative). Before schema 8 those labels' sources were

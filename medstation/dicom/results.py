@@ -34,42 +34,42 @@ from pydicom import Dataset, dcmread
 from pydicom.sr.codedict import codes
 
 from medstation import __version__
-from medstation.core.errors import MedstationError
 from medstation.core.findings import Finding
 from medstation.dicom._write import write_dataset
+from medstation.dicom.sr_groups import (  # noqa: F401 (the concepts are re-exported: readers use them)
+    ALGORITHM_NAME,
+    ALGORITHM_VERSION,
+    CENTER,
+    DETECTION_SKIPPED,
+    DETECTION_STATUS,
+    LENGTH,
+    LONG_AXIS,
+    MEASUREMENT_GROUP,
+    MEASUREMENT_METHOD,
+    METHOD_BOX,
+    METHOD_SEGMENTATION,
+    PREDICTED_GROWTH,
+    PREDICTED_VOLUME,
+    REVIEW,
+    REVIEW_VALUES,
+    SCORE,
+    SHORT_AXIS,
+    TRACKING_ID,
+    TRACKING_UID,
+    VOLUME,
+    ExportError,
+    finding_group,
+    is_axial_length,
+    length_group,
+    models_of,
+    observation_context,
+    skipped_group,
+)
 
 MASK_HU = -650.0
 MANUFACTURER = "medstation"
 SERIES_NUMBER_SR = 9001
 SERIES_NUMBER_SEG = 9002
-
-#: concepts used in the report (and looked for when reading one back)
-LONG_AXIS = ("103339001", "SCT")
-SHORT_AXIS = ("103340004", "SCT")
-PREDICTED_VOLUME = ("PREDVOL", "99MEDSTATION")
-PREDICTED_GROWTH = ("PREDGROWTH", "99MEDSTATION")
-VOLUME = ("118565006", "SCT")
-SCORE = ("246262008", "SCT")
-LENGTH = ("410668003", "SCT")
-CENTER = ("111010", "DCM")
-#: TID 300 "Measurement Method" and how medstation measured a size (the voxels, or only the detector's box)
-MEASUREMENT_METHOD = ("370129005", "SCT")
-METHOD_SEGMENTATION = ("SEGVOXELS", "99MEDSTATION")
-METHOD_BOX = ("DETBOX", "99MEDSTATION")
-#: the reader's decision on an AI finding, as a qualitative evaluation of its group
-REVIEW = ("REVIEW", "99MEDSTATION")
-REVIEW_VALUES = {"accepted": (("ACCEPTED", "99MEDSTATION"), "Accepted by the reader"),
-                 "rejected": (("REJECTED", "99MEDSTATION"), "Rejected by the reader")}
-TRACKING_ID = ("112039", "DCM")
-TRACKING_UID = ("112040", "DCM")
-ALGORITHM_NAME = ("111001", "DCM")
-ALGORITHM_VERSION = ("111003", "DCM")
-MEASUREMENT_GROUP = ("125007", "DCM")
-
-
-class ExportError(MedstationError):
-    """AI results or measurements could not be written or read as DICOM."""
-
 
 @dataclass
 class ExportResult:
@@ -95,16 +95,6 @@ def _uid(*parts: str) -> str:
     """A UID derived from ``parts`` (2.25 + 128-bit hash), stable for the same inputs."""
     digest = hashlib.sha256("|".join(parts).encode()).digest()[:16]
     return "2.25." + str(int.from_bytes(digest, "big"))
-
-
-def _code(value: tuple[str, str], meaning: str):
-    import highdicom as hd
-    return hd.sr.CodedConcept(value=value[0], scheme_designator=value[1], meaning=meaning)
-
-
-def _mm():
-    import highdicom as hd
-    return hd.sr.CodedConcept("mm", "UCUM", "millimeter")
 
 
 def _source_headers(sources: Sequence[tuple[str, int]]) -> list[Dataset]:
@@ -135,12 +125,6 @@ def _source_headers(sources: Sequence[tuple[str, int]]) -> list[Dataset]:
 #: type 2 patient and study attributes a report copies from its images (empty when a file lacks them)
 _TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
                         "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
-
-
-def _polyline(i0: float, j0: float, i1: float, j1: float) -> np.ndarray:
-    # image coordinates: (column, row), the top left corner of the top left pixel is (0, 0)
-    x0, y0, x1, y1 = j0 + 0.5, i0 + 0.5, j1 + 0.5, i1 + 0.5
-    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32)
 
 
 def finding_mask(volume_voxels: np.ndarray, finding: Finding) -> dict[int, np.ndarray]:
@@ -194,9 +178,8 @@ def export_results(
     (``Volume.sources``); finding boxes and measurement points index the same
     slices. ``lengths`` are reader measurements as stored (``Measurement.to_dict()``
     with ``kind == "length"``); ``spacing`` (slice, row, column mm) gives their length.
+    One builder per template group (``dicom.sr_groups``); this puts them in one report.
     """
-    import highdicom as hd
-
     if not sources:
         raise ExportError("the series has no source images", "open an image series before exporting")
     headers = _source_headers(sources)
@@ -207,114 +190,27 @@ def export_results(
     # a follow-up passes each lesion's track UID: the same at every timepoint of the patient
     tracking = {f.finding_id: (tracking_uids or {}).get(f.finding_id) or _uid(*key, "track", f.finding_id)
                 for f in findings}
-    model_names = sorted({(f.model_name, f.model_version) for f in findings})
-
-    device = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=_uid(*key, "device"), name="medstation", manufacturer_name=MANUFACTURER,
-            model_name=", ".join(f"{n} {v}" for n, v in model_names) or "reader measurements"))
-    context = hd.sr.ObservationContext(observer_device_context=device)
-
-    groups = []
+    context = observation_context(_uid(*key, "device"), models_of(list(findings)) or "reader measurements",
+                                  MANUFACTURER)
     evidence: dict[str, Dataset] = {}
-    for f in findings:
-        regions = []
-        for k, i0, j0, i1, j1, _score in f.boxes:
-            src = headers[int(k)]
-            evidence[str(src.SOPInstanceUID)] = src
-            regions.append(hd.sr.ImageRegion(
-                graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=_polyline(i0, j0, i1, j1),
-                source_image=hd.sr.SourceImageForRegion(referenced_sop_class_uid=src.SOPClassUID,
-                                                        referenced_sop_instance_uid=src.SOPInstanceUID)))
-        if not regions:
-            raise ExportError(f"finding {f.finding_id} has no outline on any slice",
-                              "run detection again before exporting")
-        algo = hd.sr.AlgorithmIdentification(name=f.model_name or "unknown", version=f.model_version or "0")
-        # sizes as measured, each with its method; what was not measured is left out (never 0)
-        method = (_code(METHOD_SEGMENTATION, "Measured on the segmented lesion")
-                  if f.size_method == "segmentation"
-                  else _code(METHOD_BOX, "Longest side of the detector's box (not segmented)"))
-        measurements = [
-            hd.sr.Measurement(name=_code(LONG_AXIS, "Long Axis"), value=float(f.diameter_mm), unit=_mm(),
-                              method=method, algorithm_id=algo),
-            *([hd.sr.Measurement(name=_code(SHORT_AXIS, "Short Axis"), value=float(f.short_axis_mm),
-                                 unit=_mm(), method=method, algorithm_id=algo)] if f.short_axis_mm else []),
-            *([hd.sr.Measurement(name=_code(VOLUME, "Volume"), value=float(f.volume_mm3),
-                                 unit=hd.sr.CodedConcept("mm3", "UCUM", "cubic millimeter"), method=method,
-                                 algorithm_id=algo)] if f.volume_mm3 else []),
-            # a lesion measured where another study's lesion maps was not scored by the detector:
-            # no score (never a 0 that reads as one)
-            *([hd.sr.Measurement(name=_code(SCORE, "Score"), value=float(f.score),
-                                 unit=hd.sr.CodedConcept("1", "UCUM", "no units"), algorithm_id=algo)]
-              if f.score > 0 else []),
-        ]
-        review = REVIEW_VALUES.get(f.status)
-        evaluations = [hd.sr.QualitativeEvaluation(name=_code(REVIEW, "Reader review"),
-                                                   value=_code(*review))] if review else None
-        pred = (predictions or {}).get(f.finding_id)
-        if pred:  # the follow-up model's prediction, identified by its own algorithm
-            palgo = hd.sr.AlgorithmIdentification(name=pred["model"] or "followup",
-                                                  version=pred["version"] or "0")
-            measurements += [
-                hd.sr.Measurement(name=_code(PREDICTED_VOLUME, f"Predicted volume at {pred['date']}"),
-                                  value=float(pred["volume_mm3"]),
-                                  unit=hd.sr.CodedConcept("mm3", "UCUM", "cubic millimeter"),
-                                  algorithm_id=palgo),
-                hd.sr.Measurement(name=_code(PREDICTED_GROWTH, f"Probability of growth by {pred['date']}"),
-                                  value=float(pred["p_growth"]),
-                                  unit=hd.sr.CodedConcept("1", "UCUM", "no units"), algorithm_id=palgo)]
-        group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(  # a follow-up: the track's name at every study
-                uid=tracking[f.finding_id],
-                identifier=(tracking_ids or {}).get(f.finding_id) or f.finding_id),
-            referenced_regions=regions,
-            finding_type=codes.SCT.Mass if f.kind == "mass" else codes.SCT.Nodule,
-            finding_category=codes.SCT.MorphologicallyAbnormalStructure,
-            algorithm_id=algo, measurements=measurements, qualitative_evaluations=evaluations)
-        if ref.get("FrameOfReferenceUID"):
-            group[0].ContentSequence.append(hd.sr.Scoord3DContentItem(
-                name=_code(CENTER, "Center"), graphic_type=hd.sr.GraphicTypeValues3D.POINT,
-                graphic_data=np.array([f.center_mm], dtype=np.float64),
-                frame_of_reference_uid=ref.FrameOfReferenceUID,
-                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
-        groups.append(group)
-
-    n_lengths = 0
-    for m in lengths:
-        if m.get("kind") != "length" or int(m.get("axis", 0)) != 0:
-            continue  # only axial lengths have an image to refer to
-        (k, a_i, a_j), (_k2, b_i, b_j) = m["points"]
-        src = headers[int(round(k))]
-        evidence[str(src.SOPInstanceUID)] = src
-        sk, si, sj = spacing or (1.0, 1.0, 1.0)
-        length = float(np.hypot((b_i - a_i) * si, (b_j - a_j) * sj))
-        n_lengths += 1
-        tid = f"M{m.get('id', n_lengths)}"
-        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=_uid(*key, "length", tid), identifier=tid),
-            referenced_region=hd.sr.ImageRegion(
-                graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-                graphic_data=np.array([[a_j + 0.5, a_i + 0.5], [b_j + 0.5, b_i + 0.5]], dtype=np.float32),
-                source_image=hd.sr.SourceImageForRegion(referenced_sop_class_uid=src.SOPClassUID,
-                                                        referenced_sop_instance_uid=src.SOPInstanceUID)),
-            finding_type=codes.SCT.Finding,
-            measurements=[hd.sr.Measurement(name=_code(LENGTH, "Length"), value=length, unit=_mm())]))
+    frame_of_reference = str(ref.get("FrameOfReferenceUID") or "")
+    groups = [finding_group(f, headers, evidence, tracking_uid=tracking[f.finding_id],
+                            tracking_id=(tracking_ids or {}).get(f.finding_id) or f.finding_id,
+                            frame_of_reference_uid=frame_of_reference,
+                            prediction=(predictions or {}).get(f.finding_id))
+              for f in findings]
+    axial_lengths = [m for m in lengths if is_axial_length(m)]
+    for n, m in enumerate(axial_lengths, 1):
+        tid = f"M{m.get('id', n)}"
+        groups.append(length_group(m, headers, evidence, tracking_uid=_uid(*key, "length", tid),
+                                   tracking_id=tid, spacing=spacing))
+    n_lengths = len(axial_lengths)
 
     if not groups:
         raise ExportError("nothing to export: no findings and no axial length measurements",
                           "run detection or measure a lesion first")
-    report = hd.sr.MeasurementReport(observation_context=context,
-                                     procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
-                                     imaging_measurements=groups)
-    sr_uid = _uid(*key, "sr")
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=list(evidence.values()), content=report, series_instance_uid=_uid(*key, "sr-series"),
-        series_number=SERIES_NUMBER_SR, sop_instance_uid=sr_uid, instance_number=1,
-        manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
-        series_description="medstation AI findings (not for clinical use)")
-    sr_path = out / f"SR_{sr_uid[-12:]}.dcm"
-    write_dataset(sr, sr_path)
+    sr_path = _write_report(groups, list(evidence.values()), context, key, out,
+                            "medstation AI findings (not for clinical use)")
 
     seg_path = None
     if voxels is not None and findings:
@@ -323,19 +219,12 @@ def export_results(
                         tracking_uids=tracking)
 
 
-#: a private code for "the detector did not run on this series" (its reason is in the tracking text)
-DETECTION_SKIPPED = ("DETSKIPPED", "99MEDSTATION")
-DETECTION_STATUS = ("DETSTATUS", "99MEDSTATION")
-
-
 def export_skipped(reason: str, sources: Sequence[tuple[str, int]], out_dir: str | Path, *,
                    model_name: str = "", model_version: str = "") -> str:
     """An SR saying why no finding was reported (e.g. "no lung in this series: detection skipped"):
     one TID 1501 group whose tracking identifier carries the reason and whose qualitative
     evaluation is "detection skipped", with the series' first image as its source. A PACS
     reader sees that detection was refused, not that it found nothing."""
-    import highdicom as hd
-
     if not sources:
         raise ExportError("the series has no source images", "open an image series before exporting")
     headers = _source_headers(sources[:1])
@@ -343,33 +232,30 @@ def export_skipped(reason: str, sources: Sequence[tuple[str, int]], out_dir: str
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     key = [str(ref.SeriesInstanceUID), "skipped", reason]
-    device = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=_uid(*key, "device"), name="medstation", manufacturer_name=MANUFACTURER,
-            model_name=f"{model_name} {model_version}".strip() or "medstation"))
-    algo = hd.sr.AlgorithmIdentification(name=model_name or "unknown", version=model_version or "0")
-    group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=_uid(*key, "track"), identifier=reason[:1024]),
-        algorithm_id=algo,
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-            name=_code(DETECTION_STATUS, "Detection status"),
-            value=_code(DETECTION_SKIPPED, "Detection skipped"))],
-        source_images=[hd.sr.SourceImageForMeasurementGroup(referenced_sop_class_uid=ref.SOPClassUID,
-                                                            referenced_sop_instance_uid=ref.SOPInstanceUID)])
-    context = hd.sr.ObservationContext(observer_device_context=device)
+    models = f"{model_name} {model_version}".strip() or "medstation"
+    context = observation_context(_uid(*key, "device"), models, MANUFACTURER)
+    group = skipped_group(reason, ref, tracking_uid=_uid(*key, "track"), model_name=model_name,
+                          model_version=model_version)
+    return str(_write_report([group], [ref], context, key, out,
+                             "medstation AI: detection skipped (not for clinical use)"))
+
+
+def _write_report(groups: list, evidence: list[Dataset], context, key: list[str], out: Path,
+                  description: str) -> Path:
+    """The TID 1500 report of ``groups`` in a Comprehensive 3D SR, written atomically into ``out``."""
+    import highdicom as hd
     report = hd.sr.MeasurementReport(observation_context=context,
                                      procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
-                                     imaging_measurements=[group])
+                                     imaging_measurements=groups)
     sr_uid = _uid(*key, "sr")
     sr = hd.sr.Comprehensive3DSR(
-        evidence=[ref], content=report, series_instance_uid=_uid(*key, "sr-series"),
+        evidence=evidence, content=report, series_instance_uid=_uid(*key, "sr-series"),
         series_number=SERIES_NUMBER_SR, sop_instance_uid=sr_uid, instance_number=1,
         manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,
-        series_description="medstation AI: detection skipped (not for clinical use)")
+        series_description=description)
     path = out / f"SR_{sr_uid[-12:]}.dcm"
     write_dataset(sr, path)
-    return str(path)
+    return path
 
 
 def read_skipped(path: str | Path) -> str | None:
