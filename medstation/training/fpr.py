@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from medstation.ai import fpr
+from medstation.core.errors import LabelError
 from medstation.core.volume import Volume
 from medstation.training.synthetic import acquire, make_phantom
 
@@ -125,7 +126,10 @@ def train_fpr(data: PatchSet, spec: dict, *, steps: int = 1500, batch: int = 32,
     train_pos = np.nonzero(~val & (data.labels == 1))[0]
     train_neg = np.nonzero(~val & (data.labels == 0))[0]
     if not len(train_pos) or not len(train_neg):
-        raise ValueError("the patch classifier needs positive and negative training patches")
+        raise LabelError(f"the patch classifier needs positive and negative training patches: "
+                         f"{len(train_pos)} positive and {len(train_neg)} negative outside the held-out "
+                         f"fifth of {n_vol} volume(s)",
+                         "collect from more volumes (--volumes 10 or more)")
     net = fpr.build(spec)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)

@@ -127,3 +127,16 @@ def test_a_diverging_run_stops_with_the_reason_before_its_checkpoint(tmp_path):
     load_checkpoint(again, ckpt)
     assert again.state.iteration == 10  # the last checkpoint is the epoch before it, finite
     assert all(bool(torch.isfinite(p).all()) for p in again.model.parameters())
+
+
+def test_training_the_patch_classifier_without_negatives_is_a_typed_refusal():
+    from medstation.ai import fpr
+    from medstation.core.errors import LabelError
+    from medstation.training.fpr import PatchSet, train_fpr
+
+    n = 6  # volumes 1..4 train (every fifth, 0 and 5, is held out), every patch a nodule
+    data = PatchSet(patches=np.zeros((n, 8, 8, 8), np.uint8), labels=np.ones(n, np.int64),
+                    volume=np.arange(n), detector_scores=np.full(n, 0.9))
+    with pytest.raises(LabelError, match="4 positive and 0 negative") as info:
+        train_fpr(data, dict(fpr.DEFAULT_SPEC), steps=1)
+    assert "--volumes" in info.value.hint
