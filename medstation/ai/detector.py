@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models.detection import FCOS
 
 from medstation.ai.network import ARCHITECTURE, DEFAULT_INPUT, DEFAULT_NETWORK, Backbone, build_model
 from medstation.ai.postprocess import SliceDetections, group_slices
@@ -39,6 +38,7 @@ from medstation.ai.preprocess import (
     stack_channels,
 )
 from medstation.ai.sizing import SIZE_MIN_SCORE, size_findings
+from medstation.ai.vision import FCOS
 from medstation.core.errors import ModelError
 from medstation.core.findings import Finding
 from medstation.core.volume import Volume

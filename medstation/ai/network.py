@@ -11,14 +11,16 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
-from torchvision.models.detection import FCOS
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.fcos import FCOSHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.models.resnet import BasicBlock
-from torchvision.ops import FeaturePyramidNetwork
-from torchvision.ops.misc import Conv2dNormActivation
 
+from medstation.ai.vision import (
+    FCOS,
+    AnchorGenerator,
+    BasicBlock,
+    Conv2dNormActivation,
+    FCOSHead,
+    FeaturePyramidNetwork,
+    GeneralizedRCNNTransform,
+)
 from medstation.core.errors import ModelError
 
 ARCHITECTURE = "fcos-resnet-2.5d"

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchvision.ops import box_iou
 
+from medstation.ai.vision import box_iou
 from medstation.core.findings import Finding
 from medstation.core.volume import Volume
 
