@@ -18,6 +18,7 @@ slices are merged into 3D lesion candidates (``medstation.core.Finding``).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from medstation.ai.preprocess import (
 )
 from medstation.ai.sizing import SIZE_MIN_SCORE, size_findings
 from medstation.ai.vision import FCOS
+from medstation.core.cpu import CpuShare
 from medstation.core.errors import ModelError
 from medstation.core.findings import Finding
 from medstation.core.volume import Volume
@@ -76,6 +78,18 @@ class DetectionRun:
     seconds: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
     heatmap: Heatmap | None = None
+    #: torch threads each batch ran on (CPU: the cores other processes left free, ``core.cpu``)
+    threads: list[int] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _threads_restored(n: int):
+    """torch's thread count set back to ``n`` however the block ends."""
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 class Detector:
@@ -97,6 +111,9 @@ class Detector:
         cal = manifest.get("calibration")
         self.calibration = cal if isinstance(cal, dict) else None
         self._tap: dict[str, object] = {}
+        #: on CPU, run each batch on as many threads as there are free cores (``core.cpu.CpuShare``):
+        #: a team larger than that waits at every barrier for a member another process holds
+        self.adapt_threads = True
         # the heatmap: the stride-4 level's shape and the head's raw outputs of the last batch
         tap = self._tap
         self.model.backbone.register_forward_hook(lambda _m, _i, out: tap.__setitem__("p2", out["p2"].shape))
@@ -141,6 +158,9 @@ class Detector:
         lung mask (heart, mediastinum, spine, chest wall, neck, abdomen) are dropped.
         """
         t0 = time.perf_counter()
+        # measured from here, so the first batch already knows what the lung mask left free
+        adapt = self.adapt_threads and self.device.type == "cpu"
+        cpu = CpuShare(most=torch.get_num_threads()) if adapt else None
         check_volume(volume, self.input_spec)
         lungs = lung_mask(volume)
         if not has_lung(lungs):
@@ -155,10 +175,17 @@ class Detector:
         if heatmap:
             heat = np.zeros((prep.images.shape[0], -(-int(round(volume.shape[1] / prep.scale[1])) // 4),
                              -(-int(round(volume.shape[2] / prep.scale[2])) // 4)), np.uint8)
-        with torch.inference_mode():
+        team = torch.get_num_threads()
+        used: list[int] = []
+        with torch.inference_mode(), _threads_restored(team):
             for start in range(0, total, batch_size):
                 if check:
                     check()
+                if cpu is not None:
+                    n = cpu.threads()
+                    if n != torch.get_num_threads():
+                        torch.set_num_threads(n)
+                used.append(torch.get_num_threads())
                 chunk = prep.kept[start:start + batch_size]
                 stacked = stack_channels(prep.images, chunk, self.channels)
                 boxes = [prep.slice_boxes.get(m) for m in chunk]
@@ -201,7 +228,7 @@ class Detector:
             hm = Heatmap(heat, prep.scale[0], (4 * prep.scale[1], 4 * prep.scale[2]))
         return DetectionRun(findings, prep.images.shape[0], total,
                             {"prepare": t1 - t0, "network": t2 - t1, "group": t3 - t2 - t_fpr,
-                             "fp_reduction": t_fpr, "total": t3 - t0}, str(self.device), hm)
+                             "fp_reduction": t_fpr, "total": t3 - t0}, str(self.device), hm, used)
 
     def _calibrated(self, scores: np.ndarray) -> np.ndarray:
         if not self.calibration or not len(scores):

@@ -31,15 +31,16 @@ def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], N
     mask) lets a lesion on the chest wall or the mediastinum, or a mass, be segmented in the lungs'
     envelope. Returns the findings, one per lesion: a weaker finding whose centre lies inside a
     stronger one's segmentation (a mass's lower pole) is dropped."""
-    from medstation.imaging.segment import segment_lesion
+    from medstation.imaging.segment import LungEnvelope, segment_lesion
 
+    shared = LungEnvelope(lungs) if lungs is not None else None  # each slice's hulls found once
     second_tries = 0  # the lungs' envelope and a widening region: seconds each, for the best few only
     for f in sorted(findings, key=lambda f: -f.score)[:SIZE_MAX_FINDINGS]:
         if f.score < min_score:
             break
         if check:
             check()
-        envelope = lungs if second_tries < SIZE_MAX_SECOND_TRIES else None
+        envelope = shared if second_tries < SIZE_MAX_SECOND_TRIES else None
         size, why = segment_lesion(volume, f.center_voxel, 0.75 * max(f.diameter_mm, 4.0) + 4.0, envelope)
         second_tries += envelope is not None and (size is None or size.widened)
         if size is None:

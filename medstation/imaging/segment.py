@@ -197,24 +197,28 @@ def measure_nodule(volume: Volume, centre, radius_mm: float) -> NoduleSize | Non
                       round(solid_long, 1) if kind == "part-solid" else 0.0, mask, origin)
 
 
-def segment_lesion(volume: Volume, centre, radius_mm: float, lungs: np.ndarray | None = None
+def segment_lesion(volume: Volume, centre, radius_mm: float, lungs: np.ndarray | LungEnvelope | None = None
                    ) -> tuple[NoduleSize | None, str]:
     """:func:`measure_nodule`, then for a lesion it cannot contain (it runs out of its region) a
     second attempt in the lungs' envelope with a widening region (``lungs``: the volume's lung mask,
-    ``imaging.lungs``). Returns the size, or None and why it could not be segmented."""
+    ``imaging.lungs``, or its :class:`LungEnvelope` shared by the lesions of one volume). Returns the
+    size, or None and why it could not be segmented."""
     size = measure_nodule(volume, centre, radius_mm)
     if size is not None and not size.touches_edge:
         return size, ""
     why = ("no lesion stands out from its surroundings at the centre" if size is None else
            "its region runs beyond the search region (a leak, or a lesion far larger than the box)")
-    if lungs is None or volume.is_color or volume.voxels.ndim != 3 or not lungs.any():
+    if lungs is None or volume.is_color or volume.voxels.ndim != 3:
+        return None, why
+    envelope = lungs if isinstance(lungs, LungEnvelope) else LungEnvelope(lungs)
+    if not envelope.mask.any():
         return None, why
     seed = _densest(volume, centre, max(3.0, radius_mm / 1.5))
     r = radius_mm
     while True:
         r = min(MAX_RADIUS_MM, r * 1.6)
         block, _seed, spacing, origin = _roi(volume, seed, r)
-        allowed = lung_envelope(lungs, origin, block.shape, spacing)
+        allowed = envelope.on_block(origin, block.shape, spacing)
         if not allowed[tuple(seed[a] - origin[a] for a in range(3))]:
             return None, (why + "; its densest part lies outside the lungs' envelope "
                           "(chest wall or mediastinum)")
@@ -285,19 +289,38 @@ def _lung_contact(mask: np.ndarray, block: np.ndarray) -> float:
     return float((outline & near_air).sum()) / n if n else 0.0
 
 
-def lung_envelope(lungs: np.ndarray, origin, shape, spacing, *, step: int = 2) -> np.ndarray:
-    """Inside the convex hull of each lung, slice by slice, on the grid of the block at ``origin``
-    with ``shape`` (the lungs split at the mediastinum's column; the thin strip where they meet in
-    front of it is not part of either). A lesion that bulges into a lung lies inside; the chest
-    wall, the spine and the far side of the mediastinum do not."""
+class LungEnvelope:
+    """The convex hull of each lung, slice by slice (the lungs split at the mediastinum's column;
+    the thin strip where they meet in front of it is not part of either). A lesion that bulges into
+    a lung lies inside; the chest wall, the spine and the far side of the mediastinum do not. A
+    slice's hulls are found once and kept, for every lesion sized on the same lung mask."""
+
+    def __init__(self, lungs: np.ndarray, *, step: int = 2) -> None:
+        self.mask = lungs
+        self.step = step
+        self._hulls: dict[tuple[int, float, float], list[np.ndarray]] = {}
+
+    def on_block(self, origin, shape, spacing) -> np.ndarray:
+        out = np.zeros(shape, bool)
+        rows = np.arange(origin[1], origin[1] + shape[1])
+        cols = np.arange(origin[2], origin[2] + shape[2])
+        for n in range(shape[0]):
+            for hull in self.hulls(origin[0] + n, spacing):
+                out[n] |= _inside_polygon(hull, rows, cols)
+        return out
+
+    def hulls(self, k: int, spacing) -> list[np.ndarray]:
+        key = (int(k), float(spacing[1]), float(spacing[2]))
+        if key not in self._hulls:
+            self._hulls[key] = _slice_hulls(self.mask[int(k)], spacing, self.step)
+        return self._hulls[key]
+
+
+def _slice_hulls(lung_slice: np.ndarray, spacing, step: int) -> list[np.ndarray]:
     _sk, si, sj = spacing
-    out = np.zeros(shape, bool)
-    rows = np.arange(origin[1], origin[1] + shape[1])
-    cols = np.arange(origin[2], origin[2] + shape[2])
-    for n in range(shape[0]):
-        m = lungs[origin[0] + n, ::step, ::step]
-        if not m.any():
-            continue
+    found = []
+    m = lung_slice[::step, ::step]
+    if m.any():
         profile = m.sum(axis=0)
         used = np.nonzero(profile)[0]
         a, b = int(used.min()), int(used.max())
@@ -314,14 +337,20 @@ def lung_envelope(lungs: np.ndarray, origin, shape, spacing, *, step: int = 2) -
             edge = lung & ~(np.roll(lung, 1, 0) & np.roll(lung, -1, 0)
                             & np.roll(lung, 1, 1) & np.roll(lung, -1, 1))
             rr, cc = np.nonzero(edge)
-            hull = _convex_hull(np.stack([rr, cc], axis=1).astype(float)) * step
-            out[n] |= _inside_polygon(hull, rows, cols)
-    return out
+            found.append(_convex_hull(np.stack([rr, cc], axis=1).astype(float)) * step)
+    return found
 
 
 def _convex_hull(points: np.ndarray) -> np.ndarray:
-    """Andrew's monotone chain: the hull's vertices (row, col), counter-clockwise."""
-    pts = np.unique(points, axis=0)
+    """Andrew's monotone chain: the hull's vertices (row, col), counter-clockwise.
+
+    Only each row's leftmost and rightmost points can be vertices (any other lies between two points
+    of its row), so the chain runs over at most two points per row rather than every edge pixel."""
+    pts = np.unique(points, axis=0)  # sorted by row, then column
+    if len(pts) > 2:
+        first = np.r_[True, pts[1:, 0] != pts[:-1, 0]]
+        last = np.r_[pts[1:, 0] != pts[:-1, 0], True]
+        pts = pts[first | last]
     if len(pts) < 3:
         return pts
 
@@ -338,10 +367,21 @@ def _convex_hull(points: np.ndarray) -> np.ndarray:
 
 
 def _inside_polygon(hull: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    r, c = np.meshgrid(rows.astype(float), cols.astype(float), indexing="ij")
-    inside = np.ones(r.shape, bool)
+    """The grid points (``rows`` x ``cols``) inside or on the convex polygon ``hull`` (row, col): on
+    each row the polygon is one span, from the leftmost to the rightmost edge crossing that row."""
     if len(hull) < 3:
-        return np.zeros(r.shape, bool)
-    for a, b in zip(hull, np.roll(hull, -1, axis=0)):
-        inside &= (b[0] - a[0]) * (c - a[1]) - (b[1] - a[1]) * (r - a[0]) >= -1e-9
-    return inside
+        return np.zeros((len(rows), len(cols)), bool)
+    a, b = hull, np.roll(hull, -1, axis=0)
+    r = rows.astype(float)[:, None]  # (rows, 1) against (edges,)
+    lo, hi = np.minimum(a[:, 0], b[:, 0]), np.maximum(a[:, 0], b[:, 0])
+    crosses = (r >= lo - 1e-9) & (r <= hi + 1e-9)
+    dr = b[:, 0] - a[:, 0]
+    flat = np.abs(dr) < 1e-12
+    t = (r - a[:, 0]) / np.where(flat, 1.0, dr)
+    at = a[:, 1] + t * (b[:, 1] - a[:, 1])
+    c_lo = np.where(flat, np.minimum(a[:, 1], b[:, 1]), at)  # a flat edge covers its whole length
+    c_hi = np.where(flat, np.maximum(a[:, 1], b[:, 1]), at)
+    left = np.where(crosses, c_lo, np.inf).min(axis=1)
+    right = np.where(crosses, c_hi, -np.inf).max(axis=1)
+    c = cols.astype(float)[None, :]
+    return (c >= left[:, None] - 1e-9) & (c <= right[:, None] + 1e-9)

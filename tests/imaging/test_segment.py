@@ -114,3 +114,34 @@ def test_a_mass_on_the_chest_wall_is_segmented_in_the_lungs_envelope_not_the_wal
     nz = size.mask.nonzero()
     lateral_mm = (float(nz[2].max()) + j0) * 1.5
     assert lateral_mm <= 265.0 + 65.0 + 3.0  # stops at the lung's outer boundary (the wall is not in)
+
+
+def _hull_by_every_point(points):
+    """Andrew's monotone chain over every point (the reference the row-extremes shortcut must equal)."""
+    pts = np.unique(points, axis=0)
+    chain = [[], []]
+    for half, seq in zip(chain, (pts, pts[::-1])):
+        for p in seq:
+            while len(half) >= 2 and ((half[-1][0] - half[-2][0]) * (p[1] - half[-2][1])
+                                      - (half[-1][1] - half[-2][1]) * (p[0] - half[-2][0])) <= 0:
+                half.pop()
+            half.append(tuple(p))
+    return np.array(chain[0][:-1] + chain[1][:-1], float)
+
+
+def test_the_lung_hull_and_its_fill_equal_the_brute_force_ones():
+    from medstation.imaging.segment import _convex_hull, _inside_polygon
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        pts = rng.integers(0, 60, size=(int(rng.integers(3, 300)), 2)).astype(float) * 2
+        hull = _convex_hull(pts)
+        assert np.array_equal(hull, _hull_by_every_point(pts))
+        rows, cols = np.arange(int(rng.integers(0, 30)), 125), np.arange(int(rng.integers(0, 30)), 125)
+        r, c = np.meshgrid(rows.astype(float), cols.astype(float), indexing="ij")
+        brute = np.ones(r.shape, bool)  # on the inner side of every edge (counter-clockwise)
+        for a, b in zip(hull, np.roll(hull, -1, axis=0)):
+            brute &= (b[0] - a[0]) * (c - a[1]) - (b[1] - a[1]) * (r - a[0]) >= -1e-9
+        if len(hull) < 3:
+            brute[:] = False
+        assert np.array_equal(_inside_polygon(hull, rows, cols), brute)
