@@ -410,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--slices", type=int, default=300)
     b.add_argument("--size", type=int, default=512)
     b.add_argument("--rounds", type=int, default=2)
+    b.add_argument("--contend", type=int, default=0, metavar="N",
+                   help="also detect beside N busy processes (adaptive and fixed torch threads)")
+    b.add_argument("--no-lanes", action="store_true", help="skip torch vs onnxruntime on the network")
     _model_args(b)
     b.set_defaults(func=_ai("cmd_bench_infer"))
     _complete_help(p)

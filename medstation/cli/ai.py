@@ -490,6 +490,21 @@ def print_infer(r: dict) -> None:
     for n, t in r["threads_with_gui_thread"].items():
         print(f"  {n} torch thread(s) with a GUI thread ticking: detect {t['detect_s']:.2f} s, "
               f"GUI tick late p95 {t['gui_tick_late_p95_ms']:.1f} ms, max {t['gui_tick_late_max_ms']:.1f} ms")
+    c = r.get("contended")
+    if c:
+        print(f"  beside {c['busy_processes']} busy processes: adaptive threads "
+              f"{c['adaptive_detect_s']:.2f} s "
+              f"({c['adaptive_ratio_vs_quiet']:.2f}x quiet {c['quiet_detect_s']:.2f} s, target "
+              f"{c['target_ratio']:.1f}x), fixed threads {c['fixed_threads_detect_s']:.2f} s "
+              f"({c['fixed_ratio_vs_quiet']:.2f}x); GUI tick late p95 {c['gui_tick_late_p95_ms']} ms")
+    lane = r.get("lanes")
+    if lane and lane.get("onnxruntime"):
+        print(f"  network on {lane['slices']} slices, {lane['threads']} threads: "
+              f"torch {lane['torch_network_s']:.2f} s, "
+              f"onnxruntime {lane['onnxruntime_network_s']:.2f} s ({lane['onnxruntime_speedup']:.2f}x; "
+              f"largest difference {lane['max_abs_difference']:.2g}): {lane['verdict']}")
+    elif lane:
+        print(f"  lanes: {lane['note']}")
 
 
 def _data_dir() -> Path:

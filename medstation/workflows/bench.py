@@ -115,6 +115,13 @@ def run_infer(args) -> dict:
                                "gui_tick_late_p95_ms": round(float(np.percentile(late, 95)) * 1000, 1),
                                "gui_tick_late_max_ms": round(max(late) * 1000, 1)}
         torch.set_num_threads(out["cpu_threads_default"])
+        from medstation.workflows.bench_lanes import contended_detection, lanes
+
+        if getattr(args, "contend", 0) and detector.device.type == "cpu":
+            out["contended"] = contended_detection(detector, volume, args.contend, args.rounds,
+                                                   statistics.median(nets), _gui_ticks)
+        if detector.device.type == "cpu" and not getattr(args, "no_lanes", False):
+            out["lanes"] = lanes(detector, volume, args.rounds)
     end_to_end = statistics.median(ours)
     detect_s = statistics.median(nets)
     baseline = statistics.median(base)
