@@ -80,6 +80,8 @@ class DetectionRun:
     heatmap: Heatmap | None = None
     #: torch threads each batch ran on (CPU: the cores other processes left free, ``core.cpu``)
     threads: list[int] = field(default_factory=list)
+    #: the volume's lung mask (``imaging.lungs``), for whatever comes next (registration)
+    lungs: np.ndarray | None = None
 
 
 @contextlib.contextmanager
@@ -228,7 +230,8 @@ class Detector:
             hm = Heatmap(heat, prep.scale[0], (4 * prep.scale[1], 4 * prep.scale[2]))
         return DetectionRun(findings, prep.images.shape[0], total,
                             {"prepare": t1 - t0, "network": t2 - t1, "group": t3 - t2 - t_fpr,
-                             "fp_reduction": t_fpr, "total": t3 - t0}, str(self.device), hm, used)
+                             "fp_reduction": t_fpr, "total": t3 - t0}, str(self.device), hm, used,
+                            lungs.mask)
 
     def _calibrated(self, scores: np.ndarray) -> np.ndarray:
         if not self.calibration or not len(scores):

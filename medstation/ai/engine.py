@@ -36,6 +36,8 @@ class JobEvent(str, Enum):
 
     STARTED = "started"
     PROGRESS = "progress"
+    #: where a job of several stages is: ``core.progress.stage_event`` (stage, done, total, eta_s)
+    STAGE = "stage"
     PARTIAL = "partial"
     DONE = "done"
     FAILED = "failed"
@@ -83,6 +85,7 @@ class JobHandle:
         self.partials: list[Any] = []
         self.submitted = time.monotonic()
         self.started: float | None = None
+        self.started_perf: float = time.perf_counter()  # reset when it starts running (ETA)
         self.finished: float | None = None
         self.device = ""
         self._listeners: list[Listener] = []
@@ -150,6 +153,18 @@ class JobContext:
         self._handle.progress_value = (int(done), int(total))
         self._handle._emit(JobEvent.PROGRESS, (int(done), int(total)))
 
+    def stage(self, stage: str, done: int, total: int) -> None:
+        """Progress with what is being done (``JobEvent.STAGE``, then the plain ``PROGRESS``); the ETA
+        from the pace since the job started, once 2 s and some progress are in."""
+        from medstation.core.progress import stage_event
+
+        started = self._handle.started_perf
+        event = stage_event(stage, int(done), int(total), started)
+        if time.perf_counter() - started < 2.0:
+            event.pop("eta_s", None)
+        self._handle._emit(JobEvent.STAGE, event)
+        self.progress(done, total)
+
     def partial(self, result: Any) -> None:
         self._handle.partials.append(result)
         self._handle._emit(JobEvent.PARTIAL, result)
@@ -198,6 +213,7 @@ class _Lane:
             return
         handle.state = "running"
         handle.started = time.monotonic()
+        handle.started_perf = time.perf_counter()
         handle.device = self.device
         handle._emit(JobEvent.STARTED, self.device)
         try:

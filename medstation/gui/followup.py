@@ -214,9 +214,11 @@ class FollowupPanel(QWidget):
             return
         if handle is not self.handle:
             return
-        if kind == JobEvent.PROGRESS:
-            done, total = payload
-            self.status.setText(f"Following up … step {done} of about {total}")
+        if kind == JobEvent.STAGE:  # what is being done, how far the whole is, and (once known) how long
+            share = payload["done"] / max(1, payload["total"])
+            eta = payload.get("eta_s")
+            self.status.setText(f"Following up: {payload['stage']} · {share:.0%}"
+                                + (f" · about {eta:.0f} s left" if eta is not None else ""))
         elif kind == JobEvent.DONE:
             report, self.tracks = payload
             self._show(report)

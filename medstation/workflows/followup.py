@@ -34,14 +34,17 @@ def _comparable(stacks, kernel: str = ""):
 def follow(paths, detector, *, patient: str | None = None, risk: str = "high", pool=None,
            progress=None, check=None, cache=None, edits: list[dict] | None = None, aliases=(),
            timepoints_out: list | None = None,
-           dates: list[str] | None = None) -> tuple[dict, list[LesionTrack]]:
+           dates: list[str] | None = None, stage=None) -> tuple[dict, list[LesionTrack]]:
     """The whole follow-up of one patient's studies under ``paths``: the report (the JSON
     ``medstation followup`` prints) and its tracks. ``cache`` (the study database's ``followup``
     records, or anything with ``registration(from, to)`` and ``save_registration(from, to, dict)``)
     keeps the transforms;
     ``timepoints_out`` receives the ``Timepoint`` s (their findings and slices, for :func:`export_sr`);
     ``aliases`` are other IDs of the same patient (a reader's link); ``dates`` date NIfTI / MetaImage /
-    NRRD timepoints (one per path, in order), which carry none."""
+    NRRD timepoints (one per path, in order), which carry none. ``stage(text, fraction)`` hears
+    where the work is, in stages that move: reading the headers, detecting study i of n (slice by
+    slice), registering pair j of n - 1, matching; ``fraction`` of the whole, each detection and
+    each registration one equal part."""
     import tempfile
 
     from medstation.core.errors import LoadError, MedstationError
@@ -50,10 +53,12 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
     from medstation.imaging.registration import register
 
     say = progress or (lambda _text: None)
+    at = stage or (lambda _text, _fraction: None)
     own_pool = pool is None
     with tempfile.TemporaryDirectory(prefix="medstation-followup-") as tmp:
         pool = pool or WorkerPool()
         try:
+            at(f"reading the headers under {len(paths)} path(s)", 0.0)
             listing = list_series(list(paths), pool, extract_dir=tmp)
             if not listing.stacks:
                 raise LoadError(", ".join(str(p) for p in paths), "no image series found",
@@ -82,12 +87,20 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
             threshold = detector.threshold
             timepoints, registrations = [], []
             probed_seen: list[int] = []  # per timepoint, its probed lesions once its pairs were done
-            previous = None
-            for st in chosen:
+            previous = previous_lungs = None
+            parts = max(1, 2 * len(chosen) - 1)  # n detections and n - 1 registrations
+            for i, st in enumerate(chosen):
                 if check:
                     check()
+                doing = f"detecting study {i + 1} of {len(chosen)} ({st.first.study_date or 'undated'})"
+                part = max(0, 2 * i - 1)  # detect 1, detect 2, register 1-2, detect 3, register 2-3 ...
+                at(f"{doing}: opening the series", part / parts)
                 volume = open_series(st, pool=pool).volume
-                run = detector.detect(volume, heatmap=False, check=check)
+
+                def slices(done, total, doing=doing, part=part):
+                    at(f"{doing}: slice {done} of {total}", (part + done / max(1, total)) / parts)
+
+                run = detector.detect(volume, heatmap=False, check=check, progress=slices)
                 found = [f for f in run.findings if f.score >= threshold]
                 weaker = [f for f in run.findings if CANDIDATE_SHARE * threshold <= f.score < threshold]
                 timepoints.append(Timepoint(st.first.study_uid, st.first.study_date, st.series_uid, found,
@@ -101,7 +114,10 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
                         reg = Registration.from_dict(cached)
                         reg.message = (reg.message + " (cached)").strip()
                     else:
-                        reg = register(volume, previous)
+                        at(f"registering study {i} onto study {i + 1} (pair {i} of {len(chosen) - 1})",
+                           2 * i / parts)
+                        # the detector's lung masks, not two more of them
+                        reg = register(volume, previous, current_lungs=run.lungs, prior_lungs=previous_lungs)
                         if cache is not None and reg.ok:
                             cache.save_registration(*pair, reg.to_dict())
                     registrations.append(reg)
@@ -111,7 +127,8 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
                     if looked:
                         say(f"  {looked} lesion(s) measured where the other study's lesions map")
                 probed_seen.append(len(timepoints[-1].probed))
-                previous = volume
+                previous, previous_lungs = volume, run.lungs
+            at(f"matching the lesions across {len(chosen)} studies", (parts - 0.5) / parts)
             # a lesion measured on a study only by looking back from a later one is looked for on
             # the study before it too (that study's volume is opened again, only when needed)
             for t in range(len(timepoints) - 3, -1, -1):

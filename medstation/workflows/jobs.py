@@ -27,12 +27,11 @@ class FollowupJob:
         from medstation.workflows.followup import follow
 
         detector = cached_detector(ctx, self.model)
-        steps = {"n": 0}
+        ctx.stage("loading the detector", 0, 1000)
 
-        def progress(_text: str) -> None:
-            steps["n"] += 1
+        def stage(text: str, fraction: float) -> None:
             ctx.check()
-            ctx.progress(steps["n"], max(steps["n"] + 1, 2 * len(self.paths)))
+            ctx.stage(text, int(round(1000 * fraction)), 1000)
 
-        return follow(list(self.paths), detector, patient=self.patient, progress=progress, check=ctx.check,
+        return follow(list(self.paths), detector, patient=self.patient, check=ctx.check, stage=stage,
                       cache=self.cache, edits=list(self.edits), aliases=self.aliases)

@@ -32,10 +32,21 @@ def test_follow_up_panel_tracks_the_open_patient_and_charts_a_track(qtbot, windo
     assert patient == truth.patient_id and len(paths) == sum(
         len(list((tmp_path / "p5" / tp["date"]).rglob("*.dcm"))) for tp in truth.timepoints)
     assert win.ai.version is not None
+    stages, shown = [], []
     with qtbot.waitSignal(panel.finished, timeout=300000) as sig:
         panel.run()
+        qtbot.waitUntil(lambda: panel.handle is not None, timeout=60000)
+        panel.handle.subscribe(lambda kind, payload: stages.append(payload) if kind == "stage" else None)
+        qtbot.waitUntil(lambda: shown.append(panel.status.text()) or "detecting study 3 of 3" in shown[-1],
+                        timeout=300000)
     report = sig.args[0]
     assert report is not None, panel.status.text()  # the failure, as the reader sees it
+    # progress in stages that move: each study's slices, each pair, then matching; never backwards
+    said = [s["stage"] for s in stages]
+    assert any("slice" in s for s in said) and "registering study 2 onto study 3 (pair 2 of 2)" in said
+    assert said[-1] == "matching the lesions across 3 studies"
+    assert [s["done"] for s in stages] == sorted(s["done"] for s in stages) and stages[-1]["total"] == 1000
+    assert shown[-1].startswith("Following up: detecting study 3 of 3")
     assert report["patient_id"] == truth.patient_id
     assert [tp["study_date"] for tp in report["timepoints"]] == [tp["date"] for tp in truth.timepoints]
     assert panel.table.rowCount() == len(report["tracks"]) >= 1
