@@ -32,7 +32,7 @@ import numpy as np
 
 from medstation.core.errors import LabelError
 from medstation.core.progress import stage_event
-from medstation.training.synthetic import LABEL_DZ, SampleBank
+from medstation.training.bank import LABEL_DZ, SampleBank
 
 MIN_NODULES = 4  # fewer labelled nodules than this: no fine-tuning
 MIN_SERIES = 2  # one to train on, one to validate

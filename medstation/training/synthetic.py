@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,27 +24,11 @@ import torch.nn.functional as F
 
 from medstation.synth import ChestPhantom
 from medstation.synth.varied import VariedChestPhantom
+from medstation.training.bank import LABEL_DZ, SampleBank  # noqa: F401 (re-exported)
 
 #: phantom seeds the default detector is trained on; evaluation uses seeds >= 10000 (``training.evaluate``
 #: refuses an evaluation set that overlaps them)
 TRAIN_SEEDS = (0, 400)
-
-#: a nodule is labelled on slices where its cross-section is at least this
-#: fraction of its radius away from the poles (|dz| <= LABEL_DZ * r)
-LABEL_DZ = 0.7
-
-
-@dataclass
-class SampleBank:
-    """Rendered samples: images as uint8 (0..255 = the model's window) and boxes."""
-
-    images: np.ndarray  # (n, channels, crop, crop) uint8
-    boxes: list[np.ndarray]  # each (m, 4) x0, y0, x1, y1 in model pixels
-    seeds: tuple[int, int]  # phantom seeds used: [first, last)
-
-    def __len__(self) -> int:
-        return len(self.boxes)
-
 
 def make_phantom(seed: int) -> ChestPhantom:
     rng = np.random.default_rng([seed, 1])

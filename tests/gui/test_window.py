@@ -244,3 +244,25 @@ def test_dock_tab_titles_are_whole_at_the_default_window_size(qtbot, window):
         for i in range(bar.count()):
             text = bar.tabText(i)
             assert fm.horizontalAdvance(text) <= bar.tabRect(i).width() - 8, (text, bar.tabRect(i).width())
+
+
+STARTUP = r"""
+import sys
+from medstation.gui.app import build_window, create_app
+app = create_app()
+win = build_window(sys.argv[1])
+win.show()
+win.finetune.refresh()  # the fine-tuning panel's plan, read on the GUI thread
+app.processEvents()
+print("torch" in sys.modules, "pyqtgraph" in sys.modules)
+win.shutdown()
+"""
+
+
+def test_the_first_window_and_the_fine_tuning_plan_import_no_torch(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run([sys.executable, "-c", STARTUP, str(tmp_path / "s.sqlite")], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    torch_loaded, _charts = done.stdout.split()[-2:]
+    assert torch_loaded == "False"  # torch (1.8 s, 500 MB) waits for the first AI job, on its thread
