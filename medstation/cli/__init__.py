@@ -402,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.add_argument("--slices", type=int, default=300)
     b.add_argument("--timepoints", type=int, default=3)
+    b.add_argument("--contend", type=int, default=0, metavar="N",
+                   help="also follow up beside N busy processes")
     _model_args(b)
     b.set_defaults(func=_ai("cmd_bench_followup"))
 

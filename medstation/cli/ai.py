@@ -464,6 +464,11 @@ def cmd_bench_followup(args) -> int:
         print(f"  follow-up predictor, 50 tracks: {r['predict_ms_50_tracks']:.1f} ms (target 50 ms)")
         print(f"  whole follow-up (load, detect, register, match): {r['followup_total_s']:.1f} s "
               f"(target 30 s), {r['tracks']} tracks")
+        c = r.get("contended")
+        if c:
+            print(f"  beside {c['busy_processes']} busy processes: {c['followup_total_s']:.1f} s "
+                  f"({c['ratio_vs_quiet']:.2f}x quiet; registration "
+                  f"{', '.join(f'{s:.1f} s' for s in c['registration_seconds'])})")
     return 0
 
 

@@ -161,6 +161,17 @@ def run_followup(args) -> dict:
         t0 = time.perf_counter()
         report, tracks = follow(paths, detector)
         total = time.perf_counter() - t0
+        contended = None
+        if getattr(args, "contend", 0):  # the same follow-up beside N busy processes
+            from medstation.workflows.bench_lanes import busy
+
+            with busy(args.contend):
+                t0 = time.perf_counter()
+                again, _ = follow(paths, detector)
+                took = time.perf_counter() - t0
+            contended = {"busy_processes": args.contend, "followup_total_s": round(took, 2),
+                         "ratio_vs_quiet": round(took / total, 2),
+                         "registration_seconds": [r["seconds"] for r in again["registrations"]]}
     regs = [r["seconds"] for r in report["registrations"]]
     # matching alone, timed on the findings of the run (registration excluded)
     from medstation.core.findings import Finding
@@ -194,5 +205,5 @@ def run_followup(args) -> dict:
             "timepoints": args.timepoints,
             "registration_seconds": regs, "registration_max_s": max(regs) if regs else None,
             "matching_ms_per_pair": round(matching_ms, 2), "followup_total_s": round(total, 2),
-            "tracks": len(tracks), "predict_ms_50_tracks": round(predict_ms, 2),
+            "tracks": len(tracks), "predict_ms_50_tracks": round(predict_ms, 2), "contended": contended,
             "targets": {"registration_s": 5.0, "followup_total_s": 30.0, "predict_ms_50_tracks": 50.0}}

@@ -76,11 +76,20 @@ def test_evaluate_reports_froc_on_held_out_studies(tmp_path):
 
 
 def test_bench_infer_json(tmp_path):
-    proc = medstation("bench", "infer", "--slices", "40", "--size", "128", "--rounds", "1", "--json")
+    proc = medstation("bench", "infer", "--slices", "40", "--size", "128", "--rounds", "1", "--contend", "1",
+                      "--json")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["end_to_end_s"] > 0 and r["baseline_plain_loop_s"] > 0 and r["speedup_vs_baseline"] > 0
     assert set(r["threads_with_gui_thread"]) >= {"1"}
+    # beside a busy process: both teams timed against the quiet run, the threads each batch ran on
+    c = r["contended"]
+    assert c["busy_processes"] == 1 and c["adaptive_ratio_vs_quiet"] > 0 and c["fixed_ratio_vs_quiet"] > 0
+    assert c["threads_per_batch"] and all(1 <= n <= r["cpu_threads_default"] for n in c["threads_per_batch"])
+    # the network on onnxruntime beside torch, outputs compared, and what that means for the lane
+    lane = r["lanes"]
+    assert lane["onnxruntime"] and lane["max_abs_difference"] < 1e-3 and lane["onnxruntime_speedup"] > 0
+    assert ("torch stays" in lane["verdict"]) == (lane["onnxruntime_speedup"] < lane["switch_at"])
 
 
 def test_evaluate_on_labelled_studies_from_a_luna16_csv(chest, tmp_path):
@@ -142,9 +151,12 @@ def test_detect_on_a_head_says_why_in_json_and_sr(tmp_path):
 
 
 def test_bench_followup_json():
-    proc = medstation("bench", "followup", "--slices", "40", "--timepoints", "2", "--json", timeout=600)
+    proc = medstation("bench", "followup", "--slices", "40", "--timepoints", "2", "--contend", "1", "--json",
+                      timeout=600)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
+    assert r["contended"]["busy_processes"] == 1 and r["contended"]["ratio_vs_quiet"] > 0
+    assert len(r["contended"]["registration_seconds"]) == 1
     assert r["timepoints"] == 2 and len(r["registration_seconds"]) == 1 and r["registration_seconds"][0] > 0
     assert r["followup_total_s"] > r["registration_seconds"][0] and r["matching_ms_per_pair"] >= 0
 
