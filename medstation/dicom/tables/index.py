@@ -224,14 +224,10 @@ CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY, added REAL NOT NULL);
     def series_of_files(self, paths: Iterable[str]) -> dict[str, int]:
         """Series UID -> instance count, for the series that hold any of ``paths``."""
         out: dict[str, int] = {}
-        paths = list(paths)
-        for start in range(0, len(paths), 500):
-            chunk = paths[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for uid, n in self._conn.execute(
-                    f"SELECT se.series_uid, COUNT(*) FROM instances i JOIN series se ON i.series_ref=se.id "
-                    f"WHERE i.path IN ({marks}) GROUP BY se.series_uid", chunk):
-                out[uid] = out.get(uid, 0) + n
+        sql = ("SELECT se.series_uid, COUNT(*) FROM instances i JOIN series se ON i.series_ref=se.id "
+               "WHERE i.path IN ({}) GROUP BY se.series_uid")
+        for uid, n in self._in_chunks(sql, paths):
+            out[uid] = out.get(uid, 0) + n
         return out
 
     def series_headers(self, series: SeriesRef | str, include_missing: bool = False) -> list[InstanceHeader]:
@@ -249,13 +245,16 @@ CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY, added REAL NOT NULL);
 
     def series_of_instances(self, sop_uids: Iterable[str]) -> dict[str, str]:
         """SOP Instance UID -> the series UID holding it (for the ones the database knows)."""
-        out: dict[str, str] = {}
-        uids = list(sop_uids)
-        for start in range(0, len(uids), 500):
-            chunk = uids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            out.update(self._conn.execute(
-                f"SELECT i.sop_instance_uid, se.series_uid FROM instances i JOIN series se "
-                f"ON i.series_ref=se.id WHERE i.sop_instance_uid IN ({marks})", chunk).fetchall())
-        return out
+        sql = ("SELECT i.sop_instance_uid, se.series_uid FROM instances i "
+               "JOIN series se ON i.series_ref=se.id WHERE i.sop_instance_uid IN ({})")
+        return dict(self._in_chunks(sql, sop_uids))
+
+    def _in_chunks(self, sql: str, values: Iterable[str], size: int = 500) -> list[tuple]:
+        """The rows of ``sql`` (one ``IN ({})``) over ``values``, 500 at a time (SQLite's limit)."""
+        values = list(values)
+        rows: list[tuple] = []
+        for start in range(0, len(values), size):
+            chunk = values[start:start + size]
+            rows += self._conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+        return rows
 
