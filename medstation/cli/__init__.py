@@ -4,7 +4,7 @@ With no command it opens the viewer (``--demo``: on the built-in demo study).
 Subcommands: ``open``, ``import``, ``info``, ``demo``, ``detect``, ``evaluate``,
 ``calibrate``, ``train-detector``, ``train-fpr``, ``models list|show|use|remove``,
 ``labels import|export|list``, ``train``, ``followup``, ``evaluate-followup``, ``train-followup``,
-``pacs echo|find|retrieve|send``, ``deidentify``, ``bench load|render|infer|followup``.
+``pacs echo|find|retrieve|send``, ``deidentify``, ``bench load|render|infer|followup|train``.
 
 A new command: a module ``cli/<name>.py`` with its ``cmd_*`` functions (imported
 lazily, so ``medstation --help`` stays fast) and its parser added in
@@ -406,6 +406,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also follow up beside N busy processes")
     _model_args(b)
     b.set_defaults(func=_ai("cmd_bench_followup"))
+
+    b = bsub.add_parser("train", help="fine-tuning on CPU: the first progress line, crops per second, one "
+                        "epoch, against baselines of the same run")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--slices", type=int, default=200)
+    b.add_argument("--epoch-length", type=int, default=100, help="steps in the epoch (the panel's default)")
+    b.add_argument("--batch-size", type=int, default=8)
+    b.add_argument("--replay", type=int, default=400, help="synthetic replay samples (the panel's default)")
+    b.add_argument("--baseline-steps", type=int, default=10, help="bare steps timed for the baseline")
+    b.add_argument("--contend", type=int, default=0, metavar="N",
+                   help="also train beside N busy processes (adaptive and fixed torch threads)")
+    b.add_argument("--contend-steps", type=int, default=20, help="steps per contended run")
+    b.add_argument("--model", help="NAME or NAME@VERSION (default: the detection model in use)")
+    b.set_defaults(func=_ai("cmd_bench_train"))
 
     b = bsub.add_parser("infer", help="detector end to end on a 300-slice CT vs a plain slice loop")
     b.add_argument("--json", action="store_true")

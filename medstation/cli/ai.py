@@ -472,6 +472,39 @@ def cmd_bench_followup(args) -> int:
     return 0
 
 
+def cmd_bench_train(args) -> int:
+    from medstation.training.bench import run_train
+
+    r = run_train(args)
+    if args.json:
+        print(jsonout.dumps(r, indent=1))
+    else:
+        print_train(r)
+    return 0
+
+
+def print_train(r: dict) -> None:
+    s, c, p, e = r["start"], r["crops"], r["replay_samples"], r["epoch"]
+    print(f"fine-tuning {r['model']} on CPU ({r['cpu_threads']} threads), a {r['slices']}-slice CT")
+    print(f"  start: first progress line after {s['first_line_s']:.2f} s (target {s['target_s']:.0f} s; "
+          f"the bare interpreter starts in {s['baseline_python_s']:.2f} s)")
+    print(f"  crops: {c['crops']} from the series in {c['seconds']:.2f} s = {c['crops_per_s']:.1f} crops/s "
+          f"({c['with_nodules']} with nodules; opening the series took {c['baseline_open_series_s']:.2f} s, "
+          f"ratio {c['ratio_vs_open']:.2f})")
+    print(f"  replay: {p['samples']} synthetic samples rendered in {p['render_s']:.2f} s "
+          f"({p['samples_per_s']:.1f}/s), from the cache in {p['from_cache_s']:.3f} s")
+    print(f"  epoch: {r['epoch_steps']} steps of {r['batch_size']} crops in {e['seconds']:.2f} s "
+          f"(target {e['target_s']:.0f} s): {e['per_step_s']:.3f} s a step, {e['crops_per_s']:.1f} crops/s; "
+          f"a bare step {e['baseline_bare_step_s']:.3f} s (ratio {e['ratio_vs_bare']:.2f})")
+    k = r.get("contended")
+    if k:
+        print(f"  beside {k['busy_processes']} busy processes ({k['steps']} steps): adaptive threads "
+              f"{k['adaptive_step_s']:.3f} s a step ({k['adaptive_ratio_vs_quiet']:.2f}x quiet, target "
+              f"{k['target_ratio']:.1f}x), fixed {k['fixed_step_s']:.3f} s "
+              f"({k['fixed_ratio_vs_quiet']:.2f}x)")
+    print("all targets met" if r["pass"] else "some targets missed")
+
+
 def cmd_bench_infer(args) -> int:
     from medstation.workflows.bench import run_infer
 

@@ -14,8 +14,8 @@ import pydicom  # noqa: F401  (preloaded by the fork server)
 from pydicom.pixels import iter_pixels
 
 from medstation.core.errors import LoadError
+from medstation.dicom.file_header import scan_file
 from medstation.dicom.header import InstanceHeader
-from medstation.dicom.scan import scan_file
 from medstation.dicom.volume_files import is_volume_file, read_frames
 
 

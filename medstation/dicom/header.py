@@ -129,7 +129,7 @@ _KEY_ATTRIBUTES = (0x00080016, 0x00080018, 0x0020000D, 0x0020000E, 0x00080060, 0
 
 
 def scan_dicom_file(path: str) -> InstanceHeader:
-    """Read one DICOM file's header (``medstation.dicom.scan.scan_file`` also takes volume files).
+    """Read one DICOM file's header (``medstation.dicom.file_header.scan_file`` also takes volume files).
     Raises ``LoadError`` (or ``NotDicomError``)."""
     import pydicom
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -39,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from .child import ChildProcessTask
+from .lazy import LazyArea
 
 FP_RATES = ("0.125", "0.25", "0.5", "1.0", "2.0", "4.0", "8.0")
 
@@ -96,23 +96,9 @@ class FinetunePanel(QWidget):
                              "`medstation labels import`), then start.", self)
         self.status.setWordWrap(True)
 
-        pg.setConfigOptions(antialias=True)
-        self.loss_plot = pg.PlotWidget(self, title="training loss")
-        self.loss_plot.setLabel("bottom", "step")
-        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#5ab4ff", width=2))
-        self.cpm_plot = pg.PlotWidget(self, title="validation CPM (dashed: base model)")
-        self.cpm_plot.setLabel("bottom", "step")
-        self.cpm_plot.setYRange(0, 1)
-        self.cpm_curve = self.cpm_plot.plot([], [], pen=pg.mkPen("#7ddc7d", width=2), symbol="o",
-                                            symbolSize=6)
-        self.parent_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#bbbbbb", style=Qt.DashLine))
-        self.parent_line.hide()
-        self.cpm_plot.addItem(self.parent_line)
-        self.froc_plot = pg.PlotWidget(self, title="FROC on the validation split")
-        self.froc_plot.setLabel("bottom", "false positives per scan (log2)")
-        self.froc_plot.setLabel("left", "sensitivity")
-        self.froc_plot.setYRange(0, 1)
-        self.froc_plot.addLegend()
+        #: the charts (pyqtgraph) are built on first show: the first window does not wait for them
+        self.charts_box = LazyArea(self._build_charts, self)
+        self.loss_plot = self.cpm_plot = self.froc_plot = None
         self.use_button = QPushButton("Use this version", self)
         self.use_button.clicked.connect(lambda: self._use(self.new_id))
         self.rollback_button = QPushButton("Roll back", self)
@@ -152,9 +138,7 @@ class FinetunePanel(QWidget):
             row.addWidget(b)
         lay.addLayout(row)
         lay.addWidget(self.status)
-        for w in (self.loss_plot, self.cpm_plot, self.froc_plot):
-            w.setMinimumHeight(120)
-            lay.addWidget(w, 1)
+        lay.addWidget(self.charts_box, 3)
         row = QHBoxLayout()
         for b in (self.use_button, self.rollback_button, self.report_button, self.calibrate_button):
             row.addWidget(b)
@@ -172,6 +156,38 @@ class FinetunePanel(QWidget):
             self._labels_timer.start()
         else:
             self._stale = True
+
+    def build_charts(self) -> None:
+        """The loss, CPM and FROC charts, now if not built yet (they build on first paint)."""
+        self.charts_box.ensure()
+
+    def _build_charts(self, box) -> None:
+        import pyqtgraph as pg
+
+        pg.setConfigOptions(antialias=True)
+        self.loss_plot = pg.PlotWidget(self, title="training loss")
+        self.loss_plot.setLabel("bottom", "step")
+        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#5ab4ff", width=2))
+        self.cpm_plot = pg.PlotWidget(self, title="validation CPM (dashed: base model)")
+        self.cpm_plot.setLabel("bottom", "step")
+        self.cpm_plot.setYRange(0, 1)
+        self.cpm_curve = self.cpm_plot.plot([], [], pen=pg.mkPen("#7ddc7d", width=2), symbol="o",
+                                            symbolSize=6)
+        self.parent_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#bbbbbb", style=Qt.DashLine))
+        self.parent_line.hide()
+        self.cpm_plot.addItem(self.parent_line)
+        self.froc_plot = pg.PlotWidget(self, title="FROC on the validation split")
+        self.froc_plot.setLabel("bottom", "false positives per scan (log2)")
+        self.froc_plot.setLabel("left", "sensitivity")
+        self.froc_plot.setYRange(0, 1)
+        self.froc_plot.addLegend()
+        for w in (self.loss_plot, self.cpm_plot, self.froc_plot):
+            w.setMinimumHeight(120)
+            box.addWidget(w, 1)
+        if self.parent_cpm is not None:
+            self.parent_line.setValue(self.parent_cpm)
+            self.parent_line.show()
+        self._redraw()
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
@@ -255,6 +271,7 @@ class FinetunePanel(QWidget):
             self.out_version = self._next_version(base)
             self.new_id = ""
             self.steps, self.cpm, self.parent_cpm = [], [], None
+            self.build_charts()
             self.froc_plot.clear()
             self.parent_line.hide()
             self._redraw()
@@ -386,8 +403,9 @@ class FinetunePanel(QWidget):
             self.cpm.append((int(ev.get("step", 0)), float(ev["cpm"])))
         elif kind == "baseline" and "cpm" in ev:
             self.parent_cpm = float(ev["cpm"])
-            self.parent_line.setValue(self.parent_cpm)
-            self.parent_line.show()
+            if self.loss_plot is not None:
+                self.parent_line.setValue(self.parent_cpm)
+                self.parent_line.show()
         elif kind == "data":
             self.status.setText(f"{ev.get('nodules')} nodules in {ev.get('series')} series of "
                                 f"{ev.get('patients')} patients: {ev.get('train_series')} series train, "
@@ -419,6 +437,10 @@ class FinetunePanel(QWidget):
         self.refresh()
 
     def _redraw(self) -> None:
+        if self.loss_plot is None:  # not built yet: _build_charts draws what was gathered
+            if self.charts_box.on_screen():
+                self.build_charts()
+            return
         if self.steps:
             s = np.array(self.steps, float)
             self.loss_curve.setData(s[:, 0], s[:, 1])
@@ -438,6 +460,9 @@ class FinetunePanel(QWidget):
         except (OSError, ValueError):
             return
         val = (manifest.get("metrics") or {}).get("validation") or {}
+        import pyqtgraph as pg
+
+        self.build_charts()
         x = np.log2([float(r) for r in FP_RATES])
         self.froc_plot.clear()
         for key, colour, name in (("parent", "#bbbbbb", f"base {self.base_id}"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as _dt
 import math
 
-import pyqtgraph as pg
 from PySide6.QtCore import QDate, Qt, Signal
 from PySide6.QtWidgets import (
     QDateEdit,
@@ -31,6 +30,8 @@ from PySide6.QtWidgets import (
 
 from medstation.ai.engine import JobEvent
 from medstation.core.tracks import doubling_text
+
+from .lazy import LazyArea
 
 
 def _measurement_text(m: dict | None) -> str:
@@ -109,17 +110,9 @@ class FollowupPanel(QWidget):
         self.predict_button.clicked.connect(self.predict)
         self.predict_button.setEnabled(False)
         self.predict_handle = None
-        self.chart = pg.PlotWidget(self, title="volume (mm³) by date")
-        self.chart.setLabel("bottom", "days since the first study")
-        self.chart.setLabel("left", "volume", units="mm³")
-        self.chart.getAxis("left").enableAutoSIPrefix(False)  # never "kmm³"
-        self.chart.showGrid(x=True, y=True, alpha=0.25)
-        self.curve = self.chart.plot([], [], pen=pg.mkPen("#ffb347", width=2), symbol="o", symbolSize=7)
-        self.band_low = self.chart.plot([], [], pen=pg.mkPen("#8fbcff", style=Qt.DashLine))
-        self.band_high = self.chart.plot([], [], pen=pg.mkPen("#8fbcff", style=Qt.DashLine))
-        self.band = pg.FillBetweenItem(self.band_low, self.band_high, brush=pg.mkBrush(120, 170, 255, 60))
-        self.chart.addItem(self.band)
-        self.predicted = self.chart.plot([], [], pen=pg.mkPen("#8fbcff", width=2), symbol="t", symbolSize=8)
+        #: the volume chart (pyqtgraph) is built on first show: the first window does not wait for it
+        self.chart_box = LazyArea(self._build_chart, self)
+        self.chart = None
         lay = QVBoxLayout(self)
         row = QHBoxLayout()
         row.addWidget(self.run_button)
@@ -142,8 +135,28 @@ class FollowupPanel(QWidget):
         row.addWidget(self.predict_date)
         row.addStretch(1)
         lay.addLayout(row)
-        lay.addWidget(self.chart, 1)
+        lay.addWidget(self.chart_box, 1)
         ctx.engine.ready.connect(lambda bridge: bridge.job_event.connect(self._on_job_event))
+
+    def build_chart(self) -> None:
+        """The volume-by-date chart, now if not built yet (it builds on first paint)."""
+        self.chart_box.ensure()
+
+    def _build_chart(self, box) -> None:
+        import pyqtgraph as pg
+
+        self.chart = pg.PlotWidget(self, title="volume (mm³) by date")
+        self.chart.setLabel("bottom", "days since the first study")
+        self.chart.setLabel("left", "volume", units="mm³")
+        self.chart.getAxis("left").enableAutoSIPrefix(False)  # never "kmm³"
+        self.chart.showGrid(x=True, y=True, alpha=0.25)
+        self.curve = self.chart.plot([], [], pen=pg.mkPen("#ffb347", width=2), symbol="o", symbolSize=7)
+        self.band_low = self.chart.plot([], [], pen=pg.mkPen("#8fbcff", style=Qt.DashLine))
+        self.band_high = self.chart.plot([], [], pen=pg.mkPen("#8fbcff", style=Qt.DashLine))
+        self.band = pg.FillBetweenItem(self.band_low, self.band_high, brush=pg.mkBrush(120, 170, 255, 60))
+        self.chart.addItem(self.band)
+        self.predicted = self.chart.plot([], [], pen=pg.mkPen("#8fbcff", width=2), symbol="t", symbolSize=8)
+        box.addWidget(self.chart)
 
     # -- running -----------------------------------------------------------------------------
     def patient_paths(self) -> tuple[str, list[str]]:
@@ -372,6 +385,7 @@ class FollowupPanel(QWidget):
         pts = [(m["study_date"], m["volume_mm3"]) for m in t["measurements"]
                if m is not None and m.get("volume_mm3") is not None]
         if pts:
+            self.build_chart()
             d0 = _days(pts[0][0])
             self.curve.setData([_days(d) - d0 for d, _ in pts], [v for _, v in pts])
             pred = t.get("prediction")

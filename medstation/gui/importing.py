@@ -16,7 +16,6 @@ from PySide6.QtGui import QImage
 from medstation.core.errors import MedstationError
 from medstation.core.files import atomic_writer
 from medstation.dicom.database import StudyDatabase
-from medstation.dicom.importer import import_paths
 
 from .tasks import Task
 from .thumbnails import thumbnail_path, thumbnail_pixels
@@ -46,6 +45,8 @@ class Importer(QObject):
         pool = ctx.pools.scan
 
         def work(progress, cancel):
+            from medstation.dicom.importer import import_paths  # pydicom: on first import, not at start
+
             with StudyDatabase(db_path) as db:  # its own connection, on this thread
                 return import_paths(db, paths, pool, progress=progress, cancel=cancel)
 

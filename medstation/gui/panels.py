@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
 )
 
 from medstation.core.errors import LoadError
-from medstation.dicom.tags import read_tags
 from medstation.imaging.measure import KIND_NAMES
 
 from .state import ViewState
@@ -149,6 +148,8 @@ class TagInspector(QWidget):
         self._path = path
         self.source.setText(f"{path}" + (f"  (frame {frame + 1})" if frame else ""))
         try:
+            from medstation.dicom.tags import read_tags  # pydicom: when the panel first shows tags
+
             self._rows = read_tags(path) if path else []
         except LoadError as exc:
             self._rows = []

@@ -9,15 +9,18 @@ database and edits go back to it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from medstation.core.errors import MedstationError
 from medstation.core.series import SeriesRef
-from medstation.dicom.loader import LoadJob
-from medstation.dicom.opening import resolve_series
 from medstation.imaging import Measurement
 
 from .tasks import Task
+
+if TYPE_CHECKING:
+    from medstation.dicom.loader import LoadJob
 
 POLL_MS = 30
 
@@ -57,6 +60,9 @@ class SeriesLoader(QObject):
         db = self.ctx.db
 
         def work(progress, cancel):
+            # pydicom and the decoders load here, off the GUI thread, when the first series opens
+            from medstation.dicom.opening import resolve_series
+
             return resolve_series(ref, db=db)
 
         def done(resolved):
@@ -73,6 +79,8 @@ class SeriesLoader(QObject):
     def _start(self, resolved) -> None:
         stack, parts, info = resolved.stack, resolved.parts, resolved.info
         self.ref = resolved.ref
+        from medstation.dicom.loader import LoadJob  # imported by the resolve above
+
         self.load_job = LoadJob(stack, self.ctx.pools.load)
         self._window_set = False
         self._first_sent = False

@@ -10,12 +10,13 @@ import numpy as np
 
 from medstation.core.series import SeriesRef
 from medstation.dicom.database import StudyDatabase
-from medstation.dicom.opening import open_series, resolve_series
 from medstation.imaging import default_window, render
 
 
 def thumbnail_pixels(db: StudyDatabase, pool, series_uid: str, size: int = 56) -> np.ndarray:
     """The middle slice, windowed and shrunk to about ``size`` pixels (uint8, grey or RGB)."""
+    from medstation.dicom.opening import open_series, resolve_series  # pydicom: off the first window
+
     stack = resolve_series(SeriesRef.parse(series_uid), db=db).stack
     mid = stack.slices[len(stack.slices) // 2]
     one = dataclasses.replace(stack, slices=[mid], slice_positions=None, warnings=[])

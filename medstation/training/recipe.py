@@ -12,6 +12,8 @@ share is written here once:
 - progress as JSON lines (step, the total loss, lr, ETA), validation every ``validate_every`` epochs with
   the best kept, early stopping, atomic checkpoints every epoch and at the end, resume, and a cancel
   flag;
+- on CPU, torch's threads sized before every step to the cores other processes leave free
+  (``CpuThreads``);
 - a cancel raises one ``CancelledError`` saying where it stopped and how to resume (``resume_hint``).
 
 Rank 0 alone reports, validates and checkpoints. The caller writes the model (``ai.store.save_model``)
@@ -32,6 +34,7 @@ from medstation.core.errors import CancelledError
 from medstation.training.trainer import (
     CancelFlag,
     Checkpoint,
+    CpuThreads,
     EarlyStopping,
     JsonLinesLogger,
     LRSchedule,
@@ -72,6 +75,7 @@ class Recipe:
     what: str = "training"  # "fine-tuning", ...: for the cancel message
     resume_hint: str = "run it again with --resume to continue from the last checkpoint"
     device: str = "cpu"
+    adapt_threads: bool = True  # on CPU, size torch's team to the free cores before every step
 
 
 def fit(recipe: Recipe, *, log: IO[str] | None = None, check: Callable[[], None] | None = None,
@@ -106,6 +110,8 @@ def fit(recipe: Recipe, *, log: IO[str] | None = None, check: Callable[[], None]
                 on_resume(trainer.state)
     if check is not None:
         trainer.attach(CancelFlag(check))
+    if device.type == "cpu" and not world.distributed and recipe.adapt_threads:
+        trainer.attach(CpuThreads())  # a desktop is never idle: the team follows the free cores
     state = trainer.run()
     if state.stop_reason == "cancelled" and main:
         kept = f"; the checkpoint {recipe.checkpoint} is kept" if recipe.checkpoint else ""

@@ -149,6 +149,6 @@ def make_bank(count: int, input_spec: dict, *, crop: int = 128, seed: int = 0,
         img, bx = render_sample(ph, rng, input_spec, crop, centre)
         images[n] = np.rint(img * 255).astype(np.uint8)
         boxes.append(bx)
-        if progress and ((n + 1) % 100 == 0 or n == count - 1):
+        if progress and ((n + 1) % 20 == 0 or n == count - 1):
             progress(n + 1, count)
     return SampleBank(images, boxes, phantom_seeds)

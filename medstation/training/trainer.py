@@ -339,3 +339,37 @@ class CancelFlag:
                 t.cancel()
 
         t.on(ITERATION_COMPLETED, poll)
+
+
+class CpuThreads:
+    """torch's CPU team sized before every step to the cores other processes leave free (``core.cpu``).
+
+    A team larger than the free cores waits at every operation's barrier for a member that is not
+    running: beside 2 busy processes on 2 cores a 2-thread step runs several times slower than its
+    fair share. The previous thread count comes back at the end. ``used`` holds the count per step.
+    """
+
+    def __init__(self, most: int | None = None) -> None:
+        self.most = most
+        self.used: list[int] = []
+        self._share = None
+        self._before = 0
+
+    def attach(self, t: Trainer) -> None:
+        from medstation.core.cpu import CpuShare
+
+        self._before = torch.get_num_threads()
+        self._share = CpuShare(self.most or self._before)
+        t.on(STARTED, self._size)
+        t.on(ITERATION_COMPLETED, self._size)
+        t.on(COMPLETED, self._restore)
+        t.on(EXCEPTION, self._restore)
+
+    def _size(self, _t: Trainer) -> None:
+        n = self._share.threads()
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+        self.used.append(n)
+
+    def _restore(self, _t: Trainer) -> None:
+        torch.set_num_threads(self._before)

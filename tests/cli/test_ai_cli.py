@@ -161,6 +161,26 @@ def test_bench_followup_json():
     assert r["followup_total_s"] > r["registration_seconds"][0] and r["matching_ms_per_pair"] >= 0
 
 
+def test_bench_train_json():
+    proc = medstation("bench", "train", "--slices", "60", "--epoch-length", "3", "--batch-size", "2",
+                      "--replay", "6", "--baseline-steps", "3", "--contend", "1", "--contend-steps", "4",
+                      "--json", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    start, crops, replay, epoch = r["start"], r["crops"], r["replay_samples"], r["epoch"]
+    assert start["first_line_s"] > start["baseline_python_s"] > 0  # a real child, started and read
+    assert crops["crops"] > 0 and crops["with_nodules"] > 0 and crops["crops_per_s"] > 0
+    assert replay["samples"] == 6 and replay["from_cache_s"] < replay["render_s"]  # rendered once
+    assert epoch["checkpoint_written"] and epoch["step_lines"] >= 1 and epoch["baseline_bare_step_s"] > 0
+    assert epoch["seconds"] == pytest.approx(epoch["per_step_s"] * 3, rel=0.05)
+    c = r["contended"]
+    assert c["busy_processes"] == 1 and c["steps"] == 4 and c["adaptive_step_s"] > 0 and c["fixed_step_s"] > 0
+    text = medstation("bench", "train", "--slices", "40", "--epoch-length", "2", "--batch-size", "2",
+                      "--replay", "4", "--baseline-steps", "2", timeout=600)
+    assert text.returncode == 0, text.stderr
+    assert "first progress line after" in text.stdout and "crops/s" in text.stdout
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")

@@ -46,7 +46,8 @@ def test_fine_tuning_makes_a_new_version_with_its_parent_split_and_metrics(label
     # progress from the first line: typed stage events with counts (and an ETA once one is done)
     assert events[0] == {"event": "stage", "stage": "starting", "done": 0, "total": 1}
     stages = {e["stage"] for e in events if e["event"] == "stage"}
-    assert {"validating the base", "preparing crops", "validating the new version"} <= stages, stages
+    assert {"validating the base", "preparing crops", "rendering synthetic replay samples",
+            "validating the new version"} <= stages, stages
     crops = [e for e in events if e["event"] == "stage" and e["stage"] == "preparing crops"]
     assert [e["done"] for e in crops] == [0, 1, 2] and "eta_s" in crops[1]
     assert all("loss" in e for e in events if e["event"] == "step")
@@ -61,11 +62,12 @@ def test_fine_tuning_makes_a_new_version_with_its_parent_split_and_metrics(label
     assert not set(ft["split"]["train"]) & set(ft["split"]["validation"])
     assert set(manifest["metrics"]["validation"]) == {"split", "new", "parent"}
     assert "calibration" not in manifest  # the parent's calibration does not hold for new weights
-    # the registry lists it, not in use; the decoded crops were cached for the next run
+    # the registry lists it, not in use; the decoded crops and the replay samples were cached for the next run
     proc = medstation("models", "list", "--json", env=env)
     listed = {m["id"]: m for m in json.loads(proc.stdout)["models"]}
     assert "nodule-detector@1.9.0" in listed and not listed["nodule-detector@1.9.0"]["in_use"]
-    assert len(list((root / "data" / "cache" / "finetune").glob("*.npz"))) == 2
+    cache = root / "data" / "cache" / "finetune"
+    assert len(list(cache.glob("replay-*.npz"))) == 1 and len(list(cache.glob("*.npz"))) == 3
 
 
 def test_dry_run_says_what_would_be_trained_on_and_warns_of_a_split_too_small(labelled):

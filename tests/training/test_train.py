@@ -6,6 +6,7 @@ import io
 import json
 
 import numpy as np
+import pytest
 
 from medstation.ai.detector import DEFAULT_INPUT
 from medstation.ai.store import load_detector
@@ -106,3 +107,31 @@ def test_the_same_entry_trains_data_parallel_under_torchrun(tmp_path):
     resumed = [json.loads(line) for line in more.stdout.splitlines()
                if line.startswith('{"event": "resumed"')]
     assert resumed and resumed[0]["step"] == 4
+
+
+def test_replay_samples_are_rendered_once_with_progress_then_read_from_the_cache(tmp_path):
+    from medstation.core.errors import CancelledError
+    from medstation.training.finetune import replay_bank
+
+    events = []
+    first, cached = replay_bank(24, DEFAULT_INPUT, crop=64, seed=5, cache_dir=tmp_path,
+                                progress=events.append)
+    assert not cached and len(first) == 24
+    stages = [e for e in events if e["event"] == "stage"]
+    assert stages[0]["done"] == 0 and stages[-1]["done"] == 24 and len(stages) >= 3  # it moves
+    again, cached = replay_bank(24, DEFAULT_INPUT, crop=64, seed=5, cache_dir=tmp_path)
+    assert cached and np.array_equal(again.images, first.images) and again.seeds == first.seeds
+    assert all(np.array_equal(a, b) for a, b in zip(again.boxes, first.boxes, strict=True))
+    other, cached = replay_bank(24, DEFAULT_INPUT, crop=64, seed=6, cache_dir=tmp_path)  # another seed
+    assert not cached and not np.array_equal(other.images, first.images)
+    for p in tmp_path.glob("replay-*.npz"):  # damaged cache files: rendered again
+        p.write_bytes(b"torn")
+    again, cached = replay_bank(24, DEFAULT_INPUT, crop=64, seed=5, cache_dir=tmp_path)
+    assert not cached and np.array_equal(again.images, first.images)
+
+    def cancel():
+        raise CancelledError("fine-tuning was cancelled")
+
+    with pytest.raises(CancelledError):  # a cancel while rendering stops it at the next progress tick
+        replay_bank(40, DEFAULT_INPUT, crop=64, seed=7, cache_dir=tmp_path, check=cancel)
+    assert len(list(tmp_path.glob("replay-*.npz"))) == 2  # nothing half-written for seed 7
