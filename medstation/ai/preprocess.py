@@ -146,10 +146,19 @@ def _extent(rows: torch.Tensor, cols: torch.Tensor, margin: int, n_rows: int,
 
 
 def _between(mask: torch.Tensor, dim: int) -> torch.Tensor:
-    """True between the first and the last True along ``dim`` (inclusive)."""
-    fwd = mask.cummax(dim=dim).values
-    bwd = mask.flip(dim).cummax(dim=dim).values.flip(dim)
-    return fwd & bwd
+    """True between the first and the last True along ``dim`` (inclusive): the first and last
+    indices by ``argmax`` (the first maximum), compared with a position ramp; a line with no True
+    stays False. The same as a forward and a backward running maximum, several times faster."""
+    n = mask.shape[dim]
+    if mask.numel() == 0:
+        return mask.clone()
+    m = mask.to(torch.uint8)
+    first = m.argmax(dim=dim, keepdim=True)
+    last = (n - 1) - m.flip(dim).argmax(dim=dim, keepdim=True)
+    shape = [1] * mask.dim()
+    shape[dim] = n
+    pos = torch.arange(n).view(shape)
+    return (pos >= first) & (pos <= last) & mask.any(dim=dim, keepdim=True)
 
 
 def stack_channels(images: torch.Tensor, slices: list[int], channels: int) -> torch.Tensor:

@@ -85,11 +85,9 @@ def lung_mask(volume: Volume) -> LungMask:
     lungs = _fill_slices(keep)
     lungs &= ~_domes(lungs, keep, spacing, volume)
     if lungs.any():
-        closed = sitk.GetImageFromArray(lungs.astype(np.uint8))
-        closed.SetSpacing(spacing)
         radius = [max(1, int(round(CLOSE_MM / s))) for s in spacing]
         radius[2] = max(1, int(round(CLOSE_MM / 2 / spacing[2])))
-        lungs = sitk.GetArrayFromImage(sitk.BinaryMorphologicalClosing(closed, radius)).astype(bool)
+        lungs = _close(lungs, radius)
         lungs &= body_filled  # closing never takes the mask outside the body
     volume_ml = float(lungs.sum() * voxel_ml)
     full = np.repeat(np.repeat(np.repeat(lungs, kstep, axis=0), step, axis=1), step, axis=2)
@@ -137,15 +135,42 @@ def _domes(filled: np.ndarray, air: np.ndarray, spacing, volume: Volume) -> np.n
     return out
 
 
-def _fill_slices(mask: np.ndarray) -> np.ndarray:
-    """Fill the holes of each axial slice (what the border cannot reach)."""
+def _close(mask: np.ndarray, radius: list[int]) -> np.ndarray:
+    """Binary closing with a ball of ``radius`` voxels (x, y, z), computed on the box around the mask
+    grown by twice the radius: the dilation reaches one radius out and the erosion looks one more;
+    beyond that the image is empty, as SimpleITK's safe border pads it. The same mask as closing the
+    whole image (tested), on about half the voxels of a chest CT."""
     import SimpleITK as sitk
 
-    out = np.empty_like(mask)
-    for k in range(mask.shape[0]):
-        sl = sitk.GetImageFromArray(mask[k].astype(np.uint8))
-        out[k] = sitk.GetArrayFromImage(sitk.BinaryFillhole(sl)).astype(bool)
+    rx, ry, rz = radius
+    ks, is_, js = (np.nonzero(mask.any(axis=a))[0] for a in ((1, 2), (0, 2), (0, 1)))
+    lo = [max(0, int(ks[0]) - 2 * rz), max(0, int(is_[0]) - 2 * ry), max(0, int(js[0]) - 2 * rx)]
+    hi = [min(mask.shape[0], int(ks[-1]) + 1 + 2 * rz), min(mask.shape[1], int(is_[-1]) + 1 + 2 * ry),
+          min(mask.shape[2], int(js[-1]) + 1 + 2 * rx)]
+    box = np.s_[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    closed = sitk.BinaryMorphologicalClosing(sitk.GetImageFromArray(mask[box].astype(np.uint8)), radius)
+    out = np.zeros_like(mask)
+    out[box] = sitk.GetArrayFromImage(closed).astype(bool)
     return out
+
+
+def _fill_slices(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of each axial slice (what the slice's border cannot reach).
+
+    One ``BinaryFillhole`` over a mosaic of the slices side by side, each followed by an empty
+    column: that column touches the mosaic's top and bottom edges, so it is outside, as each slice's
+    own left and right borders are when it is filled alone, and no hole reaches across it. The same
+    result as one call per slice (tested), about 3x faster (one call instead of a few hundred)."""
+    import SimpleITK as sitk
+
+    n, r, c = mask.shape
+    if n == 0:
+        return mask.copy()
+    mosaic = np.zeros((r, n, c + 1), np.uint8)
+    mosaic[:, :, :c] = mask.transpose(1, 0, 2)
+    image = sitk.GetImageFromArray(mosaic.reshape(r, n * (c + 1)))
+    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(image))
+    return np.ascontiguousarray(filled.reshape(r, n, c + 1)[:, :, :c].transpose(1, 0, 2)).astype(bool)
 
 
 def lung_volume_ml(volume: Volume) -> float:

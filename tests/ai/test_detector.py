@@ -219,3 +219,17 @@ def test_a_held_out_family_nodule_is_found_first_and_sized_within_10_percent(det
     assert np.linalg.norm(np.subtract(top.center_mm, les.center)) <= truth / 2
     assert top.size_method == "segmentation" and top.mask is not None
     assert top.equivalent_diameter_mm == pytest.approx(truth, rel=0.10)
+
+
+def test_between_first_and_last_equals_the_running_maximum_both_ways():
+    import torch
+
+    from medstation.ai.preprocess import _between
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(9, 13, 17), (3, 5, 7), (1, 1, 1), (4, 0, 3)]:
+        for p in (0.0, 0.02, 0.3, 1.0):
+            m = torch.rand(shape, generator=g) < p
+            for dim in (0, 1, 2):
+                running = m.cummax(dim=dim).values & m.flip(dim).cummax(dim=dim).values.flip(dim)
+                assert torch.equal(_between(m, dim), running), (shape, p, dim)

@@ -95,3 +95,51 @@ def test_the_diaphragm_dome_ringed_by_lung_is_not_lung_but_a_basal_nodule_is():
     assert mask.contains(ring, margin_vox=1)  # the lung around it stays
     assert mask.contains(vol.patient_to_index(nodule.center))  # a nodule above the dome stays
     assert mask.contains(vol.patient_to_index((cx, cy, dome_top + 30)))
+
+
+def _shapes_with_holes(rng, n=12, r=40, c=46):
+    yy, xx = np.mgrid[:r, :c]
+    m = np.zeros((n, r, c), bool)
+    for k in range(n):
+        cy, cx = rng.integers(5, r - 5), rng.integers(5, c - 5)
+        d = np.hypot(yy - cy, xx - cx)
+        m[k] = (d < rng.integers(6, 25)) & (d > rng.integers(1, 8))  # rings cut by the edges too
+        m[k] |= rng.random((r, c)) < 0.15
+    m[0] = True  # a full slice, an empty one, a ring touching a corner
+    m[1] = False
+    return m
+
+
+def _fill_one(plane: np.ndarray) -> np.ndarray:
+    import SimpleITK as sitk
+
+    filled = sitk.BinaryFillhole(sitk.GetImageFromArray(plane.astype(np.uint8)))
+    return sitk.GetArrayFromImage(filled).astype(bool)
+
+
+def test_the_slice_fill_on_one_mosaic_equals_filling_each_slice_alone():
+    from medstation.imaging.lungs import _fill_slices
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        m = _shapes_with_holes(rng)
+        alone = np.stack([_fill_one(s) for s in m])
+        assert np.array_equal(_fill_slices(m), alone)
+    assert _fill_slices(np.zeros((0, 4, 4), bool)).shape == (0, 4, 4)
+
+
+def test_closing_on_the_masks_box_equals_closing_the_whole_image():
+    import SimpleITK as sitk
+
+    from medstation.imaging.lungs import _close
+
+    rng = np.random.default_rng(4)
+    for radius in ([3, 3, 1], [2, 4, 2]):
+        for _ in range(4):
+            m = np.zeros((30, 50, 60), bool)
+            k, i, j = rng.integers(0, 30), rng.integers(0, 50), rng.integers(0, 60)  # near an edge or not
+            m[max(0, k - 6):k + 6, max(0, i - 9):i + 9, max(0, j - 12):j + 12] = True
+            m &= rng.random(m.shape) < 0.7
+            whole = sitk.GetArrayFromImage(sitk.BinaryMorphologicalClosing(
+                sitk.GetImageFromArray(m.astype(np.uint8)), radius)).astype(bool)
+            assert np.array_equal(_close(m, radius), whole)
