@@ -51,7 +51,7 @@ METADATA = ["medstation", "pydicom", "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpe
 #: never bundled: build and test tools, and torch's compiler stack (eager inference needs none of it)
 EXCLUDES = ["triton", "torch._inductor.codegen.triton", "pytest", "_pytest", "PyInstaller",
             "import_linter", "importlinter", "ruff", "tkinter", "matplotlib", "IPython",
-            "torch.utils.tensorboard", "dicomanonymizer",
+            "torch.utils.tensorboard", "dicomanonymizer", "openvino",  # openvino: a bench lane only
             # NVIDIA's cuda-python bindings: torch imports them in a try (an optional feature)
             "cuda.bindings", "cuda.pathfinder"]
 

@@ -28,4 +28,4 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
 # torch is pinned (2.14.1 / torchvision 0.29.x): an unpinned torch pulls several GB
-.venv/bin/python -m pip install -q -e '.[ai,test,onnx]' 2> >(grep -v "is neither a file nor a directory" >&2)
+.venv/bin/python -m pip install -q -e '.[ai,test,onnx,bench]' 2> >(grep -v "is neither a file nor a directory" >&2)

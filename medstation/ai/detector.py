@@ -45,6 +45,7 @@ from medstation.core.errors import ModelError
 from medstation.core.findings import Finding
 from medstation.core.volume import Volume
 from medstation.imaging.lungs import has_lung, lung_mask
+from medstation.imaging.threads import itk_threads
 
 __all__ = ["AIR_HU", "ARCHITECTURE", "CROP_MARGIN_MM", "DEFAULT_INPUT", "DEFAULT_NETWORK",
            "MIN_LUNG_AREA_MM2", "Backbone", "DetectionRun", "Detector", "Heatmap", "Prepared",
@@ -164,12 +165,16 @@ class Detector:
         adapt = self.adapt_threads and self.device.type == "cpu"
         cpu = CpuShare(most=torch.get_num_threads()) if adapt else None
         check_volume(volume, self.input_spec)
-        lungs = lung_mask(volume)
-        if not has_lung(lungs):
-            raise ModelError(f"{volume.series_uid or 'this series'}: no lung in this series "
-                             f"({lungs.volume_ml:.0f} ml of air inside the body): detection skipped",
-                             "the detector reads chest CT; open a series that covers the lungs")
-        prep = prepare(volume, self.input_spec, check)
+        first = cpu.threads() if cpu else None  # the free cores now (an instant reading at first)
+        with itk_threads(first), _threads_restored(torch.get_num_threads()):
+            if first:  # ITK's team (the lung mask) and torch's (the resampling) sized alike
+                torch.set_num_threads(first)
+            lungs = lung_mask(volume)
+            if not has_lung(lungs):
+                raise ModelError(f"{volume.series_uid or 'this series'}: no lung in this series "
+                                 f"({lungs.volume_ml:.0f} ml of air inside the body): detection skipped",
+                                 "the detector reads chest CT; open a series that covers the lungs")
+            prep = prepare(volume, self.input_spec, check)
         t1 = time.perf_counter()
         per_slice: list[SliceDetections] = []
         total = len(prep.kept)
@@ -219,9 +224,10 @@ class Detector:
         findings.sort(key=lambda f: -f.score)
         for n, f in enumerate(findings, start=1):
             f.finding_id = f"F{n}"
-        findings = size_findings(volume, findings, check=check,
-                                 min_score=min(SIZE_MIN_SCORE, 0.6 * self.threshold),
-                                 lungs=lungs.mask)
+        with itk_threads(cpu.threads() if cpu else None):
+            findings = size_findings(volume, findings, check=check,
+                                     min_score=min(SIZE_MIN_SCORE, 0.6 * self.threshold),
+                                     lungs=lungs.mask)
         for n, f in enumerate(findings, start=1):  # numbered again: one finding per lesion
             f.finding_id = f"F{n}"
         t3 = time.perf_counter()

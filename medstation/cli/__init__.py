@@ -237,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.add_argument("--size", type=int, default=512)
     b.add_argument("--frames", type=int, default=200)
+    b.add_argument("--contend", type=int, default=None, metavar="N",
+                   help="also time the frames while a detection runs on a worker thread and N busy "
+                        "processes spin beside it (0: the detection alone)")
     b.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("detect", help="find lesions in CT series; findings as JSON per series (a batch: "

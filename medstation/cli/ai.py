@@ -540,7 +540,10 @@ def print_infer(r: dict) -> None:
         print(f"  network on {lane['slices']} slices, {lane['threads']} threads: "
               f"torch {lane['torch_network_s']:.2f} s, "
               f"onnxruntime {lane['onnxruntime_network_s']:.2f} s ({lane['onnxruntime_speedup']:.2f}x; "
-              f"largest difference {lane['max_abs_difference']:.2g}): {lane['verdict']}")
+              f"largest difference {lane['max_abs_difference']:.2g}), "
+              + (f"OpenVINO {lane['openvino_network_s']:.2f} s ({lane['openvino_speedup']:.2f}x; largest "
+                 f"difference {lane['openvino_max_abs_difference']:.2g})" if lane.get("openvino")
+                 else lane.get("openvino_note", "")) + f": {lane['verdict']}")
     elif lane:
         print(f"  lanes: {lane['note']}")
 

@@ -32,6 +32,13 @@ def cmd_bench_render(args) -> int:
         print(f"thick-slab MIP frame ({r['slab_mip_mm']:.0f} mm, projected every frame): median "
               f"{r['slab_mip_median_ms']:.2f} ms, p95 {r['slab_mip_p95_ms']:.2f} ms, "
               f"{r['slab_mip_ratio_vs_plain_frame']:.2f}x the plain frame above")
+        c = r.get("contended")
+        if c:
+            n = c["busy_processes"]
+            procs = f"{n} busy process{'es' if n != 1 else ''}"
+            print(f"while a detection runs on a worker thread beside {procs}: "
+                  f"median {c['median_ms']:.2f} ms, p95 {c['p95_ms']:.2f} ms, max {c['max_ms']:.1f} ms "
+                  f"({c['ratio_vs_quiet']:.2f}x the quiet frame, {c['frames']} frames)")
     return 0
 
 

@@ -8,8 +8,11 @@ than the cores the others leave free never waits on a member that is not running
 
 ``CpuShare.sample()`` reads the machine's busy time from ``/proc/stat`` and this process's own CPU
 time (``os.times``) since the previous sample: what the *other* processes used, in cores, is the
-difference. ``threads()`` is the free part, rounded, between 1 and ``most``. Where ``/proc/stat``
-cannot be read (not Linux) it answers ``most``: nothing measured, nothing changed.
+difference. ``threads()`` is the free part, rounded, between 1 and ``most``. Before the first interval
+can be measured (under 50 ms since the share was made) it goes by the kernel's count of runnable
+threads right now (``procs_running``, the caller's own thread taken off): a coarser, instant figure,
+so that the very first piece of work (a lung mask) is sized too. Where ``/proc/stat`` cannot be read
+(not Linux) it answers ``most``: nothing measured, nothing changed.
 """
 
 from __future__ import annotations
@@ -43,6 +46,18 @@ def _machine_busy_s(path: str = PROC_STAT) -> float | None:
         return None
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
     return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _procs_running(path: str = PROC_STAT) -> int | None:
+    """Threads runnable on the machine at this instant (the kernel's ``procs_running``), or None."""
+    try:
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("procs_running"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _own_cpu_s() -> float:
@@ -83,6 +98,9 @@ class CpuShare:
         """Threads for the next piece of work: the free cores, rounded, 1 to ``most``."""
         others = self.sample()
         if others is None:
-            return self.most
+            running = _procs_running(self._path)
+            if running is None:
+                return self.most
+            others = float(max(0, running - 1))  # the caller's own thread is one of them
         free = self.cores - others
         return max(1, min(self.most, int(free + 0.5)))

@@ -60,6 +60,59 @@ def _frames(view, state, plane, n: int) -> list[float]:
     return times
 
 
+def _contended_frames(args, view, state, plane, n: int, quiet: list[float]) -> dict:
+    """The same frames while a detection runs on a worker thread of this process (as the inference
+    engine's lane does beside the GUI thread: adaptive torch and ITK teams) and ``args.contend`` busy
+    processes spin beside it; against the quiet frames of the same run."""
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    from medstation.ai.registry import open_detector
+    from medstation.core.errors import CancelledError
+    from medstation.dicom import WorkerPool
+    from medstation.workflows.bench import _generate, _load
+    from medstation.workflows.bench_lanes import busy
+
+    detector, _ = open_detector(None, "cpu", 0)
+    with tempfile.TemporaryDirectory(prefix="medstation-bench-render-") as tmp, WorkerPool() as pool:
+        volume = _load(_generate(Path(tmp), 120, 512), pool)
+    stop = threading.Event()
+    runs: list[float] = []
+
+    def halt() -> None:
+        if stop.is_set():
+            raise CancelledError("the render bench is done")
+
+    def lane() -> None:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                detector.detect(volume, check=halt)
+            except CancelledError:
+                return
+            runs.append(time.perf_counter() - t0)
+
+    frames: list[float] = []
+    worker = threading.Thread(target=lane, name="inference-lane", daemon=True)
+    with busy(args.contend):
+        worker.start()
+        time.sleep(0.5)  # into the detection
+        try:
+            while len(frames) < n:
+                frames += _frames(view, state, plane, 10)
+                if not worker.is_alive():
+                    break
+        finally:
+            stop.set()
+            worker.join()
+    med, quiet_med = statistics.median(frames), statistics.median(quiet)
+    return {"busy_processes": args.contend, "detections_completed_beside": len(runs), "frames": len(frames),
+            "median_ms": round(med, 3), "p95_ms": round(float(np.percentile(frames, 95)), 3),
+            "max_ms": round(max(frames), 3), "quiet_median_ms": round(quiet_med, 3),
+            "ratio_vs_quiet": round(med / quiet_med, 3)}
+
+
 def run_render(args) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QPointF
@@ -112,6 +165,8 @@ def run_render(args) -> dict:
         ours += _frames(view, state, plane, per)
         floor += floor_frames(per)
         slab += slab_frames(per)
+    contended = _contended_frames(args, view, state, plane, per * rounds, ours) if getattr(
+        args, "contend", None) is not None else None
     med, base = statistics.median(ours), statistics.median(floor)
     slab_med = statistics.median(slab)
     report = {
@@ -123,6 +178,7 @@ def run_render(args) -> dict:
         "slab_mip_ratio_vs_plain_frame": round(slab_med / med, 3),
         "target_ms": TARGET_MS, "ratio_vs_target": round(med / TARGET_MS, 3),
         "platform": os.environ.get("QT_QPA_PLATFORM", ""),
+        "contended": contended,
     }
     view.close()
     return report

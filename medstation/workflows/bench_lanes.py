@@ -7,8 +7,9 @@ processes beside it (``--contend N``), and the detector network on onnxruntime a
   the quiet thread count, interleaved, against the quiet median of the same command.
 - **Lanes.** The network part of a detection (backbone + head on the batches ``Detector.detect``
   runs: the lung crops of 8 slices, normalised and padded by the model's own transform) on torch
-  (channels-last, as the detector runs it) and on onnxruntime (the ``models export --onnx`` graph),
-  the same threads, outputs compared.
+  (channels-last, as the detector runs it), on onnxruntime and on OpenVINO's CPU plugin (both on the
+  ``models export --onnx`` graph; OpenVINO when installed: the ``bench`` extra), the same threads,
+  interleaved, outputs compared.
 """
 
 from __future__ import annotations
@@ -122,24 +123,58 @@ def lanes(detector, volume, rounds: int = 2) -> dict:
         def run_ort():
             return [session.run(None, {"slices": x}) for x in feeds]
 
-        run_torch(), run_ort()  # warm-up
-        t_torch, t_ort = [], []
-        for _ in range(max(1, rounds)):
-            t0 = time.perf_counter()
-            got_torch = run_torch()
-            t_torch.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            got_ort = run_ort()
-            t_ort.append(time.perf_counter() - t0)
-    worst = 0.0
-    for a, b in zip(got_torch, got_ort):
-        for name, other in zip(("cls_logits", "bbox_regression", "bbox_ctrness"), b):
-            worst = max(worst, float(np.max(np.abs(a[name].numpy() - other))))
-    tt, to = statistics.median(t_torch), statistics.median(t_ort)
-    ratio = tt / to
-    return {"onnxruntime": ort.__version__, "threads": threads, "batches": len(batches),
-            "slices": int(sum(b.shape[0] for b in batches)), "torch_network_s": round(tt, 3),
-            "onnxruntime_network_s": round(to, 3), "onnxruntime_speedup": round(ratio, 2),
-            "max_abs_difference": worst, "switch_at": LANE_SWITCH_RATIO,
-            "verdict": ("onnxruntime is faster by the switch ratio" if ratio >= LANE_SWITCH_RATIO
-                        else "torch stays the CPU lane (onnxruntime is not 1.3x faster)")}
+        run_ov = _openvino_lane(path, threads, feeds)
+        runners = {"torch": run_torch, "onnxruntime": run_ort, **({"openvino": run_ov} if run_ov else {})}
+        for run in runners.values():  # warm-up
+            run()
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        got: dict[str, list] = {}
+        for _ in range(max(1, rounds)):  # interleaved
+            for name, run in runners.items():
+                t0 = time.perf_counter()
+                got[name] = run()
+                times[name].append(time.perf_counter() - t0)
+    tt = statistics.median(times["torch"])
+    out = {"onnxruntime": ort.__version__, "threads": threads, "batches": len(batches),
+           "slices": int(sum(b.shape[0] for b in batches)), "torch_network_s": round(tt, 3),
+           "switch_at": LANE_SWITCH_RATIO}
+    best = ""
+    for name in runners:
+        if name == "torch":
+            continue
+        worst = 0.0
+        for a, b in zip(got["torch"], got[name]):
+            for head, other in zip(("cls_logits", "bbox_regression", "bbox_ctrness"), b):
+                worst = max(worst, float(np.max(np.abs(a[head].numpy() - other))))
+        t = statistics.median(times[name])
+        out.update({f"{name}_network_s": round(t, 3), f"{name}_speedup": round(tt / t, 2),
+                    f"{name}_max_abs_difference" if name != "onnxruntime" else "max_abs_difference": worst})
+        if tt / t >= LANE_SWITCH_RATIO and (not best or t < statistics.median(times[best])):
+            best = name
+    if run_ov is None:
+        out["openvino"] = None
+        out["openvino_note"] = "OpenVINO is not installed (pip install '.[bench]')"
+    else:
+        import openvino
+
+        out["openvino"] = openvino.__version__
+    out["verdict"] = (f"{best} is faster by the switch ratio" if best else
+                      f"torch stays the CPU lane (no runtime is {LANE_SWITCH_RATIO}x faster)")
+    return out
+
+
+def _openvino_lane(onnx_path: Path, threads: int, feeds: list):
+    """OpenVINO's CPU plugin on the same ONNX graph (latency hint, the same threads, fp32); None when
+    OpenVINO is not installed."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    compiled = ov.Core().compile_model(str(onnx_path), "CPU", {
+        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+
+    def run():
+        return [list(request.infer({0: x}).values()) for x in feeds]
+
+    return run

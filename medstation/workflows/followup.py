@@ -47,10 +47,12 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
     each registration one equal part."""
     import tempfile
 
+    from medstation.core.cpu import CpuShare
     from medstation.core.errors import LoadError, MedstationError
     from medstation.dicom import WorkerPool, list_series, open_series
     from medstation.dicom.volume_files import date_timepoints
     from medstation.imaging.registration import register
+    from medstation.imaging.threads import itk_threads
 
     say = progress or (lambda _text: None)
     at = stage or (lambda _text, _fraction: None)
@@ -116,8 +118,11 @@ def follow(paths, detector, *, patient: str | None = None, risk: str = "high", p
                     else:
                         at(f"registering study {i} onto study {i + 1} (pair {i} of {len(chosen) - 1})",
                            2 * i / parts)
-                        # the detector's lung masks, not two more of them
-                        reg = register(volume, previous, current_lungs=run.lungs, prior_lungs=previous_lungs)
+                        # the detector's lung masks, not two more of them; ITK's team sized to the free
+                        # cores (an instant reading)
+                        with itk_threads(CpuShare().threads()):
+                            reg = register(volume, previous, current_lungs=run.lungs,
+                                           prior_lungs=previous_lungs)
                         if cache is not None and reg.ok:
                             cache.save_registration(*pair, reg.to_dict())
                     registrations.append(reg)

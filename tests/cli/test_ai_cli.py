@@ -86,10 +86,13 @@ def test_bench_infer_json(tmp_path):
     c = r["contended"]
     assert c["busy_processes"] == 1 and c["adaptive_ratio_vs_quiet"] > 0 and c["fixed_ratio_vs_quiet"] > 0
     assert c["threads_per_batch"] and all(1 <= n <= r["cpu_threads_default"] for n in c["threads_per_batch"])
-    # the network on onnxruntime beside torch, outputs compared, and what that means for the lane
+    # the network on onnxruntime and OpenVINO beside torch, outputs compared, and what that means for
+    # the lane
     lane = r["lanes"]
     assert lane["onnxruntime"] and lane["max_abs_difference"] < 1e-3 and lane["onnxruntime_speedup"] > 0
-    assert ("torch stays" in lane["verdict"]) == (lane["onnxruntime_speedup"] < lane["switch_at"])
+    assert lane["openvino"] and lane["openvino_max_abs_difference"] < 1e-3 and lane["openvino_speedup"] > 0
+    fastest = max(lane["onnxruntime_speedup"], lane["openvino_speedup"])
+    assert ("torch stays" in lane["verdict"]) == (fastest < lane["switch_at"])
 
 
 def test_evaluate_on_labelled_studies_from_a_luna16_csv(chest, tmp_path):

@@ -46,6 +46,36 @@ def test_threads_follow_what_other_processes_leave_free(tmp_path, monkeypatch):
     assert after(0.01, 4.0, 0.0) == 4  # 10 ms is below the kernel's resolution: the last measure stands
 
 
+def test_before_the_first_interval_the_runnable_count_sizes_the_team(tmp_path, monkeypatch):
+    monkeypatch.setattr(cpu, "cores", lambda: 4)
+    stat = tmp_path / "stat"
+
+    def share_with(running: int | None) -> CpuShare:
+        tail = f"procs_running {running}\n" if running is not None else ""
+        stat.write_text(f"cpu  100 0 0 100 0 0 0 0 0 0\nctxt 5\n{tail}procs_blocked 0\n")
+        return CpuShare(most=4, stat_path=str(stat))
+
+    assert share_with(1).threads() == 4  # only the caller runnable: every core
+    assert share_with(3).threads() == 2  # two others runnable at this instant
+    assert share_with(9).threads() == 1  # never fewer than one
+    assert share_with(None).threads() == 4  # no count in the file: nothing changed
+    assert share_with(3).others is None  # an instant reading, not a measured interval
+
+
+def test_itk_threads_holds_inside_the_block_and_comes_back_after_an_error():
+    import SimpleITK as sitk
+
+    from medstation.imaging.threads import itk_threads
+
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    with pytest.raises(RuntimeError), itk_threads(1):
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
+        raise RuntimeError("a filter failed")
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == before
+    with itk_threads(None):
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == before
+
+
 def test_most_bounds_the_team_and_an_unreadable_stat_changes_nothing(tmp_path):
     assert CpuShare(most=1).threads() == 1
     share = CpuShare(most=3, stat_path=str(tmp_path / "absent"))
