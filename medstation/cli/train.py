@@ -32,6 +32,9 @@ def add_parser(sub, run) -> None:
     s.add_argument("--out-version", help="the new version (default: the base's version + '-ftN')")
     s.add_argument("--resume", action="store_true", help="continue the interrupted run of --out-version")
     s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: sized to the free cores before every step; N: fixed, so a "
+                        "resumed run matches an uninterrupted one bit for bit)")
     s.add_argument("--dry-run", action="store_true",
                    help="say what would be trained and validated on (series, patients, nodules and "
                         "negatives by source, the split by patient, what is left out and why) and stop")
@@ -129,7 +132,7 @@ def cmd_train(args) -> int:
             config = FinetuneConfig(name=base.name, version=version, epochs=args.epochs,
                                     epoch_length=args.epoch_length, batch_size=args.batch_size, lr=args.lr,
                                     replay=args.replay, seed=args.seed, device=args.device,
-                                    checkpoint=str(checkpoint), resume=args.resume)
+                                    threads=args.threads, checkpoint=str(checkpoint), resume=args.resume)
             try:
                 run_finetune(config, cases, load, base.path, out_dir,
                              cache_dir=user_data_path() / "cache" / "finetune", log=sys.stdout, check=check)

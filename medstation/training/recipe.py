@@ -12,8 +12,10 @@ share is written here once:
 - progress as JSON lines (step, the total loss, lr, ETA), validation every ``validate_every`` epochs with
   the best kept, early stopping, atomic checkpoints every epoch and at the end, resume, and a cancel
   flag;
-- on CPU, torch's threads sized before every step to the cores other processes leave free
-  (``CpuThreads``);
+- on CPU, when asked (``adapt_threads``: fine-tuning on a reader's desktop), torch's threads
+  sized before every step to the cores other processes leave free (``CpuThreads``). Off by
+  default: a float sum depends on the team's size, so a run whose team changed under load is
+  reproducible to rounding, not bit for bit (training from scratch resumes bit for bit);
 - a cancel raises one ``CancelledError`` saying where it stopped and how to resume (``resume_hint``).
 
 Rank 0 alone reports, validates and checkpoints. The caller writes the model (``ai.store.save_model``)
@@ -75,7 +77,7 @@ class Recipe:
     what: str = "training"  # "fine-tuning", ...: for the cancel message
     resume_hint: str = "run it again with --resume to continue from the last checkpoint"
     device: str = "cpu"
-    adapt_threads: bool = True  # on CPU, size torch's team to the free cores before every step
+    adapt_threads: bool = False  # on CPU, size torch's team to the free cores before every step
 
 
 def fit(recipe: Recipe, *, log: IO[str] | None = None, check: Callable[[], None] | None = None,

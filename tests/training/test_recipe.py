@@ -88,3 +88,28 @@ def test_a_cancel_keeps_the_checkpoint_says_so_and_resumes(tmp_path):
     with pytest.raises(CancelledError) as info:
         fit(Recipe(model=model3, make_step=make_step3, steps=40, epoch_length=10, lr=0.05))
     assert "kept" not in info.value.reason and "--resume" not in info.value.hint
+
+
+def test_adaptive_threads_follow_the_free_cores_per_step_and_come_back(monkeypatch):
+    from medstation.core import cpu
+
+    free = iter([2, 1, 1, 2, 1] * 10)
+    monkeypatch.setattr(cpu.CpuShare, "threads", lambda self: next(free))
+    before = torch.get_num_threads()
+    teams = []
+    model, make_step, _ = _regression()
+
+    def watching(device):
+        step = make_step(device)
+
+        def run(t, it):
+            teams.append(torch.get_num_threads())
+            return step(t, it)
+        return run
+
+    fit(Recipe(model=model, make_step=watching, steps=5, epoch_length=5, lr=0.01, adapt_threads=True))
+    assert teams == [2, 1, 1, 2, 1] and torch.get_num_threads() == before
+    teams.clear()
+    model, make_step, _ = _regression()
+    fit(Recipe(model=model, make_step=watching, steps=3, epoch_length=3, lr=0.01))  # off by default
+    assert teams == [before] * 3
