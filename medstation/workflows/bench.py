@@ -206,4 +206,4 @@ def run_followup(args) -> dict:
             "registration_seconds": regs, "registration_max_s": max(regs) if regs else None,
             "matching_ms_per_pair": round(matching_ms, 2), "followup_total_s": round(total, 2),
             "tracks": len(tracks), "predict_ms_50_tracks": round(predict_ms, 2), "contended": contended,
-            "targets": {"registration_s": 5.0, "followup_total_s": 30.0, "predict_ms_50_tracks": 50.0}}
+            "targets": {"registration_s": 2.0, "followup_total_s": 10.0, "predict_ms_50_tracks": 50.0}}
