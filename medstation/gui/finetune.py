@@ -150,9 +150,9 @@ class FinetunePanel(QWidget):
     # -- state ---------------------------------------------------------------------------------
     def labels_changed(self) -> None:
         """A review or a drawn label changed what would be trained on: refresh shortly, or when the
-        panel is next shown (measurement edits and selections are frequent: no database reads for a
-        hidden panel)."""
-        if self.isVisible():
+        panel is next painted (measurement edits and selections are frequent: no database reads for a
+        panel that is hidden or behind another tab)."""
+        if self.isVisible() and not self.visibleRegion().isEmpty():  # a tab behind others is off screen
             self._labels_timer.start()
         else:
             self._stale = True
@@ -189,8 +189,10 @@ class FinetunePanel(QWidget):
             self.parent_line.show()
         self._redraw()
 
-    def showEvent(self, event) -> None:  # noqa: N802
-        super().showEvent(event)
+    def paintEvent(self, event) -> None:  # noqa: N802
+        # painted: shown, or its tab brought to the front (a tabbed dock behind others is moved off
+        # screen, never hidden, so no showEvent comes): what changed meanwhile is read now
+        super().paintEvent(event)
         if getattr(self, "_stale", False):
             self._stale = False
             self._labels_timer.start()

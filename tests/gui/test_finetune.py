@@ -143,3 +143,21 @@ def test_a_hidden_panel_reads_the_labels_when_shown_not_on_every_change(qtbot, w
     win.panels["finetune"].show()
     win.panels["finetune"].raise_()
     qtbot.waitUntil(lambda: calls == [1], timeout=5000)
+
+
+def test_a_panel_behind_another_tab_reads_the_labels_when_its_tab_comes_to_the_front(qtbot, window,
+                                                                                       monkeypatch):
+    win = window
+    panel = win.finetune
+    win.panels["findings"].raise_()  # the fine-tuning tab behind: off screen, yet "visible" to Qt
+    qtbot.waitUntil(lambda: panel.visibleRegion().isEmpty(), timeout=5000)
+    calls = []
+    monkeypatch.setattr(panel, "refresh", lambda: calls.append(1))
+    panel._labels_timer.timeout.disconnect()
+    panel._labels_timer.timeout.connect(panel.refresh)
+    for _ in range(5):
+        win.state.measurements_changed.emit()
+    qtbot.wait(600)
+    assert calls == []  # no database reads for a panel nobody sees
+    win.panels["finetune"].raise_()
+    qtbot.waitUntil(lambda: calls == [1], timeout=5000)  # painted: read once
