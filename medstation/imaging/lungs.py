@@ -90,12 +90,27 @@ def lung_mask(volume: Volume) -> LungMask:
         lungs = _close(lungs, radius)
         lungs &= body_filled  # closing never takes the mask outside the body
     volume_ml = float(lungs.sum() * voxel_ml)
-    full = np.repeat(np.repeat(np.repeat(lungs, kstep, axis=0), step, axis=1), step, axis=2)
-    full = full[:vox.shape[0], :vox.shape[1], :vox.shape[2]]
-    pad = [(0, vox.shape[a] - full.shape[a]) for a in range(3)]
-    if any(p[1] for p in pad):
-        full = np.pad(full, pad, mode="edge")
-    return LungMask(full, volume_ml, full.any(axis=(1, 2)))
+    full, with_lung = _upsample(lungs, kstep, step, vox.shape)
+    return LungMask(full, volume_ml, with_lung)
+
+
+def _upsample(small: np.ndarray, kstep: int, step: int, shape) -> tuple[np.ndarray, np.ndarray]:
+    """The working-grid mask back at the volume's grid (each voxel repeated ``kstep`` x ``step`` x
+    ``step``, cut or edge-padded to ``shape``), and which of its slices hold lung. Built a plane at a
+    time: numpy holds the GIL through one call, and three whole-volume ``np.repeat`` s held it for
+    up to 140 ms (a frozen frame in the viewer while a detection ran on its worker thread); between
+    planes a waiting GUI thread gets it back."""
+    n, r, c = (int(v) for v in shape)
+    ks = np.minimum(np.arange(n) // kstep, small.shape[0] - 1)
+    rows = np.minimum(np.arange(r) // step, small.shape[1] - 1)[:, None]
+    cols = np.minimum(np.arange(c) // step, small.shape[2] - 1)[None, :]
+    out = np.empty((n, r, c), bool)
+    last, plane = -1, None
+    for z, k in enumerate(ks):
+        if k != last:
+            plane, last = small[k][rows, cols], k
+        out[z] = plane
+    return out, small.any(axis=(1, 2))[ks]
 
 
 def _domes(filled: np.ndarray, air: np.ndarray, spacing, volume: Volume) -> np.ndarray:

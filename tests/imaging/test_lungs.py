@@ -143,3 +143,18 @@ def test_closing_on_the_masks_box_equals_closing_the_whole_image():
             whole = sitk.GetArrayFromImage(sitk.BinaryMorphologicalClosing(
                 sitk.GetImageFromArray(m.astype(np.uint8)), radius)).astype(bool)
             assert np.array_equal(_close(m, radius), whole)
+
+
+def test_the_mask_comes_back_to_the_volume_grid_as_repeat_cut_and_edge_pad_would_give_it():
+    from medstation.imaging.lungs import _upsample
+
+    rng = np.random.default_rng(5)
+    for small_shape, kstep, step, shape in [((5, 4, 6), 2, 3, (10, 12, 18)), ((5, 4, 6), 2, 3, (9, 11, 17)),
+                                            ((5, 4, 6), 2, 3, (12, 14, 20)), ((3, 7, 7), 1, 1, (3, 7, 7))]:
+        small = rng.random(small_shape) < 0.4
+        small[1] = False
+        full = np.repeat(np.repeat(np.repeat(small, kstep, axis=0), step, axis=1), step, axis=2)
+        full = full[:shape[0], :shape[1], :shape[2]]
+        full = np.pad(full, [(0, shape[a] - full.shape[a]) for a in range(3)], mode="edge")
+        got, with_lung = _upsample(small, kstep, step, shape)
+        assert np.array_equal(got, full) and np.array_equal(with_lung, full.any(axis=(1, 2)))
