@@ -94,9 +94,10 @@ def register(current: Volume, prior: Volume, *, current_lungs: np.ndarray | None
         moving = _to_sitk(prior, step=ps)
         fixed = sitk.Clamp(fixed, lowerBound=-1000.0, upperBound=400.0)
         moving = sitk.Clamp(moving, lowerBound=-1000.0, upperBound=400.0)
-        fmask = _to_sitk(current, cl.astype(np.float32), cs) > 0.5
+        # the masks strided first, then made float (not a float copy of the whole-grid mask first)
+        fmask = _to_sitk(current, cl, cs) > 0.5
         fmask = sitk.BinaryDilate(sitk.Cast(fmask, sitk.sitkUInt8), [3, 3, 3])
-        mmask = sitk.Cast(_to_sitk(prior, pl.astype(np.float32), ps) > 0.5, sitk.sitkUInt8)
+        mmask = sitk.Cast(_to_sitk(prior, pl, ps) > 0.5, sitk.sitkUInt8)
         init = sitk.CenteredTransformInitializer(fmask, mmask, sitk.Euler3DTransform(),
                                                  sitk.CenteredTransformInitializerFilter.MOMENTS)
         rigid = _run(fixed, moving, fmask, init)
