@@ -127,18 +127,25 @@ def test_cancel_never_promises_a_resume_it_cannot_keep(qtbot, window, tmp_path):
         assert "nothing to resume" in panel.status.text()
 
 
-def test_a_hidden_panel_reads_the_labels_when_shown_not_on_every_change(qtbot, window, monkeypatch):
-    win = window
+def _refreshes_after_five_changes(qtbot, win, monkeypatch) -> list:
+    """The panel's label reads, counted, after five label changes and the coalescing delay."""
     panel = win.finetune
-    win.panels["finetune"].hide()  # the reader closed its dock
-    qtbot.waitUntil(lambda: not panel.isVisible(), timeout=5000)
-    calls = []
+    calls: list = []
     monkeypatch.setattr(panel, "refresh", lambda: calls.append(1))
     panel._labels_timer.timeout.disconnect()
     panel._labels_timer.timeout.connect(panel.refresh)
     for _ in range(5):
         win.state.measurements_changed.emit()
     qtbot.wait(600)
+    return calls
+
+
+def test_a_hidden_panel_reads_the_labels_when_shown_not_on_every_change(qtbot, window, monkeypatch):
+    win = window
+    panel = win.finetune
+    win.panels["finetune"].hide()  # the reader closed its dock
+    qtbot.waitUntil(lambda: not panel.isVisible(), timeout=5000)
+    calls = _refreshes_after_five_changes(qtbot, win, monkeypatch)
     assert calls == []
     win.panels["finetune"].show()
     win.panels["finetune"].raise_()
@@ -151,13 +158,7 @@ def test_a_panel_behind_another_tab_reads_the_labels_when_its_tab_comes_to_the_f
     panel = win.finetune
     win.panels["findings"].raise_()  # the fine-tuning tab behind: off screen, yet "visible" to Qt
     qtbot.waitUntil(lambda: panel.visibleRegion().isEmpty(), timeout=5000)
-    calls = []
-    monkeypatch.setattr(panel, "refresh", lambda: calls.append(1))
-    panel._labels_timer.timeout.disconnect()
-    panel._labels_timer.timeout.connect(panel.refresh)
-    for _ in range(5):
-        win.state.measurements_changed.emit()
-    qtbot.wait(600)
+    calls = _refreshes_after_five_changes(qtbot, win, monkeypatch)
     assert calls == []  # no database reads for a panel nobody sees
     win.panels["finetune"].raise_()
     qtbot.waitUntil(lambda: calls == [1], timeout=5000)  # painted: read once
