@@ -96,7 +96,7 @@ class FinetunePanel(QWidget):
                              "`medstation labels import`), then start.", self)
         self.status.setWordWrap(True)
 
-        #: the charts (pyqtgraph) are built on first show: the first window does not wait for them
+        #: the charts (pyqtgraph) are built on first paint: the first window does not wait for them
         self.charts_box = LazyArea(self._build_charts, self)
         self.loss_plot = self.cpm_plot = self.froc_plot = None
         self.use_button = QPushButton("Use this version", self)

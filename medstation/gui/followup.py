@@ -110,7 +110,7 @@ class FollowupPanel(QWidget):
         self.predict_button.clicked.connect(self.predict)
         self.predict_button.setEnabled(False)
         self.predict_handle = None
-        #: the volume chart (pyqtgraph) is built on first show: the first window does not wait for it
+        #: the volume chart (pyqtgraph) is built on first paint: the first window does not wait for it
         self.chart_box = LazyArea(self._build_chart, self)
         self.chart = None
         lay = QVBoxLayout(self)
