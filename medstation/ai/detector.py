@@ -211,7 +211,7 @@ class Detector:
                     progress(int(round(share * volume.shape[0])), volume.shape[0])
         t2 = time.perf_counter()
         findings = group_slices(per_slice, volume, self.name, self.version)
-        findings = [f for f in findings if lungs.contains(f.center_voxel)]
+        findings = [f for f in findings if lungs.in_region(f.center_voxel)]
         t_fpr = time.perf_counter()
         if self.fpr is not None:
             self._reduce_false_positives(volume, findings, check)

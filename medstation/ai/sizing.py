@@ -31,7 +31,7 @@ def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], N
     mask) lets a lesion on the chest wall or the mediastinum, or a mass, be segmented in the lungs'
     envelope. Returns the findings, one per lesion: a weaker finding whose centre lies inside a
     stronger one's segmentation (a mass's lower pole) is dropped."""
-    from medstation.imaging.segment import LungEnvelope, segment_lesion
+    from medstation.imaging.segment import BOXED_MIN_MM, LungEnvelope, segment_in_boxes, segment_lesion
 
     shared = LungEnvelope(lungs) if lungs is not None else None  # each slice's hulls found once
     second_tries = 0  # the lungs' envelope and a widening region: seconds each, for the best few only
@@ -41,7 +41,14 @@ def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], N
         if check:
             check()
         envelope = shared if second_tries < SIZE_MAX_SECOND_TRIES else None
-        size, why = segment_lesion(volume, f.center_voxel, 0.75 * max(f.diameter_mm, 4.0) + 4.0, envelope)
+        size, why = None, ""
+        if envelope is not None and f.diameter_mm >= BOXED_MIN_MM and f.boxes:
+            # a mass: segmented through every slice the detector boxed it on
+            size, why = segment_in_boxes(volume, f.boxes, envelope)
+        if size is None:
+            radius = 0.75 * max(f.diameter_mm, 4.0) + 4.0
+            size, why2 = segment_lesion(volume, f.center_voxel, radius, envelope)
+            why = why2 if not why else f"{why2}; in its boxes: {why}"
         second_tries += envelope is not None and (size is None or size.widened)
         if size is None:
             f.size_note = why

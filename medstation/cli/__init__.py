@@ -399,6 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--val-studies", type=int, default=4, help="held-out studies per validation")
     s.add_argument("--early-stop", type=int, default=0, help="stop after this many validations "
                    "without a better CPM (0: never)")
+    s.add_argument("--generator", choices=("1", "2"), default="1", help="sample generator: 1 as "
+                   "nodule-detector 1.x, 2 with masses to 10 cm and the measured kernel model")
+    s.add_argument("--network", choices=("default", "lite"), default="default",
+                   help="backbone and head widths (lite: nodule-detector 2.x)")
+    s.add_argument("--name", default="nodule-detector", help="the model's name")
+    s.add_argument("--adapt-threads", action="store_true", help="size torch's team to the free cores "
+                   "before every step (a busy machine; a resume is then not bit-exact: --threads N is)")
     s.set_defaults(func=_ai("cmd_train_detector"))
 
     b = bsub.add_parser("followup", help="registration and matching per pair, a whole 3-timepoint follow-up")

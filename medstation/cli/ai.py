@@ -414,6 +414,7 @@ def cmd_train_detector(args) -> int:
     import signal
     import threading
 
+    from medstation.ai.network import NETWORKS
     from medstation.core.errors import CancelledError
     from medstation.training.detector import TrainConfig, train
 
@@ -424,7 +425,9 @@ def cmd_train_detector(args) -> int:
                          epoch_length=args.epoch_length, checkpoint=args.checkpoint, resume=args.resume,
                          validate_every=args.validate_every, val_studies=args.val_studies,
                          early_stop=args.early_stop, lr=args.lr or TrainConfig.lr,
-                         base=_base_dir(args.base) if args.base else "")
+                         base=_base_dir(args.base) if args.base else "", generator=args.generator,
+                         network=dict(NETWORKS[args.network]), name=args.name,
+                         adapt_threads=args.adapt_threads)
     stop = threading.Event()
 
     def on_signal(_sig, _frame) -> None:  # the GUI's Cancel (SIGTERM) or Ctrl+C: stop after this step

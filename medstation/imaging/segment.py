@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medstation.core.volume import Volume
+from medstation.imaging.hull import inside_polygon, slice_hulls
 
 #: above this a voxel is soft tissue (the solid component), above CALCIFIED_HU it is calcium
 SOLID_HU = -300.0
@@ -128,9 +129,9 @@ def _grow(image, block: np.ndarray, seed, threshold: float, radius_mm: float, sp
     return mask
 
 
-def measure_nodule(volume: Volume, centre, radius_mm: float) -> NoduleSize | None:
+def measure_nodule(volume: Volume, centre, radius_mm: float, *, halo: bool = True) -> NoduleSize | None:
     """Segment the lesion at voxel ``centre`` (k, i, j) within ``radius_mm`` (about 1.5x the
-    detected radius) and measure it."""
+    detected radius) and measure it; ``halo``: look for a part-solid nodule's ground-glass halo."""
     import SimpleITK as sitk
 
     if volume.is_color or volume.voxels.ndim != 3:
@@ -151,7 +152,7 @@ def measure_nodule(volume: Volume, centre, radius_mm: float) -> NoduleSize | Non
     # a ground-glass halo around a solid core (part-solid): grown again at the ground-glass
     # level, the region is clearly larger and still free of the border
     halo_threshold = (background + GROUND_GLASS_CORE_HU) / 2
-    if core > SOLID_HU and halo_threshold < threshold - 100:
+    if halo and core > SOLID_HU and halo_threshold < threshold - 100:
         halo = _grow(image, block, seed, halo_threshold, radius_mm, (sk, si, sj))
         if halo.sum() > 2.0 * mask.sum() and not _touches(halo):
             mask, threshold = halo, halo_threshold
@@ -236,6 +237,96 @@ def segment_lesion(volume: Volume, centre, radius_mm: float, lungs: np.ndarray |
             return None, why + f"; still unbounded at a {2 * MAX_RADIUS_MM:.0f} mm search region"
 
 
+#: a detection this large (its box's long axis, mm) is segmented in its own per-slice boxes
+BOXED_MIN_MM = 25.0
+#: ... each grown by this much in-plane, and allowed this far beyond the lungs' envelope (a mass
+#: on the mediastinum or the chest wall reaches past each lung's hull; the envelope grown by this
+#: still stops it at the far side of the mediastinum)
+BOX_MARGIN_MM = 3.0
+BEYOND_ENVELOPE_MM = 10.0
+
+
+def segment_in_boxes(volume: Volume, boxes, envelope: LungEnvelope) -> tuple[NoduleSize | None, str]:
+    """A large lesion (a mass) segmented through every slice the detector boxed it on.
+
+    ``boxes`` are the finding's per-slice boxes ``(k, i0, j0, i1, j1, score)`` in volume voxels. On
+    each of those slices (and one slice beyond either end) the region is the slice's box (the
+    nearest slice's at the ends) grown by ``BOX_MARGIN_MM``, within the lungs' envelope grown by
+    ``BEYOND_ENVELOPE_MM``; the lesion is grown in it from its densest voxel
+    (:func:`measure_nodule`: halfway between the lung and the core, opened from vessels). Where a
+    threshold alone would run along the mediastinum, the detector's boxes say where the lesion
+    ends. Returns the size (``widened``) or None and why."""
+    if not boxes or volume.is_color or volume.voxels.ndim != 3:
+        return None, "no per-slice boxes to segment in"
+    sk, si, sj = (abs(float(s)) for s in volume.spacing)
+    by_k: dict[int, tuple[float, float, float, float]] = {}
+    for b in boxes:
+        k = int(round(float(b[0])))
+        old = by_k.get(k)
+        box = tuple(float(v) for v in b[1:5])
+        by_k[k] = box if old is None else (min(old[0], box[0]), min(old[1], box[1]),
+                                           max(old[2], box[2]), max(old[3], box[3]))
+    ks = sorted(by_k)
+    k_lo, k_hi = max(0, ks[0] - 1), min(volume.shape[0] - 1, ks[-1] + 1)
+    mi, mj = BOX_MARGIN_MM / si, BOX_MARGIN_MM / sj
+    i0 = max(0, int(math.floor(min(b[0] for b in by_k.values()) - mi)))
+    j0 = max(0, int(math.floor(min(b[1] for b in by_k.values()) - mj)))
+    i1 = min(volume.shape[1], int(math.ceil(max(b[2] for b in by_k.values()) + mi)) + 1)
+    j1 = min(volume.shape[2], int(math.ceil(max(b[3] for b in by_k.values()) + mj)) + 1)
+    # one voxel of frame around the region, so that the mask never touches the block's border
+    lo = (max(0, k_lo - 1), max(0, i0 - 1), max(0, j0 - 1))
+    hi = (min(volume.shape[0], k_hi + 2), min(volume.shape[1], i1 + 1), min(volume.shape[2], j1 + 1))
+    block = np.asarray(volume.voxels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], dtype=np.float32)
+    allowed = np.zeros(block.shape, bool)
+    rows = np.arange(lo[1], hi[1])[:, None]
+    cols = np.arange(lo[2], hi[2])[None, :]
+    hull = envelope.on_block(lo, block.shape, (sk, si, sj))
+    grow = [max(1, int(round(BEYOND_ENVELOPE_MM / si))), max(1, int(round(BEYOND_ENVELOPE_MM / sj)))]
+    for n in range(block.shape[0]):
+        k = lo[0] + n
+        if not k_lo <= k <= k_hi:
+            continue
+        near = min(ks, key=lambda kk: abs(kk - k))
+        b = by_k[near]
+        in_box = (rows >= b[0] - mi) & (rows <= b[2] + mi) & (cols >= b[1] - mj) & (cols <= b[3] + mj)
+        allowed[n] = in_box & _dilate2d(hull[n], grow)
+    allowed[0] = allowed[-1] = False
+    allowed[:, 0] = allowed[:, -1] = False
+    allowed[:, :, 0] = allowed[:, :, -1] = False
+    if not allowed.any():
+        return None, "its boxes lie outside the lungs' envelope (chest wall or mediastinum)"
+    kc = int(round(float(np.median(ks))))
+    b = by_k[min(ks, key=lambda kk: abs(kk - kc))]
+    centre = (kc, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+    radius = 0.5 * max((b[2] - b[0]) * si, (b[3] - b[1]) * sj)
+    seed = _densest(volume, centre, max(3.0, radius / 2))
+    local = tuple(seed[a] - lo[a] for a in range(3))
+    if not all(0 <= local[a] < block.shape[a] for a in range(3)) or not allowed[local]:
+        return None, "its densest part lies outside its boxes within the lungs' envelope"
+    confined = np.where(allowed, block, -1000.0).astype(np.float32)
+    # the region's reach for the opening: the lesion's half-size, not the block's
+    size = measure_nodule(_Block(confined, volume.spacing), local, radius * 1.5, halo=False)
+    if size is None:
+        return None, "no lesion stands out from its surroundings in its boxes"
+    o, m = size.origin, size.mask.shape
+    contact = _lung_contact(size.mask, block[o[0]:o[0] + m[0], o[1]:o[1] + m[1], o[2]:o[2] + m[2]])
+    if contact < MIN_LUNG_CONTACT:
+        return None, f"grown into the mediastinum, the heart or the chest wall (only {contact:.0%} of its " \
+                     "outline borders lung)"
+    return _shifted(size, lo), ""
+
+
+def _dilate2d(mask: np.ndarray, radius: list[int]) -> np.ndarray:
+    """``mask`` (rows, cols) grown by an ellipse of ``radius`` (rows, cols) pixels."""
+    if not mask.any():
+        return mask
+    import SimpleITK as sitk
+
+    img = sitk.BinaryDilate(sitk.GetImageFromArray(mask.astype(np.uint8)), [int(radius[1]), int(radius[0])],
+                            sitk.sitkBall)
+    return sitk.GetArrayFromImage(img).astype(bool)
+
+
 class _Block:
     """The little of ``Volume`` that :func:`measure_nodule` reads: voxels and spacing."""
 
@@ -306,82 +397,11 @@ class LungEnvelope:
         cols = np.arange(origin[2], origin[2] + shape[2])
         for n in range(shape[0]):
             for hull in self.hulls(origin[0] + n, spacing):
-                out[n] |= _inside_polygon(hull, rows, cols)
+                out[n] |= inside_polygon(hull, rows, cols)
         return out
 
     def hulls(self, k: int, spacing) -> list[np.ndarray]:
         key = (int(k), float(spacing[1]), float(spacing[2]))
         if key not in self._hulls:
-            self._hulls[key] = _slice_hulls(self.mask[int(k)], spacing, self.step)
+            self._hulls[key] = slice_hulls(self.mask[int(k)], spacing, self.step)
         return self._hulls[key]
-
-
-def _slice_hulls(lung_slice: np.ndarray, spacing, step: int) -> list[np.ndarray]:
-    _sk, si, sj = spacing
-    found = []
-    m = lung_slice[::step, ::step]
-    if m.any():
-        profile = m.sum(axis=0)
-        used = np.nonzero(profile)[0]
-        a, b = int(used.min()), int(used.max())
-        l0, l1 = int(a + 0.35 * (b - a)), int(a + 0.65 * (b - a)) + 1
-        mid = l0 + int(np.argmin(profile[l0:l1]))
-        band = max(1, int(round(6.0 / (sj * step))))
-        for part in (slice(0, max(0, mid - band)), slice(mid + band, None)):
-            lung = np.zeros_like(m)
-            lung[:, part] = m[:, part]
-            per_col = lung.sum(axis=0)
-            lung[:, per_col < 0.2 * max(1, int(per_col.max()))] = False
-            if lung.sum() * si * sj * step * step < 500.0:
-                continue
-            edge = lung & ~(np.roll(lung, 1, 0) & np.roll(lung, -1, 0)
-                            & np.roll(lung, 1, 1) & np.roll(lung, -1, 1))
-            rr, cc = np.nonzero(edge)
-            found.append(_convex_hull(np.stack([rr, cc], axis=1).astype(float)) * step)
-    return found
-
-
-def _convex_hull(points: np.ndarray) -> np.ndarray:
-    """Andrew's monotone chain: the hull's vertices (row, col), counter-clockwise.
-
-    Only each row's leftmost and rightmost points can be vertices (any other lies between two points
-    of its row), so the chain runs over at most two points per row rather than every edge pixel."""
-    pts = np.unique(points, axis=0)  # sorted by row, then column
-    if len(pts) > 2:
-        first = np.r_[True, pts[1:, 0] != pts[:-1, 0]]
-        last = np.r_[pts[1:, 0] != pts[:-1, 0], True]
-        pts = pts[first | last]
-    if len(pts) < 3:
-        return pts
-
-    def turn(o, a, b) -> float:
-        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-    chain: list[list] = [[], []]
-    for half, seq in zip(chain, (pts, pts[::-1])):
-        for p in seq:
-            while len(half) >= 2 and turn(half[-2], half[-1], p) <= 0:
-                half.pop()
-            half.append(tuple(p))
-    return np.array(chain[0][:-1] + chain[1][:-1], float)
-
-
-def _inside_polygon(hull: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """The grid points (``rows`` x ``cols``) inside or on the convex polygon ``hull`` (row, col): on
-    each row the polygon is one span, from the leftmost to the rightmost edge crossing that row."""
-    if len(hull) < 3:
-        return np.zeros((len(rows), len(cols)), bool)
-    a, b = hull, np.roll(hull, -1, axis=0)
-    r = rows.astype(float)[:, None]  # (rows, 1) against (edges,)
-    lo, hi = np.minimum(a[:, 0], b[:, 0]), np.maximum(a[:, 0], b[:, 0])
-    crosses = (r >= lo - 1e-9) & (r <= hi + 1e-9)
-    dr = b[:, 0] - a[:, 0]
-    flat = np.abs(dr) < 1e-12
-    t = (r - a[:, 0]) / np.where(flat, 1.0, dr)
-    at = a[:, 1] + t * (b[:, 1] - a[:, 1])
-    c_lo = np.where(flat, np.minimum(a[:, 1], b[:, 1]), at)  # a flat edge covers its whole length
-    c_hi = np.where(flat, np.maximum(a[:, 1], b[:, 1]), at)
-    left = np.where(crosses, c_lo, np.inf).min(axis=1)
-    right = np.where(crosses, c_hi, -np.inf).max(axis=1)
-    c = cols.astype(float)[None, :]
-    return (c >= left[:, None] - 1e-9) & (c <= right[:, None] + 1e-9)

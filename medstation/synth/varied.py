@@ -59,6 +59,10 @@ class VariedChestPhantom(ChestPhantom):
         self.dome_height = float(rng.uniform(25, 60))  # the diaphragm's dome rises into the lung base
         self.bronchi = self._bronchi(rng)
         self.shapes: dict[str, Shape] = {}
+        #: beside a mass: collapsed lung (x, y, z, half-width, half-depth, half-height, HU) and
+        #: pleural fluid (side, z from, z to, depth share of the lung)
+        self.atelectasis: list[tuple[float, ...]] = []
+        self.effusion: list[tuple[int, float, float, float]] = []
 
     def _random_lung_point(self, rng):
         for _ in range(100):
@@ -156,6 +160,85 @@ class VariedChestPhantom(ChestPhantom):
             out.append(Nodule(c, round(d, 1), float(hu), label))
         self.nodules = out
 
+    def add_masses(self, rng, count: int, diameters=(30.0, 100.0)) -> None:
+        """Masses of ``diameters`` mm against the mediastinum, the hilum or the chest wall (where a
+        radiologist finds most lung tumours, and where an air-based lung mask leaves them out):
+        lobulated soft tissue that displaces lung and may lie on the mediastinum, now and then with
+        collapsed lung (atelectasis) distal to it or pleural fluid below it. Labelled ``M1``..."""
+        placed = 0
+        for _ in range(200):
+            if placed >= count:
+                break
+            d = float(np.exp(rng.uniform(math.log(diameters[0]), math.log(diameters[1]))))
+            r = d / 2
+            side = int(rng.choice([-1, 1]))
+            z = float(rng.uniform(self.z_bottom + 40 + 0.4 * r, self.z_top - 30 - 0.4 * r))
+            ell = self.lung_ellipses(z)
+            if not ell:
+                continue
+            cx, cy, hw, hd = ell[0] if side < 0 else ell[1]
+            where = rng.random()
+            if where < 0.5:  # hilar / juxtamediastinal: on the lung's medial border
+                ang = math.pi if side > 0 else 0.0
+                ang += float(rng.uniform(-0.6, 0.6))
+                depth = float(rng.uniform(0.2, 0.6)) * r  # how far it reaches past the border
+            else:  # on the chest wall (lateral, anterior or posterior)
+                ang = (0.0 if side > 0 else math.pi) + float(rng.uniform(-1.6, 1.6))
+                depth = float(rng.uniform(0.1, 0.45)) * r
+            bx, by = cx + hw * math.cos(ang), cy + hd * math.sin(ang)
+            c = (bx - math.cos(ang) * (r - depth) * 1.0, by - math.sin(ang) * (r - depth), z)
+            if any(np.linalg.norm(np.subtract(c, n.center)) < (d + n.diameter_mm) / 2 + 5
+                   for n in self.nodules):
+                continue
+            sats = []
+            for _ in range(int(rng.integers(2, 6))):
+                u = rng.normal(size=3)
+                u[2] *= 0.7
+                u /= np.linalg.norm(u)
+                rs = r * float(rng.uniform(0.35, 0.6))
+                sats.append((*(u * (r - rs * 0.95)), rs))
+            label = f"M{placed + 1}"
+            self.shapes[label] = Shape("mass", satellites=tuple(sats),
+                                       spicules=self._spicules(rng, r) if rng.random() < 0.3 else ())
+            self.nodules.append(Nodule(tuple(float(v) for v in c), round(d, 1),
+                                       float(SOLID_HU + rng.uniform(-20, 25)), label))
+            placed += 1
+            if rng.random() < 0.35:  # collapsed lung distal to it: soft tissue over the lung only
+                out = -1.0 if where < 0.5 else 1.0
+                ux, uy = -math.cos(ang) * out, -math.sin(ang) * out
+                self.atelectasis.append((c[0] + ux * r * 1.1, c[1] + uy * r * 1.1, z, 0.5 * r + 8,
+                                         0.45 * r + 8, 0.6 * r + 10, float(rng.uniform(-150, 40))))
+            if rng.random() < 0.3:  # fluid layering posteriorly in the lower chest
+                self.effusion.append((side, self.z_bottom, float(min(self.z_top, z + rng.uniform(-20, 40))),
+                                      float(rng.uniform(0.1, 0.35))))
+
+    @staticmethod
+    def _spicules(rng, r: float) -> tuple:
+        spk = []
+        for _ in range(int(rng.integers(4, 10))):
+            u = rng.normal(size=3)
+            u /= np.linalg.norm(u)
+            spk.append((*u, float(rng.uniform(0.2, 0.5) * r + 3)))
+        return tuple(spk)
+
+    def label_box(self, n: Nodule, z: float, label_dz: float) -> tuple[float, float, float, float] | None:
+        """The lesion's cross-section box at ``z`` (x0, y0, x1, y1 mm), or None off it: its sphere,
+        or for a mass the union of its balls; each labelled where ``|dz| <= label_dz * r``."""
+        shape = self.shapes.get(n.label, Shape())
+        balls = [(0.0, 0.0, 0.0, n.diameter_mm / 2)]
+        if shape.kind == "mass":
+            balls = [(0.0, 0.0, 0.0, 0.8 * n.diameter_mm / 2), *shape.satellites]
+        box = None
+        for dx, dy, dz, rad in balls:
+            d = z - (n.center[2] + dz)
+            if abs(d) > label_dz * rad:
+                continue
+            rr = math.sqrt(rad * rad - d * d)
+            b = (n.center[0] + dx - rr, n.center[1] + dy - rr, n.center[0] + dx + rr, n.center[1] + dy + rr)
+            box = b if box is None else (min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]),
+                                         max(box[3], b[3]))
+        return box
+
     # -- rendering ------------------------------------------------------------
     def _render(self, z: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         nodules, self.nodules = self.nodules, []
@@ -236,6 +319,16 @@ class VariedChestPhantom(ChestPhantom):
         if self.fibrosis:
             tex = np.abs(np.sin(xx * 0.9 + z * 0.3) * np.sin(yy * 0.8 - z * 0.2))
             img[lung & (tex > self.fibrosis) & (yy > 0)] = -350.0
+        for side, z_lo, z_hi, share in self.effusion:
+            if z_lo < z < z_hi:
+                for cx, cy, _hw, hd in self.lung_ellipses(z):
+                    if (cx > 0) == (side > 0):
+                        img[lung & (yy > cy + hd * (1 - 2 * share)) & (np.sign(xx) == side)] = 12.0
+        for ax, ay, az, hx, hy, hz, hu in self.atelectasis:
+            if abs(z - az) < hz:
+                k = math.sqrt(1 - ((z - az) / hz) ** 2)
+                wedge = ((xx - ax) / (hx * k)) ** 2 + ((yy - ay) / (hy * k)) ** 2 < 1
+                img[wedge & lung] = hu
         for n in nodules:
             self._nodule(img, xx, yy, z, n, self.shapes.get(n.label, Shape()))
         return img
@@ -250,12 +343,12 @@ class VariedChestPhantom(ChestPhantom):
             if abs(d) < rad:
                 _disc(img, xx, yy, cx + dx, cy + dy, math.sqrt(rad * rad - d * d), value, soft=True)
 
-        if shape.kind == "lobulated":
+        if shape.kind in ("lobulated", "mass"):
             ball(0, 0, 0, r * 0.8, n.hu)
             for dx, dy, dz, rs in shape.satellites:
                 ball(dx, dy, dz, rs, n.hu)
-            return
-        ball(0, 0, 0, r, n.hu)
+        else:
+            ball(0, 0, 0, r, n.hu)
         if shape.kind == "part-solid":
             ball(0, 0, 0, r * shape.core_frac, SOLID_HU)
         for ux, uy, uz, length in shape.spicules:

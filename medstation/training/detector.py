@@ -54,6 +54,11 @@ class TrainConfig:
     checkpoint: str = ""  # resumable checkpoint file ("" : none)
     resume: bool = False
     base: str = ""  # a model directory to start from (fine-tuning); "" : random initialisation
+    generator: str = "1"  # the sample generator (``training.synthetic.GENERATORS``)
+    #: on CPU, torch's team sized to the free cores before every step (``trainer.CpuThreads``): a
+    #: long run on a busy machine keeps going at its share instead of collapsing at every barrier;
+    #: a resume is then not bit-exact (a float sum depends on the team), ``threads`` N is
+    adapt_threads: bool = False
 
 
 def _emit(out, **event) -> None:
@@ -63,10 +68,33 @@ def _emit(out, **event) -> None:
 
 
 #: TrainConfig fields that say how a run was executed, not what was trained (kept out of the manifest)
-RUNTIME_FIELDS = ("threads", "device", "checkpoint", "resume", "val_data", "base")
+RUNTIME_FIELDS = ("threads", "device", "checkpoint", "resume", "val_data", "base", "adapt_threads")
+
+
+#: what each sample generator draws (the model card's "Training data")
+TRAINING_DATA = {
+    "1": {
+        "nodule_diameters_mm": [3.0, 30.0],
+        "masses_mm": [30.0, 50.0],
+        "acquisition": ["pixel 0.6-1.5 mm", "slices 1-3 mm", "soft/standard/sharp kernels",
+                        "correlated noise 6-45 HU", "motion blur"],
+    },
+    "2": {
+        "nodule_diameters_mm": [3.0, 30.0],
+        "masses_mm": [30.0, 100.0],
+        "masses": ["on the mediastinum and hilum", "on the chest wall", "atelectasis beside them",
+                   "pleural effusion below them"],
+        "small_nodules_mm": [4.0, 6.0],
+        "acquisition": ["pixel 0.6-1.5 mm", "slices 1-8 mm, Gaussian slice profile (FWHM = thickness)",
+                        "soft/standard/sharp kernels measured on real CT (synth.kernels: Gaussian MTF, "
+                        "edge enhancement, ramp-shaped noise power spectrum, noise outside the body "
+                        "0.35-0.7x)", "noise SD 4-70 HU in soft tissue", "motion blur"],
+    },
+}
 
 
 def _manifest(config: TrainConfig, samples: int, positives: int) -> dict:
+    data = TRAINING_DATA[config.generator]
     return {
         "name": config.name,
         "version": config.version,
@@ -82,16 +110,15 @@ def _manifest(config: TrainConfig, samples: int, positives: int) -> dict:
             "phantom_seeds": list(config.phantom_seeds),
             "samples": samples,
             "samples_with_nodules": positives,
-            "nodule_diameters_mm": [3.0, 30.0],
-            "masses_mm": [30.0, 50.0],
+            "generator": config.generator,
+            **{k: v for k, v in data.items() if k != "acquisition"},
             "nodule_types": ["solid", "ground-glass", "part-solid", "calcified", "lobulated", "spiculated",
                              "juxtapleural", "juxtavascular"],
             "anatomy": ["tapering vessels", "trachea and main bronchi", "fissures", "contrast in heart and "
                         "great vessels", "mediastinal fat and nodes", "oesophagus", "breast", "neck",
                         "liver dome, stomach, spleen"],
             "disease": ["emphysema", "fibrosis-like texture"],
-            "acquisition": ["pixel 0.6-1.5 mm", "slices 1-3 mm", "soft/standard/sharp kernels",
-                            "correlated noise 6-45 HU", "motion blur"],
+            "acquisition": data["acquisition"],
             "crop_px": config.crop,
         },
         "training": {k: v for k, v in asdict(config).items()
@@ -137,6 +164,10 @@ def detector_step(bank, config: TrainConfig, device: torch.device):
     return step
 
 
+#: first phantom seed of the studies validated on during training
+VALIDATION_SEED0 = 30000
+
+
 def froc_validation(config: TrainConfig, manifest: dict, log=None):
     """Validation for the trainer: FROC/CPM of a copy of the model on held-out generated studies."""
     import copy
@@ -147,7 +178,9 @@ def froc_validation(config: TrainConfig, manifest: dict, log=None):
     from medstation.training.evaluate import ensure_eval_set, evaluate
 
     folder = Path(config.val_data) if config.val_data else user_data_path() / "eval"
-    studies = ensure_eval_set(folder, config.val_studies)
+    # seeds of their own: neither the card's evaluation (10000+) nor the calibration (20000+)
+    studies = ensure_eval_set(folder / f"validation-{VALIDATION_SEED0}", config.val_studies,
+                              seed0=VALIDATION_SEED0)
 
     def run(t: Trainer) -> dict[str, float]:
         detector = Detector(copy.deepcopy(t.module).cpu(), manifest, "cpu")
@@ -177,7 +210,7 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
     t0 = time.perf_counter()
     _emit(log, event="render", done=0, total=config.samples)
     bank = make_bank(config.samples, config.input, crop=config.crop, seed=config.seed,
-                     phantom_seeds=config.phantom_seeds,
+                     phantom_seeds=config.phantom_seeds, generator=config.generator,
                      progress=lambda d, t: (check() if check else None,
                                             _emit(log, event="render", done=d, total=t)))
     render_s = time.perf_counter() - t0
@@ -208,6 +241,7 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
                     validate=validate, validate_every=config.validate_every or 1,
                     early_stop=config.early_stop, checkpoint=config.checkpoint, resume=config.resume,
                     what="training", device=config.device,
+                    adapt_threads=config.adapt_threads and not config.threads,
                     resume_hint=f"resume with --resume from {config.checkpoint}")
     state, world = fit(recipe, log=log, check=check,
                        on_resume=lambda st: _emit(log, event="resumed", step=st.iteration, epoch=st.epoch))

@@ -158,3 +158,63 @@ def test_the_mask_comes_back_to_the_volume_grid_as_repeat_cut_and_edge_pad_would
         full = np.pad(full, [(0, shape[a] - full.shape[a]) for a in range(3)], mode="edge")
         got, with_lung = _upsample(small, kstep, step, shape)
         assert np.array_equal(got, full) and np.array_equal(with_lung, full.any(axis=(1, 2)))
+
+
+@pytest.fixture(scope="module")
+def hilar_mass():
+    """A generated chest (the training family's phantom, with its neck) and an 8 cm solid mass on
+    the left lung's medial border at the hilum, reaching 16 mm into the mediastinum."""
+    from medstation.core.volume import Volume
+    from medstation.synth.varied import Shape, VariedChestPhantom
+
+    ph = VariedChestPhantom(seed=3)
+    ph.neck = True
+    cx, cy, hw, _hd = ph.lung_ellipses(-10.0)[1]
+    centre = (cx - hw + 0.6 * 40.0, cy, -10.0)  # 24 mm into the lung from its medial border
+    ph.nodules = [Nodule(centre, 80.0, 35.0, "M1")]
+    ph.shapes["M1"] = Shape("solid")
+    px, dz = 2.0, 5.0
+    n = int(2 * (ph.body_half_width + 15) / px)
+    xs = (np.arange(n) - (n - 1) / 2) * px
+    m = int(2 * (ph.body_half_depth + 30) / px)
+    ys = (np.arange(m) - (m - 1) / 2) * px
+    zs = np.arange(ph.z_bottom - 30, ph.z_top + 60, dz)
+    vox = np.stack([ph.render_slice(float(z), xs, ys, dz) for z in zs]).astype(np.float32)
+    vol = Volume(vox, spacing=(dz, px, px), origin=(xs[0], ys[0], zs[0]), modality="CT")
+    return vol, ph, centre
+
+
+def test_the_search_region_holds_a_hilar_mass_that_the_lung_mask_leaves_out(hilar_mass):
+    vol, _ph, centre = hilar_mass
+    lungs = lung_mask(vol)
+    c = vol.patient_to_index(centre)
+    k, i, j = (int(round(v)) for v in c)
+    assert vol.voxels[k, i, j] > 0  # soft tissue: the air-based mask cannot hold it all
+    assert lungs.in_region(c)
+    # the mass's central cross-section: most of it in the region, much less in the mask
+    rr = int(round(40.0 / vol.spacing[1]))
+    yy, xx = np.mgrid[-rr:rr + 1, -rr:rr + 1]
+    disc = (yy ** 2 + xx ** 2) <= rr * rr
+    region = lungs.region_at(k)[i - rr:i + rr + 1, j - rr:j + rr + 1]
+    mask = lungs.mask[k, i - rr:i + rr + 1, j - rr:j + rr + 1]
+    assert region[disc].mean() >= 0.85, region[disc].mean()
+    assert mask[disc].mean() < region[disc].mean() - 0.2
+
+
+def test_the_search_region_leaves_out_the_neck_and_the_abdomen(hilar_mass):
+    vol, ph, _centre = hilar_mass
+    lungs = lung_mask(vol)
+    right = np.array([vol.index_to_patient((0, 0, j))[0] < 0 for j in range(vol.shape[2])])
+    for k in range(vol.shape[0]):
+        z = float(vol.index_to_patient((k, 0, 0))[2])
+        if z > ph.z_top + 5:  # the neck above the apices
+            assert not lungs.region_at(k).any(), z
+        if z < ph.z_bottom - 5:  # the liver below the right base (the phantom's gastric air under
+            # the left base touches the lung in 3D: no diaphragm is drawn between them)
+            assert not lungs.region_at(k)[:, right].any(), z
+    # outside the body, and the spine behind the mediastinum, are never in it
+    mid = vol.shape[0] // 2
+    assert not lungs.region_at(mid)[0, 0]
+    z_mid = float(vol.index_to_patient((mid, 0, 0))[2])
+    spine = vol.patient_to_index((0.0, ph.body_half_depth - 45.0, z_mid))
+    assert not lungs.in_region(spine)

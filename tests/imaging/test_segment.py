@@ -131,7 +131,8 @@ def _hull_by_every_point(points):
 
 
 def test_the_lung_hull_and_its_fill_equal_the_brute_force_ones():
-    from medstation.imaging.segment import _convex_hull, _inside_polygon
+    from medstation.imaging.hull import convex_hull as _convex_hull
+    from medstation.imaging.hull import inside_polygon as _inside_polygon
 
     rng = np.random.default_rng(5)
     for _ in range(200):
