@@ -439,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--contend", type=int, default=0, metavar="N",
                    help="also detect beside N busy processes (adaptive and fixed torch threads)")
     b.add_argument("--no-lanes", action="store_true", help="skip torch vs onnxruntime on the network")
+    b.add_argument("--against", metavar="MODEL", help="also run this model (NAME@VERSION or a directory) "
+                   "on the same CT and threads, interleaved, and print the network-time ratio")
     _model_args(b)
     b.set_defaults(func=_ai("cmd_bench_infer"))
     _complete_help(p)

@@ -232,8 +232,10 @@ def cmd_evaluate(args) -> int:
         keys = ("scans", "nodules", "sensitivity_at_fp_per_scan", "cpm", "threshold_at_1fp")
         figures = {"froc": {k: out[k] for k in keys}, "eval_seeds": extra["seeds"],
                    "min_diameter_mm": args.min_diameter, "sizes": extra["sizes"],
-                   "reliability": out["reliability"]}
+                   "reliability": out["reliability"], "breakdown": extra.get("breakdown")}
         key = {"own": None, "held-out": "held_out", "annotated": "annotated", "site": "site"}[args.family]
+        if args.min_diameter <= 0:  # every annotation: beside the figures over those of 6 mm or more
+            key = f"{key or 'own'}_all"
         save_metrics(model_dir, figures if key is None else {key: figures})
         from medstation.training.card import write_card
 
@@ -528,6 +530,11 @@ def print_infer(r: dict) -> None:
     print(f"  baseline (same network, every slice, full field of view, one call per slice): "
           f"{r['baseline_plain_loop_s']:.2f} s -> speedup {r['speedup_vs_baseline']:.2f}x "
           f"(target {r['speedup_target']:.0f}x)")
+    a = r.get("against")
+    if a:
+        print(f"  against {a['model']} (same CT and threads, interleaved): network {r['network_s']:.2f} s "
+              f"vs {a['network_s']:.2f} s = {a['network_ratio']:.2f}x; detect {r['detect_s']:.2f} s vs "
+              f"{a['detect_s']:.2f} s = {a['detect_ratio']:.2f}x")
     for n, t in r["threads_with_gui_thread"].items():
         print(f"  {n} torch thread(s) with a GUI thread ticking: detect {t['detect_s']:.2f} s, "
               f"GUI tick late p95 {t['gui_tick_late_p95_ms']:.1f} ms, max {t['gui_tick_late_max_ms']:.1f} ms")

@@ -33,6 +33,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: the shared real CT's two reconstructions as :func:`measure` reads them (slices 20-43)
+MEASURED = {
+    "Lung_Dx-A0001 lung kernel (2.000000-5mm-40805)": {"noise_sd_soft_hu": 38.9, "noise_sd_air_hu": 20.2,
+                                                       "nps_peak_per_mm": 0.4},
+    "Lung_Dx-A0001 standard kernel (3.000000-5mm-41315)": {"noise_sd_soft_hu": 7.6, "noise_sd_air_hu": 3.8,
+                                                           "nps_peak_per_mm": 0.039},
+}
+
 
 @dataclass(frozen=True)
 class KernelRange:

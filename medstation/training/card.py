@@ -39,6 +39,7 @@ def render_card(manifest: dict) -> str:
         "",
         "## Training data",
         "",
+        *_kernel_model(td),
         f"- Source: {td.get('source', 'unknown')}.",
         f"- {td.get('samples', '?')} rendered 2.5D samples "
         f"({td.get('samples_with_nodules', '?')} with nodules) "
@@ -47,6 +48,9 @@ def render_card(manifest: dict) -> str:
         *([f"- Nodule types: {', '.join(td['nodule_types'])}."] if td.get("nodule_types") else []),
         *([f"- Anatomy: {', '.join(td['anatomy'])}."] if td.get("anatomy") else []),
         *([f"- Lung disease: {', '.join(td['disease'])}."] if td.get("disease") else []),
+        *([f"- Masses: {', '.join(td['masses'])}."] if td.get("masses") else []),
+        *([f"- Extra small nodules: {td['small_nodules_mm'][0]:g}-{td['small_nodules_mm'][1]:g} mm, "
+           "some beside vessels."] if td.get("small_nodules_mm") else []),
         "- Acquisition: "
         + ", ".join(td.get("acquisition") or ["pixel 0.6-1.5 mm", "slices 1-3 mm", "noise 6-30 HU"]) + ".",
         f"- Optimisation: {tr.get('steps', '?')} steps of AdamW (lr {tr.get('lr', '?')}, batch "
@@ -60,7 +64,11 @@ def render_card(manifest: dict) -> str:
         f"medstation train-detector --out models/{manifest['name']} --samples {td.get('samples', 12000)} "
         f"--steps {tr.get('steps', 3500)} --seed {tr.get('seed', 0)}"
         + (f" --lr {tr['lr']:g} --base {manifest['name']}@{manifest['parent_version']}"
-           if manifest.get("parent_version") else ""),
+           if manifest.get("parent_version") and td.get("generator", "1") == "1" else "")
+        + (f" --lr {tr['lr']:g} --version {manifest['version']} --generator {td['generator']} --network "
+           f"{_network_name(manifest.get('network'))} --epoch-length {tr.get('epoch_length')} "
+           f"--validate-every {tr.get('validate_every')} --val-studies {tr.get('val_studies')}"
+           if td.get("generator", "1") != "1" else ""),
         "```",
         "",
         "(The samples and the schedule are identical for a seed; torch's CPU kernels do not promise "
@@ -109,6 +117,10 @@ def render_card(manifest: dict) -> str:
             "",
             f"CPM: **{hf['cpm']:.3f}**.",
         ]
+    lines += _every_annotation(metrics)
+    lines += _breakdown(metrics)
+    lines += _real_ct(metrics.get("real_ct"))
+    lines += _validation(manifest.get("validation"))
     for title, figures in (("own family", metrics), ("held-out family", held)):
         rows = figures.get("sizes") or []
         if rows:
@@ -178,7 +190,8 @@ def render_card(manifest: dict) -> str:
         "other findings no generator here draws. Expect more false positives, and misses, on real CT.",
         "- Axial CT only; other orientations and modalities are refused with a clear error; a series with "
         "no lung in it is refused before detection (\"no lung in this series\").",
-        "- Nodules under 3 mm and masses over 50 mm were not in the training data.",
+        f"- Nodules under 3 mm and masses over {(td.get('masses_mm') or [0, 50])[1]:g} mm were not in the "
+        "training data.",
         "- Both generator families are synthetic; the held-out family tests generalisation to another "
         "way of drawing chest CT, not to patients.",
         "",
@@ -186,6 +199,102 @@ def render_card(manifest: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _network_name(network) -> str:
+    from medstation.ai.network import NETWORKS
+
+    return next((name for name, net in NETWORKS.items() if net == network), "default")
+
+
+def _kernel_model(td: dict) -> list[str]:
+    """The measured kernel model (generator "2"): what was measured on real CT, what is drawn."""
+    if td.get("generator", "1") == "1":
+        return []
+    from medstation.synth.kernels import KERNELS, MEASURED
+
+    lines = ["Reconstruction kernels are drawn from a model measured on real CT (`medstation.synth.kernels`; "
+             "the shared case Lung-PET-CT-Dx Lung_Dx-A0001, Li P et al., TCIA 2020, "
+             "doi 10.7937/TCIA.2020.NNC20461, CC BY 4.0, measured only, never trained on):", "",
+             "| series | noise SD, soft tissue (HU) | noise SD, air outside the body (HU) | "
+             "noise power spectrum peak (cycles/mm) |", "|---|---|---|---|"]
+    lines += [f"| {name} | {m['noise_sd_soft_hu']} | {m['noise_sd_air_hu']} | {m['nps_peak_per_mm']} |"
+              for name, m in MEASURED.items()]
+    lines += ["", "| generator kernel | MTF sigma (mm) | edge enhancement | NPS cut-off fc (cycles/mm; "
+              "peak at fc/1.41) | noise SD (HU) | outside / inside the body |", "|---|---|---|---|---|---|"]
+    lines += [f"| {k.name} | {k.mtf_sigma_mm[0]:g}-{k.mtf_sigma_mm[1]:g} | "
+              f"{k.enhance[0]:g}-{k.enhance[1]:g} | {k.nps_cutoff[0]:g}-{k.nps_cutoff[1]:g} | "
+              f"{k.noise_hu[0]:g}-{k.noise_hu[1]:g} | "
+              f"{k.air_ratio[0]:g}-{k.air_ratio[1]:g} |" for k in KERNELS]
+    lines += ["", "The lung-kernel series lies in the `sharp` range, the standard-kernel series in `soft` "
+              "(tested: `tests/test_real_ct.py`). Slices 1-8 mm thick through a Gaussian slice profile.", ""]
+    return lines
+
+
+def _every_annotation(metrics: dict) -> list[str]:
+    lines = []
+    for key, title in (("own_all", "own family"), ("held_out_all", "held-out family")):
+        f = (metrics.get(key) or {}).get("froc")
+        if f:
+            sens = f["sensitivity_at_fp_per_scan"]
+            lines += ["", f"### Every annotation ({title}, nodules of any size)", "",
+                      f"{f['scans']} studies (seeds {min(metrics[key].get('eval_seeds', [0]))}-"
+                      f"{max(metrics[key].get('eval_seeds', [0]))}), all {f['nodules']} nodules:", "",
+                      "| FP per scan | " + " | ".join(k for k in sens) + " |", "|---|" + "---|" * len(sens),
+                      "| sensitivity | " + " | ".join(f"{v:.3f}" for v in sens.values()) + " |", "",
+                      f"CPM: **{f['cpm']:.3f}**."]
+    return lines
+
+
+def _breakdown(metrics: dict) -> list[str]:
+    lines = []
+    for key, title in (("held_out_all", "held-out family, every annotation"),
+                       ("held_out", "held-out family")):
+        b = ((metrics.get(key) or {}).get("breakdown") or {}).get("operating point")
+        if not b:
+            continue
+        lines += ["", f"### Sensitivity at the operating point by kernel, slice thickness and size ({title})",
+                  "", f"At score {b['score']:g} (a hit is a candidate strictly inside the nodule's "
+                  "radius):", "",
+                  "| group | nodules | sensitivity | FP per scan |", "|---|---|---|---|"]
+        for part, label in (("by_kernel", "kernel"), ("by_slice_mm", "slice (mm)"),
+                            ("by_size_mm", "size (mm)")):
+            for value, row in (b.get(part) or {}).items():
+                sens = "-" if row.get("sensitivity") is None else f"{row['sensitivity']:.3f}"
+                fp = row.get("fp_per_scan")
+                lines.append(f"| {label} {value} | {row['nodules']} | {sens} | {'-' if fp is None else fp} |")
+        break
+    return lines
+
+
+def _real_ct(real: dict | None) -> list[str]:
+    if not real:
+        return []
+    lines = ["", "### The shared real CT (development case; never trained on)", "",
+             f"{real.get('case', '')}. The tumour (a left hilar adenocarcinoma on the mediastinum) in both "
+             "reconstructions of one acquisition:", "",
+             "| reconstruction | tumour score | found at the operating point | size (what, how) | "
+             "findings above the operating point |", "|---|---|---|---|---|"]
+    for r in real.get("series", []):
+        score = "-" if r.get("score") is None else f"{r['score']:.3f}"
+        found = "yes" if r.get("found") else "no"
+        lines.append(f"| {r['series']} | {score} | {found} | {r.get('size', '-')} | "
+                     f"{r.get('above_operating_point', '-')} |")
+    lines += ["", "One patient: a development check, not an evaluation."]
+    return lines
+
+
+def _validation(val: dict | None) -> list[str]:
+    hist = (val or {}).get("history") or []
+    if not hist:
+        return []
+    lines = ["", "### Validation curve", "",
+             "FROC on generated validation studies (own family, seeds 30000+: neither the evaluation's "
+             "nor the calibration's) during training:", "", "| step | CPM | sensitivity at 1 FP/scan |",
+             "|---|---|---|"]
+    lines += [f"| {h.get('step')} | {h.get('cpm', 0):.3f} | {h.get('sensitivity_at_1fp', 0):.3f} |"
+              for h in hist]
+    return lines
 
 
 def write_card(model_dir: str | Path) -> Path:

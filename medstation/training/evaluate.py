@@ -146,7 +146,9 @@ def evaluate(detector, studies: list[Path], *, min_diameter: float = 0.0, max_di
             refs.append([Reference(tuple(nd["center"]), float(nd["diameter_mm"])) for nd in truth["nodules"]])
             _record(run.findings, truth["nodules"], n, cands, scored, sizes)
             per_study.append({"study": study.name, "nodules": len(truth["nodules"]),
-                              "candidates": len(run.findings), "seconds": round(seconds[-1], 2)})
+                              "candidates": len(run.findings), "seconds": round(seconds[-1], 2),
+                              "slice_mm": round(abs(float(volume.spacing[0])), 2),
+                              "kernel": _kernel_of(truth["series"][0])})
             if progress:
                 progress(f"study {n + 1}/{len(studies)}: {len(run.findings)} candidates, "
                          f"{seconds[-1]:.1f} s")
@@ -154,11 +156,60 @@ def evaluate(detector, studies: list[Path], *, min_diameter: float = 0.0, max_di
         if own_pool:
             pool.close()
     result = froc(cands, refs, min_diameter=min_diameter, max_diameter=max_diameter)
+    points = {"at 1 FP/scan": result.threshold_at_1fp, "operating point": float(detector.threshold)}
     extra = {"studies": per_study, "median_seconds_per_study": float(np.median(seconds)) if seconds else 0.0,
+             "breakdown": {name: breakdown(cands, refs, per_study, score, min_diameter, max_diameter)
+                           for name, score in points.items()},
              "min_diameter_mm": min_diameter,
              "seeds": [int(s.name.split("-")[-1]) for s in studies if s.name.split("-")[-1].isdigit()],
              "sizes": size_table(sizes), "size_pairs": sizes, "scored": scored, "per_scan": (cands, refs)}
     return result, extra
+
+
+#: the breakdown's size groups (mm): small new nodules, Lung-RADS' 6-10 mm, the rest, masses
+BREAKDOWN_SIZES = ((4.0, 6.0), (6.0, 10.0), (10.0, 30.0), (30.0, float("inf")))
+
+
+def _kernel_of(series: dict) -> str:
+    """The reconstruction kernel a generated series was written with (soft, standard, sharp), from
+    its description (the held-out family names it last), else ""."""
+    words = str(series.get("description", "")).lower().split()
+    return words[-1] if words and words[-1] in ("soft", "standard", "sharp") else ""
+
+
+def breakdown(cands: list, refs: list, studies: list[dict], score: float, min_diameter: float = 0.0,
+              max_diameter: float = float("inf")) -> dict:
+    """Sensitivity at ``score`` by reconstruction kernel, by slice thickness and by size: the share of
+    the nodules (in [``min_diameter``, ``max_diameter``]) with a candidate at or above ``score`` strictly
+    inside their radius (LUNA16's hit), and the false positives per scan of each group's scans."""
+    groups: dict[str, dict[str, list[int]]] = {"kernel": {}, "slice_mm": {}, "size_mm": {}}
+    fps: dict[str, dict[str, list[int]]] = {"kernel": {}, "slice_mm": {}}
+    for scan, (cs, rs) in enumerate(zip(cands, refs)):
+        meta = studies[scan] if scan < len(studies) else {}
+        kept = [c for c in cs if c.score >= score]
+        hit_any = [False] * len(kept)
+        for r in rs:
+            inside = [np.linalg.norm(np.subtract(c.center_mm, r.center_mm)) < r.diameter_mm / 2 for c in kept]
+            for n, v in enumerate(inside):
+                hit_any[n] = hit_any[n] or v
+            if r.excluded or not min_diameter <= r.diameter_mm <= max_diameter:
+                continue
+            found = int(any(inside))
+            size = next((f"{lo:g}-{hi:g}" if hi != float("inf") else f"{lo:g}+" for lo, hi in BREAKDOWN_SIZES
+                         if lo <= r.diameter_mm < hi), "<4")
+            for key, value in (("kernel", meta.get("kernel") or "-"),
+                               ("slice_mm", str(meta.get("slice_mm", "-"))), ("size_mm", size)):
+                groups[key].setdefault(value, []).append(found)
+        for key in fps:
+            value = (meta.get("kernel") or "-") if key == "kernel" else str(meta.get("slice_mm", "-"))
+            fps[key].setdefault(value, []).append(sum(1 for h in hit_any if not h))
+    out: dict = {"score": round(float(score), 4)}
+    for key, table in groups.items():
+        out[f"by_{key}"] = {v: {"nodules": len(f), "sensitivity": round(float(np.mean(f)), 3) if f else None,
+                                **({"fp_per_scan": round(float(np.mean(fps[key][v])), 2)}
+                                   if key in fps and v in fps[key] else {})}
+                            for v, f in sorted(table.items())}
+    return out
 
 
 def _record(findings, nodules: list[dict], scan: int, cands: list, scored: list, sizes: list) -> None:

@@ -83,7 +83,12 @@ def run_infer(args) -> dict:
         _load(folder, pool)  # warm the page cache and the workers
         volume = _load(folder, pool)
         detector.detect(volume)  # warm-up: allocator, kernels
-        ours, loads, base, nets = [], [], [], []
+        other = None
+        if getattr(args, "against", None):  # another version, the same CT and threads, interleaved
+            other, _ = open_detector(args.against, args.device, args.threads)
+            other.detect(volume)
+        ours, loads, base, nets, net_only = [], [], [], [], []
+        theirs: dict[str, list[float]] = {"detect": [], "network": []}
         runs = None
         for _ in range(args.rounds):
             t0 = time.perf_counter()
@@ -94,7 +99,13 @@ def run_infer(args) -> dict:
             loads.append(t1 - t0)
             ours.append(t2 - t0)
             nets.append(t2 - t1)
+            net_only.append(run.seconds["network"])
             runs = run
+            if other is not None:
+                t4 = time.perf_counter()
+                their = other.detect(vol)
+                theirs["detect"].append(time.perf_counter() - t4)
+                theirs["network"].append(their.seconds["network"])
             t3 = time.perf_counter()
             n_base = baseline_loop(detector, vol)
             base.append(time.perf_counter() - t3)
@@ -142,7 +153,18 @@ def run_infer(args) -> dict:
         "speedup_vs_baseline": round(baseline / detect_s, 2),
         "speedup_target": SPEEDUP_TARGET,
         "threads_with_gui_thread": threads,
+        "network_s": round(statistics.median(net_only), 2),
     })
+    if other is not None:
+        out["against"] = {
+            "model": f"{other.name} {other.version}",
+            "detect_s": round(statistics.median(theirs["detect"]), 2),
+            "network_s": round(statistics.median(theirs["network"]), 2),
+            # this model's network time over the other's, the same CT and threads, interleaved
+            "network_ratio": round(statistics.median(net_only)
+                                   / max(statistics.median(theirs["network"]), 1e-9), 3),
+            "detect_ratio": round(detect_s / max(statistics.median(theirs["detect"]), 1e-9), 3),
+        }
     return out
 
 

@@ -77,10 +77,14 @@ def test_evaluate_reports_froc_on_held_out_studies(tmp_path):
 
 def test_bench_infer_json(tmp_path):
     proc = medstation("bench", "infer", "--slices", "40", "--size", "128", "--rounds", "1", "--contend", "1",
-                      "--json")
+                      "--against", "nodule-detector@1.1.0", "--json")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["end_to_end_s"] > 0 and r["baseline_plain_loop_s"] > 0 and r["speedup_vs_baseline"] > 0
+    # another version on the same CT and threads: its network time and the ratio of the two
+    a = r["against"]
+    assert a["model"] == "nodule-detector 1.1.0" and a["network_s"] > 0
+    assert a["network_ratio"] == pytest.approx(r["network_s"] / a["network_s"], rel=0.2, abs=0.02)
     assert set(r["threads_with_gui_thread"]) >= {"1"}
     # beside a busy process: both teams timed against the quiet run, the threads each batch ran on
     c = r["contended"]
