@@ -286,11 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="FROC and CPM of a detector on generated studies with known nodules")
     s.add_argument("--studies", type=int, default=20)
-    s.add_argument("--family", choices=("own", "held-out"), default="own",
-                   help="generator: 'own' (the training generator's unseen seeds) or 'held-out' "
-                        "(an independent generator training never sees)")
+    s.add_argument("--family", choices=("own", "held-out", "held-out-masses"), default="own",
+                   help="generator: 'own' (the training generator's unseen seeds), 'held-out' "
+                        "(an independent generator training never sees) or 'held-out-masses' (it, with a "
+                        "35-90 mm mass on the mediastinum or chest wall and 1.25-5 mm slices)")
     s.add_argument("--seed0", type=int, default=None,
-                   help="first phantom seed (own: 10000; training uses 0..399; held-out: 50000)")
+                   help="first phantom seed (own: 10000; training uses 0..399; held-out: 50000; "
+                        "held-out-masses: 60000)")
     s.add_argument("--sizes-out", help="write each matched nodule's measured and true size (JSON)")
     s.add_argument("--studies-dir", help="evaluate on these labelled studies instead (with --annotations)")
     s.add_argument("--annotations", help="LUNA16 CSV (seriesuid,coordX,coordY,coordZ,diameter_mm; "

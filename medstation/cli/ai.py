@@ -233,7 +233,8 @@ def cmd_evaluate(args) -> int:
         figures = {"froc": {k: out[k] for k in keys}, "eval_seeds": extra["seeds"],
                    "min_diameter_mm": args.min_diameter, "sizes": extra["sizes"],
                    "reliability": out["reliability"], "breakdown": extra.get("breakdown")}
-        key = {"own": None, "held-out": "held_out", "annotated": "annotated", "site": "site"}[args.family]
+        key = {"own": None, "held-out": "held_out", "held-out-masses": "held_out_masses",
+               "annotated": "annotated", "site": "site"}[args.family]
         if args.min_diameter <= 0:  # every annotation: beside the figures over those of 6 mm or more
             key = f"{key or 'own'}_all"
         save_metrics(model_dir, figures if key is None else {key: figures})

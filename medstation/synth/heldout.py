@@ -241,6 +241,40 @@ class HeldOutPhantom:
             out.append(Lesion(tuple(float(v) for v in c), r, kind, float(hu), core, lobes, spikes, where))
         return out
 
+    def add_mass(self, rng) -> Lesion | None:
+        """One lobulated solid mass of 35-90 mm on the mediastinum (the hilum) or the chest wall,
+        drawn over whatever it lies on (this family's own placement, nothing shared with training);
+        it replaces a lesion it would overlap. Returns it, or None when none fitted."""
+        for _ in range(400):
+            d = float(np.exp(rng.uniform(np.log(35.0), np.log(90.0))))
+            r = d / 2
+            side = int(rng.choice([-1, 1]))
+            z = float(rng.uniform(self.base + self.dome + 0.5 * r, self.apex - 0.6 * r))
+            box = self._lung_box(side, z)
+            if box is None:
+                continue
+            cx, cy, hw, hd = box
+            if rng.random() < 0.6:  # its medial edge crosses the mediastinal line (|x| = 18 mm)
+                where = "juxtamediastinal"
+                x = side * (18.0 + r * float(rng.uniform(0.55, 0.85)))
+                y = cy + float(rng.uniform(-0.4, 0.3)) * hd
+            else:  # its outer edge in the chest wall
+                where = "chest wall"
+                ang = float(rng.uniform(-1.2, 1.2))
+                x = cx + side * (hw - r * float(rng.uniform(0.6, 0.9))) * math.cos(ang)
+                y = cy + (hd - r * float(rng.uniform(0.6, 0.9))) * math.sin(ang)
+            c = np.array([x, y, z])
+            if not bool(self.lung(np.float32(c[0]), np.float32(c[1]), c[2])):
+                continue  # its centre in the lung as drawn (not the heart, the dome or the spine)
+            lobes = tuple((float(rng.uniform(0.06, 0.14)), int(rng.integers(2, 5)),
+                           float(rng.uniform(0, 6.28)), float(rng.uniform(0, 6.28))) for _ in range(2))
+            mass = Lesion(tuple(float(v) for v in c), r, "solid", float(rng.uniform(20, 55)), 0.0, lobes, (),
+                          where)
+            self.lesions = [o for o in self.lesions
+                            if np.linalg.norm(c - np.array(o.center)) > r * 1.2 + o.radius + 8] + [mass]
+            return mass
+        return None
+
     def _ball_in_lung(self, c, r) -> bool:
         pts = c + r * np.array([[0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1],
                                 [0, 0, -1]])

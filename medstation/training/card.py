@@ -248,11 +248,22 @@ def _every_annotation(metrics: dict) -> list[str]:
 
 def _breakdown(metrics: dict) -> list[str]:
     lines = []
+    shown = False
     for key, title in (("held_out_all", "held-out family, every annotation"),
-                       ("held_out", "held-out family")):
+                       ("held_out", "held-out family"),
+                       ("held_out_masses_all", "held-out family with masses, every annotation")):
         b = ((metrics.get(key) or {}).get("breakdown") or {}).get("operating point")
-        if not b:
+        if not b or (shown and key == "held_out"):
             continue
+        shown = True
+        f = (metrics.get(key) or {}).get("froc") or {}
+        if key.startswith("held_out_masses") and f:
+            lines += ["", f"### Held-out family with masses ({f['scans']} studies, {f['nodules']} lesions)",
+                      "",
+                      "`medstation evaluate --family held-out-masses --min-diameter 0`: each study of the "
+                      "held-out family with one 35-90 mm mass on the mediastinum or the chest wall, drawn by "
+                      "that family's own code, and 1.25, 2.5 or 5 mm slices. CPM "
+                      f"**{f['cpm']:.3f}**."]
         lines += ["", f"### Sensitivity at the operating point by kernel, slice thickness and size ({title})",
                   "", f"At score {b['score']:g} (a hit is a candidate strictly inside the nodule's "
                   "radius):", "",
@@ -263,7 +274,6 @@ def _breakdown(metrics: dict) -> list[str]:
                 sens = "-" if row.get("sensitivity") is None else f"{row['sensitivity']:.3f}"
                 fp = row.get("fp_per_scan")
                 lines.append(f"| {label} {value} | {row['nodules']} | {sens} | {'-' if fp is None else fp} |")
-        break
     return lines
 
 

@@ -28,7 +28,10 @@ from medstation.training.synthetic import TRAIN_SEEDS
 
 EVAL_SEED0 = 10000
 HELD_OUT_SEED0 = 50000
-FAMILIES = ("own", "held-out")
+HELD_OUT_MASSES_SEED0 = 60000
+#: "held-out-masses": the held-out family with one 35-90 mm mass on the mediastinum or the chest
+#: wall in each study and 1.25, 2.5 or 5 mm slices (tumours as a radiologist meets them first)
+FAMILIES = ("own", "held-out", "held-out-masses")
 #: diameter bins of the size-error table (mm)
 SIZE_BINS = ((4.0, 6.0), (6.0, 10.0), (10.0, 20.0), (20.0, 30.0))
 
@@ -50,6 +53,21 @@ def eval_study_spec(seed: int) -> tuple[ChestPhantom, SeriesSpec]:
     spec = SeriesSpec(description=f"Eval chest {thick} mm", slices=slices, rows=size, columns=size,
                       pixel_spacing=pixel, slice_thickness=thick, z_center=(z_lo + z_hi) / 2,
                       noise_hu=float(rng.uniform(10, 25)))
+    return ph, spec
+
+
+def held_out_mass_study_spec(seed: int):
+    """A held-out study with a mass: the held-out phantom, one mass added by its own code, and a
+    slice thickness of 1.25, 2.5 or 5 mm."""
+    rng = np.random.default_rng([seed, 13])
+    ph, spec = held_out_study_spec(seed)
+    ph.add_mass(rng)
+    from dataclasses import replace
+
+    thick = float(rng.choice([1.25, 2.5, 5.0]))
+    z_lo, z_hi = ph.base - 15, ph.apex + 15
+    spec = replace(spec, description=f"Held-out chest mass {thick} mm {ph.kernel}", slice_thickness=thick,
+                   slices=int((z_hi - z_lo) / thick) + 1)
     return ph, spec
 
 
@@ -78,6 +96,10 @@ def ensure_eval_set(folder: Path, count: int, seed0: int | None = None,
     if family == "held-out":
         seed0 = HELD_OUT_SEED0 if seed0 is None else seed0
         return _write_set(folder, count, seed0, "heldout-v1", held_out_study_spec, "HOUT", progress)
+    if family == "held-out-masses":
+        seed0 = HELD_OUT_MASSES_SEED0 if seed0 is None else seed0
+        return _write_set(folder, count, seed0, "heldout-masses-v1", held_out_mass_study_spec, "HMAS",
+                          progress)
     seed0 = EVAL_SEED0 if seed0 is None else seed0
     if seed0 < TRAIN_SEEDS[1] and seed0 + count > TRAIN_SEEDS[0]:
         raise MedstationError(f"seeds {seed0}..{seed0 + count - 1} overlap the training seeds "

@@ -68,3 +68,22 @@ def test_every_drawn_kernel_lies_in_its_named_ranges():
         assert spec.mtf_sigma_mm[0] <= k.mtf_sigma_mm <= spec.mtf_sigma_mm[1]
         assert spec.noise_hu[0] <= k.noise_hu <= spec.noise_hu[1]
         assert spec.nps_cutoff[0] <= k.nps_cutoff <= spec.nps_cutoff[1]
+
+
+def test_the_held_out_mass_studies_hold_a_mass_against_the_mediastinum_or_the_chest_wall():
+    from medstation.training.evaluate import held_out_mass_study_spec
+
+    for seed in (60000, 60001, 60002):
+        ph, spec = held_out_mass_study_spec(seed)
+        again, spec2 = held_out_mass_study_spec(seed)
+        assert spec == spec2 and [m.center for m in ph.lesions] == [m.center for m in again.lesions]
+        masses = [m for m in ph.lesions if m.where in ("juxtamediastinal", "chest wall")]
+        assert len(masses) == 1 and 35.0 <= 2 * masses[0].radius <= 90.0
+        m = masses[0]
+        x, y, z = m.center
+        assert ph.lung(np.float32(x), np.float32(y), z)  # its centre in the lung
+        if m.where == "juxtamediastinal":
+            assert abs(x) - m.radius < 18.0  # it crosses the mediastinal line
+        assert spec.slice_thickness in (1.25, 2.5, 5.0)
+        truth = {t["label"]: t for t in ph.truth()}
+        assert any(abs(t["diameter_mm"] - m.equivalent_diameter()) < 0.01 for t in truth.values())
