@@ -30,10 +30,12 @@ def slice_hulls(lung_slice: np.ndarray, spacing, step: int,
             lung[:, per_col < min_column_share * max(1, int(per_col.max()))] = False
             if lung.sum() * si * sj * step * step < 500.0:
                 continue
-            edge = lung & ~(np.roll(lung, 1, 0) & np.roll(lung, -1, 0)
-                            & np.roll(lung, 1, 1) & np.roll(lung, -1, 1))
-            rr, cc = np.nonzero(edge)
-            found.append(convex_hull(np.stack([rr, cc], axis=1).astype(float)) * step)
+            # the hull of a pixel set is the hull of each row's leftmost and rightmost pixel
+            rr = np.nonzero(lung.any(axis=1))[0]
+            first = np.argmax(lung[rr], axis=1)
+            last = lung.shape[1] - 1 - np.argmax(lung[rr, ::-1], axis=1)
+            pts = np.concatenate([np.stack([rr, first], axis=1), np.stack([rr, last], axis=1)])
+            found.append(convex_hull(pts.astype(float)) * step)
     return found
 
 
@@ -50,15 +52,17 @@ def convex_hull(points: np.ndarray) -> np.ndarray:
     if len(pts) < 3:
         return pts
 
-    def turn(o, a, b) -> float:
-        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
     chain: list[list] = [[], []]
-    for half, seq in zip(chain, (pts, pts[::-1])):
+    listed = pts.tolist()  # Python floats: numpy scalars cost several times more per product
+    for half, seq in zip(chain, (listed, listed[::-1])):
         for p in seq:
-            while len(half) >= 2 and turn(half[-2], half[-1], p) <= 0:
+            pr, pc = p
+            while len(half) >= 2:
+                (orr, oc), (ar, ac) = half[-2], half[-1]
+                if (ar - orr) * (pc - oc) - (ac - oc) * (pr - orr) > 0:
+                    break
                 half.pop()
-            half.append(tuple(p))
+            half.append(p)
     return np.array(chain[0][:-1] + chain[1][:-1], float)
 
 

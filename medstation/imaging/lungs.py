@@ -149,13 +149,11 @@ def search_region(lungs: np.ndarray, body: np.ndarray, domes: np.ndarray, spacin
         return region
     rows, cols = np.arange(lungs.shape[1]), np.arange(lungs.shape[2])
     for k in np.nonzero(lungs.any(axis=(1, 2)))[0]:
-        for hull in slice_hulls(lungs[k], (spacing[2], spacing[1], spacing[0]), 1,
-                                min_column_share=0.05):
+        for hull in slice_hulls(lungs[k], (spacing[2], spacing[1], spacing[0]), 1, min_column_share=0.05):
             region[k] |= inside_polygon(hull, rows, cols)
     radius = [max(1, int(round(GROW_MM / spacing[0]))), max(1, int(round(GROW_MM / spacing[1]))), 0]
-    grown = sitk.BinaryDilate(sitk.GetImageFromArray(region.astype(np.uint8)), radius,
-                              sitk.sitkBall)
-    region = sitk.GetArrayFromImage(grown).astype(bool)
+    region = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(region.astype(np.uint8)),
+                                                      radius, sitk.sitkBall)).astype(bool)
     region &= body
     region &= ~domes
     region &= lungs.any(axis=(1, 2))[:, None, None]
