@@ -41,14 +41,18 @@ def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], N
         if check:
             check()
         envelope = shared if second_tries < SIZE_MAX_SECOND_TRIES else None
-        size, why = None, ""
-        if envelope is not None and f.diameter_mm >= BOXED_MIN_MM and f.boxes:
-            # a mass: segmented through every slice the detector boxed it on
-            size, why = segment_in_boxes(volume, f.boxes, envelope)
-        if size is None:
-            radius = 0.75 * max(f.diameter_mm, 4.0) + 4.0
-            size, why2 = segment_lesion(volume, f.center_voxel, radius, envelope)
-            why = why2 if not why else f"{why2}; in its boxes: {why}"
+        radius = 0.75 * max(f.diameter_mm, 4.0) + 4.0
+        size, why = segment_lesion(volume, f.center_voxel, radius, envelope)
+        boxes = _with_pieces(f, findings, volume) if envelope is not None and f.boxes else []
+        if (size is None or size.widened) and boxes and _long_side_mm(boxes, volume) >= BOXED_MIN_MM:
+            # not contained around its centre, and large: a mass, segmented through every slice the
+            # detector boxed it on (its pieces included); the widened region is kept instead when it
+            # held and found more of it (a detector's boxes of a mass may run small)
+            boxed, why_boxed = segment_in_boxes(volume, boxes, envelope)
+            if boxed is not None and (size is None or boxed.volume_mm3 >= size.volume_mm3):
+                size, why = boxed, ""
+            elif size is None:
+                why = f"{why}; in its boxes: {why_boxed}"
         second_tries += envelope is not None and (size is None or size.widened)
         if size is None:
             f.size_note = why
@@ -64,6 +68,50 @@ def size_findings(volume: Volume, findings: list[Finding], check: Callable[[], N
             if size.widened:  # far beyond the detector's box (a mass): outline what was measured
                 boxes_from_mask(f, size.mask, size.origin)
     return one_per_lesion(findings)
+
+
+#: another finding's boxes are a piece of a mass when they lie within this of its slices (mm) ...
+PIECE_GAP_MM = 10.0
+#: ... and their in-plane box overlaps the mass's by at least this share of the smaller one
+PIECE_OVERLAP = 0.5
+
+
+def _with_pieces(f: Finding, findings: list[Finding], volume: Volume) -> list:
+    """``f``'s per-slice boxes and those of the other findings that are pieces of the same lesion: a
+    mass on thick slices is often found as two or three detections stacked along z (their slice
+    ranges within ``PIECE_GAP_MM`` and their in-plane boxes overlapping by ``PIECE_OVERLAP``). Their
+    centres then fall in the mass's segmentation, so :func:`one_per_lesion` drops them."""
+
+    def extent(boxes):
+        b = np.asarray([x[1:5] for x in boxes], float)
+        return b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+
+    def overlap(a, b) -> float:
+        h = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        w = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+        return h * w / smaller if smaller > 0 else 0.0
+
+    gap = PIECE_GAP_MM / max(abs(float(volume.spacing[0])), 1e-6)
+    boxes = list(f.boxes)
+    mine = extent(boxes)
+    k_lo, k_hi = min(b[0] for b in boxes), max(b[0] for b in boxes)
+    for g in findings:
+        if g is f or not g.boxes:
+            continue
+        g_lo, g_hi = min(b[0] for b in g.boxes), max(b[0] for b in g.boxes)
+        if g_lo > k_hi + gap or g_hi < k_lo - gap:
+            continue
+        if overlap(mine, extent(g.boxes)) >= PIECE_OVERLAP:
+            boxes += list(g.boxes)
+    return boxes
+
+
+def _long_side_mm(boxes, volume: Volume) -> float:
+    """The longest side (mm) of the in-plane box around ``boxes``."""
+    b = np.asarray([x[1:5] for x in boxes], float)
+    _sk, si, sj = (abs(float(v)) for v in volume.spacing)
+    return float(max((b[:, 2].max() - b[:, 0].min()) * si, (b[:, 3].max() - b[:, 1].min()) * sj))
 
 
 def boxes_from_mask(f: Finding, mask: np.ndarray, origin) -> None:
