@@ -131,6 +131,14 @@ class Detector:
         return float(op)
 
     @property
+    def keeps_in(self) -> str:
+        """Where a finding's centre must lie to be kept: "lung mask" (1.x: the air-based mask, which
+        leaves a tumour on the mediastinum out) or "search region" (each lung's hull grown 15 mm,
+        ``imaging.lungs``); the manifest's ``keep_findings_in``, so that a version's behaviour, and
+        its card's figures, stay what they were when it was written."""
+        return str(self.manifest.get("keep_findings_in") or "lung mask")
+
+    @property
     def channels(self) -> int:
         return int(self.input_spec["channels"])
 
@@ -157,8 +165,9 @@ class Detector:
         """Find lesions in ``volume``: findings sorted by score (highest first).
 
         A series with no lung in it (a head, an abdomen) is refused before anything runs
-        (``ModelError``: "no lung in this series"); findings whose centre lies outside the
-        lung mask (heart, mediastinum, spine, chest wall, neck, abdomen) are dropped.
+        (``ModelError``: "no lung in this series"); findings whose centre lies outside where the
+        model keeps them (``keeps_in``: the lung mask, or the search region around the lungs that
+        holds central tumours; never the neck or the abdomen) are dropped.
         """
         t0 = time.perf_counter()
         # measured from here, so the first batch already knows what the lung mask left free
@@ -211,7 +220,8 @@ class Detector:
                     progress(int(round(share * volume.shape[0])), volume.shape[0])
         t2 = time.perf_counter()
         findings = group_slices(per_slice, volume, self.name, self.version)
-        findings = [f for f in findings if lungs.in_region(f.center_voxel)]
+        keep = lungs.in_region if self.keeps_in == "search region" else lungs.contains
+        findings = [f for f in findings if keep(f.center_voxel)]
         t_fpr = time.perf_counter()
         if self.fpr is not None:
             self._reduce_false_positives(volume, findings, check)

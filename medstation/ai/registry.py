@@ -40,6 +40,8 @@ from medstation.core.files import atomic_write_text
 from medstation.core.paths import user_models_path
 
 REGISTRY_FILE = "registry.json"
+#: where a detector keeps its findings (``ai.detector.Detector.keeps_in``)
+KEEP_FINDINGS_IN = ("lung mask", "search region")
 TASKS = ("detection", "followup", "segmentation")
 
 #: a model name, version or task: ASCII letters and digits, then also ``. _ + -`` (no ``..``,
@@ -102,6 +104,10 @@ class Manifest:
                     or not 0.0 <= float(op) <= 1.0:
                 raise ModelError(f"{where}: operating point {str(op)[:40]!r} is not a score in 0..1",
                                  _FIX_MANIFEST)
+        keep = d.get("keep_findings_in")
+        if keep is not None and keep not in KEEP_FINDINGS_IN:
+            raise ModelError(f"{where}: keep_findings_in {str(keep)[:40]!r} is not one of "
+                             f"{', '.join(map(repr, KEEP_FINDINGS_IN))}", _FIX_MANIFEST)
         parent = d.get("parent_version")
         return cls(name=check_identifier("name", d.get("name"), where),
                    version=check_identifier("version", d.get("version"), where),

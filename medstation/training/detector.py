@@ -125,6 +125,8 @@ def _manifest(config: TrainConfig, samples: int, positives: int) -> dict:
                      if k not in ("input", "network") + RUNTIME_FIELDS},
         "metrics": {},
         "intended_use": "Research and demonstration on synthetic data. Not for clinical use.",
+        # generator 2 draws masses on the mediastinum: its models keep findings in the search region
+        **({"keep_findings_in": "search region"} if config.generator != "1" else {}),
     }
 
 

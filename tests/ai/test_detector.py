@@ -233,3 +233,29 @@ def test_between_first_and_last_equals_the_running_maximum_both_ways():
             for dim in (0, 1, 2):
                 running = m.cummax(dim=dim).values & m.flip(dim).cummax(dim=dim).values.flip(dim)
                 assert torch.equal(_between(m, dim), running), (shape, p, dim)
+
+
+def test_a_model_keeps_findings_where_its_manifest_says(detector):
+    """1.x keeps findings in the air-based lung mask (its card's figures were measured so); a model
+    whose manifest says "search region" keeps them in each lung's grown hull: a candidate on the
+    mediastinal side of a hilar mass survives there and not in the mask."""
+    import copy
+
+    from medstation.ai.detector import Detector
+    from medstation.imaging.lungs import lung_mask
+
+    assert detector.keeps_in == "lung mask"
+    manifest = copy.deepcopy(detector.manifest)
+    manifest["keep_findings_in"] = "search region"
+    wide = Detector(detector.model, manifest, "cpu")
+    assert wide.keeps_in == "search region"
+    vol = phantom_volume([Nodule((-70.0, 5.0, -10.0), 9.0)])
+    lungs = lung_mask(vol)
+    # a voxel in the region but not in the mask exists (the hull's concavity, the grown margin)
+    k = vol.shape[0] // 2
+    only_region = lungs.region_at(k) & ~lungs.mask[k]
+    assert only_region.any()
+    narrow_run, wide_run = detector.detect(vol), wide.detect(vol)
+    assert all(lungs.contains(f.center_voxel) for f in narrow_run.findings)
+    assert all(lungs.in_region(f.center_voxel) for f in wide_run.findings)
+    assert len(wide_run.findings) >= len(narrow_run.findings)

@@ -88,6 +88,7 @@ def test_train_refuses_a_traversing_out_version_before_writing_anything(tmp_path
 @pytest.mark.parametrize("change", [
     {"metrics": [1]}, {"version": "1.²"}, {"name": {"a": 1}}, {"operating_point": "high"},
     {"operating_point": float("nan")}, {"metrics": {"froc": [0.5]}}, {"task": None, "name": None},
+    {"keep_findings_in": "everywhere"},
 ])
 def test_one_malformed_manifest_leaves_the_others_usable(registry, change):  # noqa: F811
     _edit(registry.user_dir / "nodule-detector-1.10.0", **change)
