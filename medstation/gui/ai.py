@@ -39,6 +39,9 @@ class AiController(QObject):
         self.settings = ctx.settings
         self.handle = None  # the running detection job
         self._handle_key = ""
+        #: the running job's model (name, version, fingerprint): its results are cached under it
+        #: and shown only while it is still the model in use
+        self._handle_model: tuple[str, str, str] | None = None
         self.version = None  # registry.ModelVersion in use
         self.last_run = None
         self.partials = 0  # partial results drawn during the last run
@@ -94,8 +97,13 @@ class AiController(QObject):
 
         def done(version) -> None:
             self.version = version
+            if self.handle is not None and not self.handle.done() and self._handle_model != self._cache_key():
+                self.cancel()  # a run of the model left: its findings would be shown under this one's name
             self.model_changed.emit()
             if self.state.series_key and self.state.volume is not None:
+                if self.cached(self.state.series_key) is None:
+                    self.findings.clear()  # the previous model's findings are not this one's
+                    self.findings_changed.emit()
                 self.series_opened(self.state.series_key)
 
         def failed(exc) -> None:
@@ -161,8 +169,8 @@ class AiController(QObject):
             if cached is not None:
                 self._show_cached(key, cached)
                 return
-        if self.handle is not None and not self.handle.done() and self._handle_key == key:
-            return  # already running for this series
+        if self.running_for(key) and self._handle_model == self._cache_key():
+            return  # already running for this series with this model
         self.cancel()
         self.ctx.engine.when_ready(lambda: self._submit(key, volume))
 
@@ -172,6 +180,7 @@ class AiController(QObject):
         if self.state.series_key != key:  # the reader moved on while the engine started
             return
         self._handle_key = key
+        self._handle_model = self._cache_key()
         self.partials = 0
         self.handle = self.ctx.engine.submit(DetectJob(volume, ModelRef.of(self.version)))
         self.detection_started.emit(key)
@@ -188,19 +197,20 @@ class AiController(QObject):
         if handle is not self.handle:
             return
         key = self._handle_key
+        current = self.version is not None and self._handle_model == self._cache_key()
         if kind == JobEvent.PROGRESS:
             self.progress.emit(key, *payload)
         elif kind == JobEvent.PARTIAL:
-            if self.state.series_key == key and not handle.cancel_requested:
+            if self.state.series_key == key and not handle.cancel_requested and current:
                 self.partials += 1
                 self.findings.set_items(payload.findings, partial=True)
                 self.findings_changed.emit()
         elif kind == JobEvent.DONE:
             run = payload
             self.last_run = run
-            if self.version is not None:
-                self.db.ai_cache.save(key, *self._cache_key(), [f.to_dict() for f in run.findings])
-            if self.state.series_key == key:
+            if self._handle_model is not None:  # under the model that made them, never the one now in use
+                self.db.ai_cache.save(key, *self._handle_model, [f.to_dict() for f in run.findings])
+            if self.state.series_key == key and current:
                 self.findings.set_items(run.findings)
                 self.state.heatmap.set_heatmap(getattr(run, "heatmap", None))
                 self.link_series(key)

@@ -46,6 +46,8 @@ class StubEngine(Engine):
         def run(ctx):
             volume = job.volume
             found = [nodule_finding(volume, score=0.92), nodule_finding(volume, finding_id="F2", score=0.61)]
+            for f in found:  # as a real detector stamps them: the job's model
+                f.model_name, f.model_version = job.model.name, job.model.version
             for n in range(1, 4):
                 ctx.check()
                 ctx.partial(PartialFindings(found[: min(n, 2)], n, 3))
@@ -193,3 +195,49 @@ def test_jumping_to_a_finding_while_zoomed_puts_it_in_the_middle_of_the_view(qtb
     at = view.to_widget(*view.plane.to_plane(f.center_voxel)[:2])
     assert abs(at.x() - view.width() / 2) < 2 and abs(at.y() - view.height() / 2) < 2
     assert st.depth(view.plane) == int(round(k)) and view.zoom_factor() > 1.5  # the zoom is kept
+
+
+def test_switching_the_model_mid_run_never_shows_or_caches_one_models_findings_as_anothers(
+        qtbot, stub_window, tmp_path):
+    """A run of the built-in model is going when the reader picks another version: that run is
+    cancelled (nothing cached under either name), the panel is cleared, and the next run is the
+    chosen model's, drawn, listed and cached under its own name with its own ``model_version``."""
+    import json
+    import shutil
+
+    from medstation.ai.store import builtin_models_dir
+
+    win, engines = stub_window
+    layer = win.state.findings
+    other = win.ctx.registry.user_dir / "nodule-detector-1.1.1-test"
+    other.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(builtin_models_dir() / "nodule-detector", other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["version"] = "1.1.1-test"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    first = win.ai._cache_key()
+    with qtbot.waitSignal(win.ai.findings_changed, timeout=30000):
+        win.ai.detect(force=True)
+    assert layer.partial and layer.items
+    with qtbot.waitSignal(win.ai.model_changed, timeout=60000):
+        win.ai.set_model("nodule-detector@1.1.1-test")
+    for _ in range(3):  # the first run may go on to its end: it must not end as the new model's
+        engines[0].gate.release()
+    qtbot.waitUntil(lambda: win.ai.handle is None or win.ai.handle.done(), timeout=20000)
+    qtbot.wait(200)  # its last events delivered
+    while engines[0].gate.acquire(blocking=False):  # what the cancelled run did not take back
+        pass
+    second = win.ai._cache_key()
+    assert second[1] == "1.1.1-test" and second != first
+    assert not layer.items  # the built-in model's findings are gone from the panel
+    key = win.state.series_key
+    assert win.db.ai_cache.findings(key, *first) is None and win.db.ai_cache.findings(key, *second) is None
+    with qtbot.waitSignal(win.ai.detection_finished, timeout=30000):
+        win.ai.detect(force=True)
+        for _ in range(3):
+            engines[0].gate.release()
+    assert engines[0].jobs[-1].model.version == "1.1.1-test"
+    assert layer.items and {f.model_version for f in layer.items} == {"1.1.1-test"}
+    cached = win.db.ai_cache.findings(key, *second)
+    assert cached and {f["model_version"] for f in cached} == {"1.1.1-test"}
+    assert win.db.ai_cache.findings(key, *first) is None
