@@ -31,7 +31,8 @@ def add_parser(sub, run) -> None:
     s.add_argument("--seed", type=int, default=0, help="fixes the patient split and the sampling")
     s.add_argument("--out-version", help="the new version (default: the base's version + '-ftN')")
     s.add_argument("--resume", action="store_true", help="continue the interrupted run of --out-version")
-    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.add_argument("--device", default="auto", help="auto (CUDA when there is one, else the CPU: where "
+                   "detection runs), cpu, cuda or cuda:N")
     s.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0: sized to the free cores before every step; N: fixed, so a "
                         "resumed run matches an uninterrupted one bit for bit)")
@@ -131,7 +132,7 @@ def cmd_train(args) -> int:
 
             config = FinetuneConfig(name=base.name, version=version, epochs=args.epochs,
                                     epoch_length=args.epoch_length, batch_size=args.batch_size, lr=args.lr,
-                                    replay=args.replay, seed=args.seed, device=args.device,
+                                    replay=args.replay, seed=args.seed, device=_training_device(args.device),
                                     threads=args.threads, checkpoint=str(checkpoint), resume=args.resume)
             try:
                 run_finetune(config, cases, load, base.path, out_dir,
@@ -146,3 +147,12 @@ def cmd_train(args) -> int:
             signal.signal(s, h)
     checkpoint.unlink(missing_ok=True)
     return 0
+
+
+def _training_device(preference: str) -> str:
+    """``auto``: CUDA when this machine has it (as detection chooses), else the CPU; a named device
+    that is not here is a ``ModelError`` (``ai.engine.choose_device``)."""
+    from medstation.ai.engine import choose_device
+
+    device = choose_device(preference)
+    return "cpu" if preference in ("", "auto") and device == "mps" else device

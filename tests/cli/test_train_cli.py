@@ -148,3 +148,21 @@ def test_fine_tuning_resumes_after_kill_9(labelled):
     assert resumed["step"] >= 2 and resumed["epoch"] >= 1
     assert (root / "models" / "nodule-detector-1.9.2" / "manifest.json").exists()
 
+
+
+def test_fine_tuning_trains_where_detection_runs_by_default():
+    """``train --device`` is ``auto`` as ``detect``'s is: CUDA when the machine has it, else the CPU;
+    a device the machine lacks is refused with the fix."""
+    import torch
+
+    from medstation.cli import build_parser
+    from medstation.cli.train import _training_device
+    from medstation.core.errors import ModelError
+
+    args = build_parser().parse_args(["train"])
+    assert args.device == "auto"
+    assert _training_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert _training_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="not available here"):
+            _training_device("cuda")
