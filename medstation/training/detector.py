@@ -244,7 +244,11 @@ def train(config: TrainConfig, out_dir: str, *, log=sys.stdout,
                     early_stop=config.early_stop, checkpoint=config.checkpoint, resume=config.resume,
                     what="training", device=config.device,
                     adapt_threads=config.adapt_threads and not config.threads,
-                    resume_hint=f"resume with --resume from {config.checkpoint}")
+                    resume_hint=f"resume with --resume from {config.checkpoint}",
+                    # (not the steps: a run may be resumed to more of them)
+                    settings={k: config.__dict__[k] for k in ("samples", "batch_size", "lr", "seed",
+                                                             "epoch_length", "generator", "crop")}
+                    | {"network": json.dumps(config.network, sort_keys=True)})
     state, world = fit(recipe, log=log, check=check,
                        on_resume=lambda st: _emit(log, event="resumed", step=st.iteration, epoch=st.epoch))
     if not world.main:

@@ -401,7 +401,10 @@ def run_finetune(config: FinetuneConfig, cases: list[Case], load: Callable[[str]
                     epoch_length=config.epoch_length, lr=config.lr, weight_decay=1e-4, warmup=0.1,
                     seed=config.seed, log_every=max(1, min(10, config.epoch_length // 3)),
                     validate=validate, checkpoint=config.checkpoint, resume=config.resume, what="fine-tuning",
-                    device=config.device, adapt_threads=config.threads <= 0)
+                    device=config.device, adapt_threads=config.threads <= 0,
+                    settings={"epochs": config.epochs, "epoch_length": config.epoch_length,
+                              "batch_size": config.batch_size, "lr": config.lr, "replay": config.replay,
+                              "seed": config.seed})
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     st, world = fit(recipe, log=log, check=check,

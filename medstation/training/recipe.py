@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 
 import numpy as np
@@ -76,6 +76,9 @@ class Recipe:
     resume: bool = False
     what: str = "training"  # "fine-tuning", ...: for the cancel message
     resume_hint: str = "run it again with --resume to continue from the last checkpoint"
+    #: the run's settings as the user gave them (flag name -> value): kept in the checkpoint, a
+    #: resume with others is refused naming each (``trainer.SettingsChanged``)
+    settings: dict = field(default_factory=dict)
     device: str = "cpu"
     adapt_threads: bool = False  # on CPU, size torch's team to the free cores before every step
 
@@ -97,6 +100,7 @@ def fit(recipe: Recipe, *, log: IO[str] | None = None, check: Callable[[], None]
                       scheduler=sched, max_iterations=recipe.steps,
                       epoch_length=recipe.epoch_length or recipe.steps,
                       rng=np.random.default_rng(recipe.seed + 1 + world.rank))
+    trainer.settings = dict(recipe.settings)
     trainer.attach(LRSchedule(sched), JsonLinesLogger(log if main else None, every=recipe.log_every,
                                                       lr=lambda: sched.get_last_lr()[0]))
     if recipe.validate is not None and main:

@@ -86,6 +86,9 @@ class Trainer:
         self.rng = rng if rng is not None else np.random.default_rng()
         self.state = TrainState(max_iterations=int(max_iterations), epoch_length=max(1, int(epoch_length)))
         self.cancel_event = threading.Event()
+        #: the run's settings (steps, schedule, data): kept in the checkpoint, and a resume with
+        #: other settings is refused naming each difference
+        self.settings: dict = {}
         self._handlers: dict[str, list[Handler]] = {e: [] for e in EVENTS}
         self._stop = ""
 
@@ -162,6 +165,7 @@ class Trainer:
             "state": json.dumps(asdict(self.state)),
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
+            "settings": json.dumps(self.settings, sort_keys=True, default=str),
         }
 
     @property
@@ -171,6 +175,13 @@ class Trainer:
         return getattr(self.model, "module", self.model)
 
     def load_state_dict(self, data: dict) -> None:
+        saved_settings = json.loads(data["settings"]) if isinstance(data.get("settings"), str) else None
+        if saved_settings and self.settings:
+            now = json.loads(json.dumps(self.settings, sort_keys=True, default=str))
+            differ = [k for k in sorted(set(saved_settings) | set(now))
+                      if saved_settings.get(k) != now.get(k)]
+            if differ:
+                raise SettingsChanged(saved_settings, now, differ)
         self.module.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         if self.scheduler is not None and data.get("scheduler") is not None:
@@ -181,6 +192,20 @@ class Trainer:
         self.state.max_iterations, self.state.epoch_length = max_it, length
         torch.set_rng_state(data["torch_rng"])
         self.rng.bit_generator.state = json.loads(data["numpy_rng"])
+
+
+class SettingsChanged(ModelError):
+    """A resume asked with settings other than the interrupted run's (which the checkpoint holds)."""
+
+    def __init__(self, saved: dict, now: dict, differ: list[str]) -> None:
+        def flag(k: str) -> str:
+            return "--" + k.replace("_", "-")
+
+        said = ", ".join(f"{flag(k)} {saved.get(k, '-')} (now {now.get(k, '-')})" for k in differ)
+        again = " ".join(f"{flag(k)} {saved[k]}" for k in differ if k in saved)
+        super().__init__(f"the interrupted run was started with other settings: {said}",
+                         f"resume with the run's own settings ({again}), or start again without --resume")
+        self.saved, self.now, self.differ = saved, now, differ
 
 
 def save_checkpoint(trainer: Trainer, path: str | Path) -> Path:
@@ -197,6 +222,8 @@ def load_checkpoint(trainer: Trainer, path: str | Path) -> None:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
         trainer.load_state_dict(data)
+    except SettingsChanged as exc:
+        raise ModelError(f"{path}: {exc.reason}", exc.hint) from None
     except FileNotFoundError:
         raise ModelError(f"{path}: no checkpoint to resume from", "start without --resume") from None
     except (RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:

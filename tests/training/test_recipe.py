@@ -113,3 +113,28 @@ def test_adaptive_threads_follow_the_free_cores_per_step_and_come_back(monkeypat
     model, make_step, _ = _regression()
     fit(Recipe(model=model, make_step=watching, steps=3, epoch_length=3, lr=0.01))  # off by default
     assert teams == [before] * 3
+
+
+def test_a_resume_with_other_settings_is_refused_naming_each_and_the_same_ones_resume(tmp_path):
+    """The checkpoint keeps the run's settings: resumed with other flags (the defaults, say) the run
+    is refused with each difference and the flags to give; with its own it continues."""
+    from medstation.core.errors import ModelError
+
+    ckpt = str(tmp_path / "ckpt")
+    settings = {"epochs": 2, "epoch_length": 20, "replay": 16}
+    model, make_step, _seen = _regression(cancel_at=15)
+    with pytest.raises(CancelledError):
+        fit(Recipe(model=model, make_step=make_step, steps=40, epoch_length=20, lr=0.05,
+                   checkpoint=ckpt, settings=settings), log=io.StringIO())
+    model, make_step, _seen = _regression()
+    other = {"epochs": 4, "epoch_length": 100, "replay": 16}
+    with pytest.raises(ModelError) as err:
+        fit(Recipe(model=model, make_step=make_step, steps=400, epoch_length=100, lr=0.05,
+                   checkpoint=ckpt, resume=True, settings=other), log=io.StringIO())
+    assert "--epochs 2 (now 4)" in err.value.reason and "--epoch-length 20 (now 100)" in err.value.reason
+    assert "replay" not in err.value.reason
+    assert "--epoch-length 20 --epochs 2" in err.value.hint
+    model, make_step, _seen = _regression()
+    state, _world = fit(Recipe(model=model, make_step=make_step, steps=40, epoch_length=20, lr=0.05,
+                               checkpoint=ckpt, resume=True, settings=settings), log=io.StringIO())
+    assert state.iteration == 40
