@@ -7,6 +7,9 @@ per patient (all drawn from its seed):
   core), calcified, lobulated (a union of overlapping spheres), spiculated
   (straight spicules off the surface), masses up to 50 mm; some juxtapleural
   (touching the chest wall), some juxtavascular (touching a vessel);
+- with :meth:`VariedChestPhantom.add_masses` (generator "2"): masses of 30-100 mm on the
+  mediastinum, the hilum or the chest wall, some with collapsed lung beside them or pleural fluid
+  below them (both unlabelled: what a detector must not call a lesion);
 - anatomy: small tapering vessels, the trachea and main bronchi, fissures,
   a heart and great vessels with or without contrast, pulmonary trunk,
   mediastinal fat and lymph nodes, oesophagus, breast tissue, the neck above
