@@ -40,6 +40,8 @@ from medstation.core.files import atomic_write_text
 from medstation.core.paths import user_models_path
 
 REGISTRY_FILE = "registry.json"
+#: in the built-in model folder: the built-in version each task uses by default
+BUILTIN_DEFAULTS = "defaults.json"
 #: where a detector keeps its findings (``ai.detector.Detector.keeps_in``)
 KEEP_FINDINGS_IN = ("lung mask", "search region")
 TASKS = ("detection", "followup", "segmentation")
@@ -257,7 +259,8 @@ class ModelRegistry:
         elif candidates:
             in_use = self._default_id(candidates[0].task)
             used = [v for v in candidates if v.id == in_use]
-            builtin = [v for v in candidates if v.builtin]
+            shipped = self._builtin_default(candidates[0].task)
+            builtin = sorted((v for v in candidates if v.builtin), key=lambda v: v.id != shipped)
             return (used or builtin or [max(candidates, key=lambda v: version_key(v.version))])[0]
         have = ", ".join(v.id for v in self.versions(task)) or "none"
         raise ModelError(f"no model {text!r}" + (f" for {task}" if task else "") + f" (installed: {have})",
@@ -306,8 +309,9 @@ class ModelRegistry:
         return str((self._settings().get("defaults") or {}).get(task, ""))
 
     def default(self, task: str = "detection") -> ModelVersion:
-        """The version in use for ``task``: the one set with :meth:`use`, else the built-in one
-        (never simply the newest: a new version is used only when someone says so)."""
+        """The version in use for ``task``: the one set with :meth:`use`, else the built-in default
+        (``models/defaults.json``, else the newest built-in; never a user version by itself: a new
+        version is used only when someone says so)."""
         versions = self.versions(task)
         chosen = self._default_id(task)
         if chosen:
@@ -319,12 +323,33 @@ class ModelRegistry:
                 "readable; the built-in one is used instead",
                 "`medstation models list` shows what there is; `medstation models use` picks one"))
         builtin = [v for v in versions if v.builtin]
+        shipped = self._builtin_default(task)
+        hit = [v for v in builtin if v.id == shipped]
+        if hit:
+            return hit[0]
         if builtin:
             return max(builtin, key=lambda v: version_key(v.version))
         if versions:
             return max(versions, key=lambda v: version_key(v.version))
         raise ModelError(f"no {task} model found in {self.builtin_dir} or {self.user_dir}",
                          "reinstall medstation or train one with `medstation train-detector`")
+
+    def _builtin_default(self, task: str) -> str:
+        """The built-in version a task uses until someone picks another: ``models/defaults.json``
+        (``{"detection": "NAME@VERSION"}``), so that a new built-in version can ship installed and
+        compared before it is the default; without the file (or the task in it), the newest
+        built-in version."""
+        path = self.builtin_dir / BUILTIN_DEFAULTS
+        if not path.exists():
+            return ""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            self._problem(ModelError(f"{path}: unreadable ({type(exc).__name__}); the newest built-in "
+                                     "version is used", "reinstall medstation"))
+            return ""
+        value = data.get(task, "") if isinstance(data, dict) else ""
+        return value if isinstance(value, str) else ""
 
     def is_default(self, version: ModelVersion) -> bool:
         try:

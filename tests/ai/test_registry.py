@@ -96,3 +96,27 @@ def test_remove_refuses_builtin_and_in_use(registry):
     with pytest.raises(ModelError, match="already exists"):
         registry.new_version_dir("nodule-detector", "1.1.0")
     assert registry.new_version_dir("nodule-detector", "1.2.0").name == "nodule-detector-1.2.0"
+
+
+def test_a_new_built_in_version_ships_installed_and_the_defaults_file_says_which_is_used(registry):
+    """``models/defaults.json`` names the built-in version a task uses: a newer built-in one is
+    listed and can be picked, but is not used by itself; without the file the newest is used."""
+    import json
+
+    state = build_model(ARCHITECTURE, DEFAULT_INPUT, TINY_NET).state_dict()
+    save_model(registry.builtin_dir / "nodule-detector-2.0.0", state,
+               _manifest(name="nodule-detector", version="2.0.0", parent_version=None))
+    assert registry.default("detection").id == "nodule-detector@2.0.0"  # no file: the newest
+    save_model(registry.builtin_dir / "nodule-detector-1.5.0", state,
+               _manifest(name="nodule-detector", version="1.5.0", parent_version="1.0.0"))
+    (registry.builtin_dir / "defaults.json").write_text(json.dumps({"detection": "nodule-detector@1.5.0"}))
+    assert registry.default("detection").id == "nodule-detector@1.5.0"
+    assert "nodule-detector@2.0.0" in [v.id for v in registry.versions("detection")]
+    assert registry.resolve("nodule-detector").id == "nodule-detector@1.5.0"  # the name means the default
+    registry.use("nodule-detector@2.0.0")  # a reader's choice wins over the shipped default
+    assert registry.default("detection").id == "nodule-detector@2.0.0"
+    (registry.builtin_dir / "defaults.json").write_text("{not json")
+    registry.use("nodule-detector@1.0.0")
+    registry.settings_file.unlink()
+    assert registry.default("detection").id == "nodule-detector@2.0.0"  # unreadable: the newest, said
+    assert any("defaults.json" in str(p) for p in registry.problems)
