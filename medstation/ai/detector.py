@@ -133,7 +133,7 @@ class Detector:
     @property
     def keeps_in(self) -> str:
         """Where a finding's centre must lie to be kept: "lung mask" (1.x: the air-based mask, which
-        leaves a tumour on the mediastinum out) or "search region" (each lung's hull grown 15 mm,
+        leaves a tumour on the mediastinum out) or "search region" (each lung's hull grown 5 mm,
         ``imaging.lungs``); the manifest's ``keep_findings_in``, so that a version's behaviour, and
         its card's figures, stay what they were when it was written."""
         return str(self.manifest.get("keep_findings_in") or "lung mask")

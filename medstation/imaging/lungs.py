@@ -22,7 +22,9 @@ boxes' area inside). What the detector searches and keeps findings in is therefo
 region** (``LungMask.in_region``): on every slice holding lung, each lung's convex hull
 (``imaging.hull``: the hilum and whatever bulges into the lung from the mediastinum lie in the
 lung's concavity; pieces of air under 5 cm^2, such as the trachea in the neck, have none), grown
-in-plane by ``GROW_MM`` (a mass that lies on the
+in-plane by ``GROW_MM`` (5 mm: the hulls alone held every box centre of the shared tumour; 15 mm let
+in the posterior mediastinum, where a network trained on phantoms fires on the real aorta and
+oesophagus) (a mass that lies on the
 mediastinum or the chest wall), inside the body and without the diaphragm's domes. Slices without
 lung add nothing, so the neck, the shoulders above the apices and the abdomen below the bases stay
 out.
@@ -44,7 +46,7 @@ WORK_MM = 2.0  # in-plane working pixel size
 MIN_LUNG_ML = 150.0  # less than this is no chest CT (a head, an abdomen below the lung bases)
 DOME_ML = 10.0  # an open in-plane hole at the lung base bigger than this is the diaphragm's dome
 DOME_BASE_MM2 = 300.0  # ... and at least this broad on the lowest slice of lung
-GROW_MM = 15.0  # the search region reaches this far beyond each lung's hull, in-plane
+GROW_MM = 5.0  # the search region reaches this far beyond each lung's hull, in-plane
 
 
 @dataclass

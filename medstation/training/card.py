@@ -33,7 +33,7 @@ def render_card(manifest: dict) -> str:
         f"- Input: {inp.get('channels')} neighbouring slices as channels, resampled to "
         f"{inp.get('pixel_spacing_mm')} mm pixels and {inp.get('slice_spacing_mm')} mm slices, window "
         f"{inp.get('window')} HU; only slices holding lung, cropped to the lungs.",
-        "- Findings kept: " + ("those centred in the search region (each lung's convex hull grown 15 mm "
+        "- Findings kept: " + ("those centred in the search region (each lung's convex hull grown 5 mm "
                                "in-plane: central, hilar and juxtamediastinal tumours; never the neck or the "
                                "abdomen)." if manifest.get("keep_findings_in") == "search region" else
                                "those centred in the air-based lung mask."),

@@ -163,14 +163,14 @@ def test_the_mask_comes_back_to_the_volume_grid_as_repeat_cut_and_edge_pad_would
 @pytest.fixture(scope="module")
 def hilar_mass():
     """A generated chest (the training family's phantom, with its neck) and an 8 cm solid mass on
-    the left lung's medial border at the hilum, reaching 16 mm into the mediastinum."""
+    the left lung's medial border at the hilum, reaching 10 mm into the mediastinum."""
     from medstation.core.volume import Volume
     from medstation.synth.varied import Shape, VariedChestPhantom
 
     ph = VariedChestPhantom(seed=3)
     ph.neck = True
     cx, cy, hw, _hd = ph.lung_ellipses(-10.0)[1]
-    centre = (cx - hw + 0.6 * 40.0, cy, -10.0)  # 24 mm into the lung from its medial border
+    centre = (cx - hw + 0.75 * 40.0, cy, -10.0)  # 30 mm into the lung from its medial border
     ph.nodules = [Nodule(centre, 80.0, 35.0, "M1")]
     ph.shapes["M1"] = Shape("solid")
     px, dz = 2.0, 5.0
@@ -197,7 +197,7 @@ def test_the_search_region_holds_a_hilar_mass_that_the_lung_mask_leaves_out(hila
     disc = (yy ** 2 + xx ** 2) <= rr * rr
     region = lungs.region_at(k)[i - rr:i + rr + 1, j - rr:j + rr + 1]
     mask = lungs.mask[k, i - rr:i + rr + 1, j - rr:j + rr + 1]
-    assert region[disc].mean() >= 0.85, region[disc].mean()
+    assert region[disc].mean() >= 0.8, region[disc].mean()  # all but its mediastinal edge
     assert mask[disc].mean() < region[disc].mean() - 0.2
 
 
