@@ -104,8 +104,9 @@ def trim(binaries, level: str = "safe"):
     return [b for b in binaries if not any(fnmatch.fnmatch(Path(b[0]).name, p) for p in patterns)]
 
 
-#: folders of DATA_DIRS the app never reads (the README's screenshots): left out of the bundle
-NOT_SHIPPED = {"resources/screenshots"}
+#: folders of DATA_DIRS the app never reads (the README's screenshots; a model's training state kept
+#: between sessions, ``models/.training``): left out of the bundle
+NOT_SHIPPED = {"resources/screenshots", "models/.training"}
 
 
 def data_dirs() -> list[tuple[str, str]]:

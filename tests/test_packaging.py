@@ -24,10 +24,13 @@ import bundle  # noqa: E402
 def test_data_covers_models_and_resources():
     shipped = {Path(dest) / p.relative_to(src) for src, dest in bundle.data_dirs()
                for p in Path(src).rglob("*") if p.is_file()}
+    shipped |= {Path(dest) / Path(src).name for src, dest in bundle.data_dirs() if Path(src).is_file()}
     for name in ("model.safetensors", "manifest.json", "MODEL_CARD.md"):
         assert Path("models/nodule-detector") / name in shipped
     assert any(p.parts[0] == "resources" for p in shipped)
     assert not any("screenshots" in p.parts for p in shipped)  # README pictures stay out of the bundle
+    assert not any(".training" in p.parts for p in shipped)  # nor training state kept between sessions
+    assert Path("models/defaults.json") in shipped  # which built-in version each task uses
     assert ("resources" in {d for _s, d in bundle.data_dirs()})  # medstation.desktop
     # the app finds its models at <bundle>/models: next to the medstation package
     from medstation.ai.store import builtin_models_dir
